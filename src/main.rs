@@ -1,1 +1,43 @@
-fn main(){}
+//! The `sluice` command.
+
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use sluice::config::{BrokerConfig, ServeArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A thread-per-core message broker that speaks the Kafka protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (defaults: 127.0.0.1:9092, data in ./data). Logs go to stderr; set RUST_LOG to change the level.
+    Serve(ServeArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => BrokerConfig::resolve(&args).and_then(sluice::server::serve),
+    };
+    if let Err(e) = result {
+        eprintln!("sluice: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,267 @@
+//! Broker configuration: embedded defaults, then an optional TOML file, then
+//! environment variables (`SLUICE_*`), then command-line flags — the last one wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::log::FlushPolicy;
+
+/// Everything `sluice serve` can be told. Field names are the TOML keys.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    /// host:port that clients are told to connect to (Metadata brokers list).
+    pub advertised_listener: String,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub flush: FlushPolicy,
+    pub admin_addr: SocketAddr,
+    pub max_frame_bytes: usize,
+    pub max_inflight_requests: usize,
+    pub max_connections: usize,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub segment_bytes: u64,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub retention_check_interval_ms: u64,
+    pub io_memory_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: "127.0.0.1:9092".parse().expect("literal address"),
+            advertised_listener: String::new(),
+            data_dir: PathBuf::from("./data"),
+            shards: default_shards(),
+            flush: FlushPolicy::Interval(Duration::from_millis(1000)),
+            admin_addr: "127.0.0.1:9644".parse().expect("literal address"),
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_inflight_requests: 64,
+            max_connections: 10_000,
+            auto_create_topics: true,
+            default_partitions: 1,
+            segment_bytes: 1 << 30,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            retention_check_interval_ms: 30_000,
+            io_memory_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The cores this process may run on (taskset/cgroup aware), at least 1.
+pub fn default_shards() -> usize {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.len())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `sluice serve` flags. Every flag also reads `SLUICE_<NAME>` from the environment.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys use underscores: data_dir = "...").
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the Kafka listener binds, on every shard (SO_REUSEPORT). Default 127.0.0.1:9092.
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// host:port given to clients in Metadata. Default: the listen address.
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Directory holding the logs and the broker's own state. Default ./data.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shards (one pinned thread each). Default: the cores available to the process.
+    #[arg(long, env = "SLUICE_SHARDS")]
+    pub shards: Option<usize>,
+    /// Default durability of topics: always (fdatasync before acks=all is answered; group
+    /// commit), interval:MS (sync every MS milliseconds), or never (leave it to the kernel).
+    /// Default interval:1000.
+    #[arg(long, env = "SLUICE_FLUSH")]
+    pub flush: Option<FlushPolicy>,
+    /// Address of the admin HTTP endpoint (Prometheus text at /metrics). Default 127.0.0.1:9644.
+    #[arg(long, env = "SLUICE_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Largest request frame accepted; a larger one closes the connection. Default 104857600.
+    #[arg(long, env = "SLUICE_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Requests a connection may have in flight before the broker stops reading it. Default 64.
+    #[arg(long, env = "SLUICE_MAX_INFLIGHT_REQUESTS")]
+    pub max_inflight_requests: Option<usize>,
+    /// Connections per shard; more are refused with a log line. Default 10000.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Create a topic on first use (Metadata or Produce of an unknown topic). Default true.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic, or of CreateTopics with num_partitions = -1. Default 1.
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Default segment size before a roll (topic config segment.bytes). Default 1073741824.
+    #[arg(long, env = "SLUICE_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default retention by age (topic config retention.ms); -1 keeps forever. Default 604800000.
+    #[arg(long, env = "SLUICE_RETENTION_MS")]
+    pub retention_ms: Option<i64>,
+    /// Default retention by size per partition (retention.bytes); -1 is unlimited. Default -1.
+    #[arg(long, env = "SLUICE_RETENTION_BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// How often retention runs, in milliseconds. Default 30000.
+    #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// io_uring registered-buffer memory per shard (bytes). The locked-memory limit must
+    /// hold shards × this. Default 1048576.
+    #[arg(long, env = "SLUICE_IO_MEMORY_BYTES")]
+    pub io_memory_bytes: Option<usize>,
+}
+
+/// The TOML file: every key optional.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    advertised_listener: Option<String>,
+    data_dir: Option<PathBuf>,
+    shards: Option<usize>,
+    flush: Option<String>,
+    admin_addr: Option<SocketAddr>,
+    max_frame_bytes: Option<usize>,
+    max_inflight_requests: Option<usize>,
+    max_connections: Option<usize>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<i32>,
+    segment_bytes: Option<u64>,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+    retention_check_interval_ms: Option<u64>,
+    io_memory_bytes: Option<usize>,
+}
+
+fn negative_is_none(v: i64) -> Option<u64> {
+    u64::try_from(v).ok()
+}
+
+impl BrokerConfig {
+    /// Defaults, overlaid by the TOML file (if any), overlaid by env and flags (clap merged those).
+    pub fn resolve(args: &ServeArgs) -> Result<BrokerConfig, String> {
+        let mut c = BrokerConfig::default();
+        if let Some(path) = &args.config {
+            c.apply_file(path)?;
+        }
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = args.$f.clone() { c.$f = v; } )* };
+        }
+        set!(
+            listen,
+            advertised_listener,
+            data_dir,
+            shards,
+            flush,
+            admin_addr,
+            max_frame_bytes,
+            max_inflight_requests,
+            max_connections,
+            auto_create_topics,
+            default_partitions,
+            segment_bytes,
+            retention_check_interval_ms,
+            io_memory_bytes
+        );
+        if let Some(v) = args.retention_ms {
+            c.retention_ms = negative_is_none(v);
+        }
+        if let Some(v) = args.retention_bytes {
+            c.retention_bytes = negative_is_none(v);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let f: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = f.$f { self.$f = v; } )* };
+        }
+        set!(
+            listen,
+            advertised_listener,
+            data_dir,
+            shards,
+            admin_addr,
+            max_frame_bytes,
+            max_inflight_requests,
+            max_connections,
+            auto_create_topics,
+            default_partitions,
+            segment_bytes,
+            retention_check_interval_ms,
+            io_memory_bytes
+        );
+        if let Some(v) = f.flush {
+            self.flush = v
+                .parse()
+                .map_err(|e| format!("config file {}: flush: {e}", path.display()))?;
+        }
+        if let Some(v) = f.retention_ms {
+            self.retention_ms = negative_is_none(v);
+        }
+        if let Some(v) = f.retention_bytes {
+            self.retention_bytes = negative_is_none(v);
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 256 {
+            return Err(format!("shards must be 1..=256, got {}", self.shards));
+        }
+        if self.default_partitions < 1 {
+            return Err("default_partitions must be at least 1".into());
+        }
+        if self.max_inflight_requests == 0 {
+            return Err("max_inflight_requests must be at least 1".into());
+        }
+        if self.advertised_listener.is_empty() {
+            if self.listen.ip().is_unspecified() {
+                return Err(
+                    "listening on an unspecified address needs --advertised-listener".into(),
+                );
+            }
+            self.advertised_listener = self.listen.to_string();
+        }
+        let (host, port) = self
+            .advertised_listener
+            .rsplit_once(':')
+            .ok_or("advertised_listener must be HOST:PORT")?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!(
+                "advertised_listener must be HOST:PORT, got {}",
+                self.advertised_listener
+            ));
+        }
+        Ok(())
+    }
+
+    /// (host, port) advertised to clients.
+    pub fn advertised(&self) -> (String, i32) {
+        let (host, port) = self
+            .advertised_listener
+            .rsplit_once(':')
+            .expect("validated in resolve()");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        (
+            host.to_string(),
+            port.parse().expect("validated in resolve()"),
+        )
+    }
+}

@@ -1,0 +1,220 @@
+//! Topic configs: the Kafka names Sluice understands, their broker-wide defaults, and how
+//! a topic's overrides become the `LogConfig` its partitions run with.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::BrokerConfig;
+use crate::log::{FlushPolicy, LogConfig, TimestampType};
+
+/// A config a client may not set: the Kafka error code INVALID_CONFIG (40) with this text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Every topic config Sluice knows, in DescribeConfigs order.
+pub const TOPIC_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "index.interval.bytes",
+    "flush.policy",
+    "max.queue.bytes",
+    "min.insync.replicas",
+    "compression.type",
+];
+
+/// Broker-wide defaults for topic configs.
+#[derive(Debug, Clone)]
+pub struct TopicConfigDefaults {
+    pub base: LogConfig,
+}
+
+impl Default for TopicConfigDefaults {
+    fn default() -> Self {
+        TopicConfigDefaults::from_broker(&BrokerConfig::default())
+    }
+}
+
+fn opt_i64(v: Option<u64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-1".into())
+}
+
+fn parse_i64(key: &str, v: &str) -> Result<i64, ConfigError> {
+    v.trim()
+        .parse::<i64>()
+        .map_err(|_| ConfigError(format!("{key} must be an integer, got '{v}'")))
+}
+
+fn parse_limit(key: &str, v: &str) -> Result<Option<u64>, ConfigError> {
+    match parse_i64(key, v)? {
+        -1 => Ok(None),
+        x if x >= 0 => Ok(Some(x as u64)),
+        x => Err(ConfigError(format!("{key} must be -1 or ≥ 0, got {x}"))),
+    }
+}
+
+fn parse_min(key: &str, v: &str, min: i64) -> Result<i64, ConfigError> {
+    let x = parse_i64(key, v)?;
+    if x < min {
+        return Err(ConfigError(format!(
+            "{key} must be at least {min}, got {x}"
+        )));
+    }
+    Ok(x)
+}
+
+impl TopicConfigDefaults {
+    pub fn from_broker(c: &BrokerConfig) -> Self {
+        let base = LogConfig {
+            segment_bytes: c.segment_bytes,
+            retention_ms: c.retention_ms,
+            retention_bytes: c.retention_bytes,
+            flush: c.flush,
+            ..LogConfig::default()
+        };
+        TopicConfigDefaults { base }
+    }
+
+    /// Apply one override to `cfg`, or say why it cannot be.
+    fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), ConfigError> {
+        match key {
+            "cleanup.policy" => {
+                if v != "delete" {
+                    return Err(ConfigError(format!(
+                        "cleanup.policy={v} is not supported: Sluice deletes old segments (cleanup.policy=delete); log compaction is not implemented"
+                    )));
+                }
+            }
+            "retention.ms" => cfg.retention_ms = parse_limit(key, v)?,
+            "retention.bytes" => cfg.retention_bytes = parse_limit(key, v)?,
+            "segment.bytes" => cfg.segment_bytes = parse_min(key, v, 1024)? as u64,
+            "segment.ms" => cfg.segment_ms = Some(parse_min(key, v, 1)? as u64),
+            "max.message.bytes" => cfg.max_message_bytes = parse_min(key, v, 0)? as usize,
+            "index.interval.bytes" => {
+                cfg.index_interval_bytes = parse_min(key, v, 0)? as usize;
+            }
+            "message.timestamp.type" => {
+                cfg.timestamp_type = match v {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "message.timestamp.type must be CreateTime or LogAppendTime, got '{v}'"
+                        )))
+                    }
+                }
+            }
+            "flush.policy" => {
+                cfg.flush = v.parse().map_err(|e| {
+                    ConfigError(format!(
+                        "flush.policy must be always, interval:<ms> or never: {e}"
+                    ))
+                })?
+            }
+            "max.queue.bytes" => cfg.max_queue_bytes = parse_limit(key, v)?,
+            "min.insync.replicas" => {
+                if parse_i64(key, v)? != 1 {
+                    return Err(ConfigError(
+                        "min.insync.replicas must be 1 on a single-node broker".into(),
+                    ));
+                }
+            }
+            "compression.type" => {
+                if v != "producer" {
+                    return Err(ConfigError(format!(
+                        "compression.type={v} is not supported: Sluice keeps batches as the producer compressed them (compression.type=producer)"
+                    )));
+                }
+            }
+            _ => {
+                return Err(ConfigError(format!(
+                    "unknown topic config '{key}'; supported: {}",
+                    TOPIC_CONFIG_KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The log config of a topic with these overrides.
+    pub fn log_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, ConfigError> {
+        let mut cfg = self.base.clone();
+        for (k, v) in overrides {
+            Self::apply(&mut cfg, k, v)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Every known config with its effective value, for DescribeConfigs.
+    pub fn describe(cfg: &LogConfig) -> Vec<(&'static str, String)> {
+        TOPIC_CONFIG_KEYS
+            .iter()
+            .map(|&k| {
+                let v = match k {
+                    "cleanup.policy" => "delete".to_string(),
+                    "retention.ms" => opt_i64(cfg.retention_ms),
+                    "retention.bytes" => opt_i64(cfg.retention_bytes),
+                    "segment.bytes" => cfg.segment_bytes.to_string(),
+                    "segment.ms" => cfg.segment_ms.unwrap_or(7 * 24 * 3600 * 1000).to_string(),
+                    "max.message.bytes" => cfg.max_message_bytes.to_string(),
+                    "message.timestamp.type" => match cfg.timestamp_type {
+                        TimestampType::CreateTime => "CreateTime".into(),
+                        TimestampType::LogAppendTime => "LogAppendTime".into(),
+                    },
+                    "index.interval.bytes" => cfg.index_interval_bytes.to_string(),
+                    "flush.policy" => cfg.flush.to_string(),
+                    "max.queue.bytes" => opt_i64(cfg.max_queue_bytes),
+                    "min.insync.replicas" => "1".into(),
+                    "compression.type" => "producer".into(),
+                    _ => String::new(),
+                };
+                (k, v)
+            })
+            .collect()
+    }
+}
+
+/// The flush interval to wait for under `interval:<ms>`, if any.
+pub fn flush_interval(policy: FlushPolicy) -> Option<Duration> {
+    match policy {
+        FlushPolicy::Interval(d) => Some(d),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_change_the_log_config_and_bad_values_are_refused() {
+        let d = TopicConfigDefaults::default();
+        let mut o = BTreeMap::new();
+        o.insert("retention.bytes".into(), "4096".into());
+        o.insert("message.timestamp.type".into(), "LogAppendTime".into());
+        o.insert("flush.policy".into(), "always".into());
+        let c = d.log_config(&o).unwrap();
+        assert_eq!(c.retention_bytes, Some(4096));
+        assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(c.flush, FlushPolicy::Always);
+
+        for (k, v) in [
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "soon"),
+            ("no.such.config", "1"),
+            ("flush.policy", "sometimes"),
+        ] {
+            let mut o = BTreeMap::new();
+            o.insert(k.to_string(), v.to_string());
+            assert!(d.log_config(&o).is_err(), "{k}={v} should be refused");
+        }
+    }
+}

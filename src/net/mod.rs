@@ -1,0 +1,81 @@
+//! Listeners and connections. Every shard accepts on the same address (SO_REUSEPORT,
+//! set by glommio's `TcpListener::bind`); a connection lives on the shard that
+//! accepted it, which owns its framing, its response queue and its socket.
+
+mod connection;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::sync::Gate;
+use tracing::{info, warn};
+
+use crate::shard::Shard;
+
+/// How long graceful shutdown waits for open connections to finish in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accept Kafka connections until shutdown, then drain them.
+pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
+    let addr = shard.config.listen;
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if shard.id == 0 {
+        info!(%addr, shards = shard.count, "listening for Kafka clients");
+    }
+    let gate = Gate::new();
+    loop {
+        let accept = async { Some(listener.accept().await) };
+        let stop = async {
+            shard.shutdown.wait().await;
+            None
+        };
+        let stream = match futures_lite::future::or(accept, stop).await {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shard.connections.get() >= shard.config.max_connections {
+            shard
+                .metrics
+                .connections_refused
+                .set(shard.metrics.connections_refused.get() + 1);
+            warn!(
+                peer = ?stream.peer_addr().ok(),
+                limit = shard.config.max_connections,
+                "refusing connection: this shard is at max_connections"
+            );
+            continue;
+        }
+        shard
+            .metrics
+            .connections_accepted
+            .set(shard.metrics.connections_accepted.get() + 1);
+        let s = shard.clone();
+        if gate
+            .spawn(connection::run(s, stream))
+            .map(|t| t.detach())
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(listener);
+    if glommio::timer::timeout(DRAIN_TIMEOUT, async {
+        let _ = gate.close().await;
+        Ok(())
+    })
+    .await
+    .is_err()
+    {
+        warn!(
+            shard = shard.id,
+            "connections still open after the drain timeout"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! ApiVersions (KIP-35, KIP-511) and the table of what Sluice serves.
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+
+use super::errors;
+
+/// Every API Sluice serves with the version range it advertises. Ranges follow Kafka
+/// 4.1 where a client depends on it (KAFKA-COMPAT.md §4): Produce and FindCoordinator
+/// advertise min 0 because librdkafka < 2.11.1 tests for those single versions.
+/// Produce v0–v2 are advertised but refused (no client here sends them).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The advertised range of `key`, if Sluice serves it.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+fn table() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(k as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle(_req: ApiVersionsRequest) -> ApiVersionsResponse {
+    // KIP-511 asks brokers to validate ClientSoftwareName/Version; Kafka answers
+    // INVALID_REQUEST on a mismatch, which only makes librdkafka retry with v0.
+    // Sluice accepts any value: the fields are informational.
+    ApiVersionsResponse::default().with_api_keys(table())
+}
+
+/// The answer to an ApiVersions request of a version newer than Sluice knows: a v0
+/// header and a v0 body with UNSUPPORTED_VERSION and the ApiVersions range (KIP-511),
+/// built before (and without) parsing the request body.
+pub fn unsupported_version_frame(correlation_id: i32) -> BytesMut {
+    let (min, max) = supported_range(ApiKey::ApiVersions).expect("ApiVersions is served");
+    let mut b = BytesMut::with_capacity(4 + 4 + 2 + 4 + 6);
+    b.put_i32(4 + 2 + 4 + 6);
+    b.put_i32(correlation_id);
+    b.put_i16(errors::UNSUPPORTED_VERSION);
+    b.put_i32(1);
+    b.put_i16(ApiKey::ApiVersions as i16);
+    b.put_i16(min);
+    b.put_i16(max);
+    b
+}

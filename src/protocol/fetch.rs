@@ -1,0 +1,308 @@
+//! Fetch: pull-based with long-polling. The partitions of a request are grouped by
+//! owner shard; each owner reads its partitions in request order within the
+//! response's byte budget (one hop per owner, not per partition). If fewer than
+//! `min_bytes` came back, the request waits until an append to one of its partitions
+//! (an owner wakes only that partition's waiters) or `max_wait_ms`, then reads again.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{join_all, select, select_all, LocalBoxFuture};
+use futures_util::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::*;
+
+use super::errors::{self, KafkaError};
+use super::owned_log;
+use crate::shard::Shard;
+
+/// One partition of the request, resolved to its owner.
+#[derive(Clone)]
+struct Want {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// What an owner read for one partition.
+struct Got {
+    records: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+type PartResult = Result<Got, KafkaError>;
+
+/// One owner's share of a request: positions (topic i, partition j) and what to read.
+type OwnerBatch = (Vec<(usize, usize)>, Vec<Want>);
+
+/// Read `wants` in order on their owner, stopping once `budget` bytes are used.
+/// The first partition with data may exceed the budget by one batch (KIP-74).
+async fn read_owned(
+    shard: Rc<Shard>,
+    wants: Vec<Want>,
+    mut budget: usize,
+    first: bool,
+) -> Vec<PartResult> {
+    let mut out = Vec::with_capacity(wants.len());
+    let mut any = !first;
+    for w in wants {
+        let r = async {
+            let log = owned_log(&shard, &w.topic, w.partition)?;
+            let (hwm, start) = (log.high_watermark(), log.log_start_offset());
+            let limit = w.max_bytes.min(budget);
+            let mut data = Vec::new();
+            if limit > 0 || !any {
+                let slice = log.read(w.offset, limit.max(1)).await?;
+                if !slice.is_empty() && (slice.len() <= limit || !any) {
+                    data.reserve_exact(slice.len());
+                    slice.read_to_vec(&mut data).await?;
+                }
+            }
+            Ok(Got {
+                records: Bytes::from(data),
+                high_watermark: hwm,
+                log_start_offset: start,
+            })
+        }
+        .await;
+        if let Ok(g) = &r {
+            if !g.records.is_empty() {
+                any = true;
+                budget = budget.saturating_sub(g.records.len());
+            }
+        }
+        out.push(r);
+    }
+    shard.metrics.record_fetch(
+        out.iter()
+            .map(|r| r.as_ref().map(|g| g.records.len()).unwrap_or(0))
+            .sum(),
+    );
+    out
+}
+
+/// Resolves when any of `wants` has data past its offset, or after `timeout`.
+async fn wait_owned(shard: Rc<Shard>, wants: Vec<Want>, timeout: Duration) {
+    let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
+    for w in wants {
+        if let Some(log) = shard.log(&w.topic, w.partition) {
+            waits.push(async move { log.wait_for_append(w.offset).await }.boxed_local());
+        }
+    }
+    let timer = glommio::timer::Timer::new(timeout).boxed_local();
+    if waits.is_empty() {
+        timer.await;
+        return;
+    }
+    let shutdown = async move { shard.shutdown.wait().await }.boxed_local();
+    let _ = select(select(timer, shutdown), select_all(waits)).await;
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+    let reg = shard.registry();
+    let by_id = version >= 13;
+    // Resolve every requested partition: (topic index, partition index) → owner and Want.
+    let mut plan: Vec<Vec<Result<(usize, Want), KafkaError>>> = Vec::new();
+    for t in &req.topics {
+        let meta = if by_id {
+            reg.topic_by_id(&t.topic_id)
+        } else {
+            reg.topic(t.topic.as_str())
+        };
+        let parts = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let meta = meta.ok_or_else(|| {
+                    if by_id {
+                        KafkaError::new(errors::UNKNOWN_TOPIC_ID, "unknown topic id")
+                    } else {
+                        KafkaError::new(
+                            errors::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!("topic '{}' does not exist", t.topic.as_str()),
+                        )
+                    }
+                })?;
+                let owner = meta.owner(p.partition).ok_or_else(|| {
+                    KafkaError::new(
+                        errors::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("partition {}-{} does not exist", meta.name, p.partition),
+                    )
+                })?;
+                Ok((
+                    owner,
+                    Want {
+                        topic: meta.name.clone(),
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    },
+                ))
+            })
+            .collect();
+        plan.push(parts);
+    }
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+
+    let mut results = read_all(shard, &plan, max_bytes).await;
+    loop {
+        let total: usize = results
+            .iter()
+            .flatten()
+            .map(|r| r.as_ref().map(|g| g.records.len()).unwrap_or(0))
+            .sum();
+        let errored = results.iter().flatten().any(|r| r.is_err());
+        let now = Instant::now();
+        if total >= min_bytes || errored || now >= deadline || shard.shutdown.is_fired() {
+            break;
+        }
+        wait_any(shard, &plan, deadline - now).await;
+        results = read_all(shard, &plan, max_bytes).await;
+    }
+
+    let isolation_committed = req.isolation_level == 1;
+    let responses = req
+        .topics
+        .into_iter()
+        .zip(results)
+        .map(|(t, parts)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(parts)
+                .map(|(p, r)| partition_data(p.partition, r, isolation_committed, version))
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic)
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+fn partition_data(partition: i32, r: PartResult, committed: bool, version: i16) -> PartitionData {
+    let d = PartitionData::default()
+        .with_partition_index(partition)
+        .with_preferred_read_replica(BrokerId(-1));
+    match r {
+        Ok(g) => d
+            .with_high_watermark(g.high_watermark)
+            // No transactions yet: everything below the high watermark is stable.
+            .with_last_stable_offset(g.high_watermark)
+            .with_log_start_offset(if version >= 5 { g.log_start_offset } else { -1 })
+            .with_aborted_transactions(committed.then(Vec::new))
+            .with_records(Some(g.records)),
+        Err(e) => d
+            .with_error_code(e.code)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_records(Some(Bytes::new())),
+    }
+}
+
+/// Read every partition of the plan: one call per owner shard, merged in request order.
+async fn read_all(
+    shard: &Rc<Shard>,
+    plan: &[Vec<Result<(usize, Want), KafkaError>>],
+    max_bytes: usize,
+) -> Vec<Vec<PartResult>> {
+    // Per owner: the positions (topic i, partition j) and wants, in request order.
+    let mut per_owner: Vec<OwnerBatch> = vec![(Vec::new(), Vec::new()); shard.count];
+    let mut results: Vec<Vec<Option<PartResult>>> = plan
+        .iter()
+        .map(|parts| parts.iter().map(|_| None).collect())
+        .collect();
+    for (i, parts) in plan.iter().enumerate() {
+        for (j, p) in parts.iter().enumerate() {
+            match p {
+                Ok((owner, w)) => {
+                    per_owner[*owner].0.push((i, j));
+                    per_owner[*owner].1.push(w.clone());
+                }
+                Err(e) => results[i][j] = Some(Err(e.clone())),
+            }
+        }
+    }
+    // The connection's own shard reads first, so its data gets the KIP-74 exception.
+    let local = shard.id;
+    let calls = per_owner
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (pos, _))| !pos.is_empty())
+        .map(|(owner, (pos, wants))| {
+            let first = owner == local;
+            async move {
+                let reads = shard
+                    .invoke_on(owner, move |s| read_owned(s, wants, max_bytes, first))
+                    .await;
+                (pos, reads)
+            }
+        });
+    for (pos, reads) in join_all(calls).await {
+        match reads {
+            Ok(reads) => {
+                for ((i, j), r) in pos.into_iter().zip(reads) {
+                    results[i][j] = Some(r);
+                }
+            }
+            Err(_) => {
+                for (i, j) in pos {
+                    results[i][j] = Some(Err(KafkaError::new(
+                        errors::NOT_LEADER_OR_FOLLOWER,
+                        "the owner shard is shutting down",
+                    )));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|parts| {
+            parts
+                .into_iter()
+                .map(|r| r.expect("every position filled above"))
+                .collect()
+        })
+        .collect()
+}
+
+/// Wait until any partition of the plan gets an append, or the timeout passes.
+async fn wait_any(
+    shard: &Rc<Shard>,
+    plan: &[Vec<Result<(usize, Want), KafkaError>>],
+    timeout: Duration,
+) {
+    let mut per_owner: Vec<Vec<Want>> = vec![Vec::new(); shard.count];
+    for (owner, w) in plan.iter().flatten().flatten() {
+        per_owner[*owner].push(w.clone());
+    }
+    let waits: Vec<LocalBoxFuture<'_, ()>> = per_owner
+        .into_iter()
+        .enumerate()
+        .filter(|(_, w)| !w.is_empty())
+        .map(|(owner, wants)| {
+            async move {
+                let _ = shard
+                    .invoke_on(owner, move |s| wait_owned(s, wants, timeout))
+                    .await;
+            }
+            .boxed_local()
+        })
+        .collect();
+    if waits.is_empty() {
+        glommio::timer::Timer::new(timeout).await;
+        return;
+    }
+    let _ = select_all(waits).await;
+}

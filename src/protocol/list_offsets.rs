@@ -1,0 +1,93 @@
+//! ListOffsets: earliest (-2), latest (-1), earliest local (-4), max timestamp (-3),
+//! or the first offset whose timestamp is at or after a given time.
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::*;
+
+use super::errors::{self, KafkaError};
+use super::{on_owner, owned_log};
+use crate::shard::Shard;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+/// (offset, timestamp) for `ts` on the owner shard.
+async fn lookup(
+    shard: Rc<Shard>,
+    topic: std::sync::Arc<str>,
+    partition: i32,
+    ts: i64,
+) -> Result<(i64, i64), KafkaError> {
+    let log = owned_log(&shard, &topic, partition)?;
+    match ts {
+        LATEST => Ok((log.high_watermark(), -1)),
+        EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
+        MAX_TIMESTAMP => Err(KafkaError::new(
+            errors::UNSUPPORTED_VERSION,
+            "ListOffsets by max timestamp (-3) is not supported yet",
+        )),
+        ts if ts < 0 => Err(KafkaError::new(
+            errors::INVALID_REQUEST,
+            format!("unknown special timestamp {ts}"),
+        )),
+        ts => Ok(log.offset_for_timestamp(ts).await?.unwrap_or((-1, -1))),
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let reg = shard.registry();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let meta = reg.topic(t.name.as_str()).cloned();
+        let parts = t.partitions.iter().map(|p| {
+            let meta = meta.clone();
+            let index = p.partition_index;
+            let ts = p.timestamp;
+            async move {
+                let r = match meta.as_ref().and_then(|m| m.owner(index).map(|o| (m, o))) {
+                    None => Err(KafkaError::new(
+                        errors::UNKNOWN_TOPIC_OR_PARTITION,
+                        "unknown topic or partition",
+                    )),
+                    Some((m, owner)) => {
+                        let topic = m.name.clone();
+                        on_owner(shard, owner, move |s| lookup(s, topic, index, ts)).await
+                    }
+                };
+                let resp = ListOffsetsPartitionResponse::default().with_partition_index(index);
+                match r {
+                    Ok((offset, timestamp)) => {
+                        let r = resp.with_offset(offset).with_timestamp(timestamp);
+                        if version >= 4 {
+                            r.with_leader_epoch(0)
+                        } else {
+                            r
+                        }
+                    }
+                    Err(e) => resp
+                        .with_error_code(e.code)
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                }
+            }
+        });
+        let partitions = join_all(parts).await;
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,132 @@
+//! Produce: each partition's record set goes to its owner shard as it arrived (a
+//! `Bytes` slice of the request frame, no copy), is validated and appended there;
+//! the answers are merged in request order. acks=0 gets no response at all.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::errors::{self, KafkaError};
+use super::{on_owner, owned_log};
+use crate::log::AppendInfo;
+use crate::shard::Shard;
+
+/// Append on the owner shard; with acks=all also wait for the flush policy's durability.
+async fn append_owned(
+    shard: Rc<Shard>,
+    topic: Arc<str>,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> Result<AppendInfo, KafkaError> {
+    let log = owned_log(&shard, &topic, partition)?;
+    let info = log.append(&records).await?;
+    shard
+        .metrics
+        .record_append(records.len(), info.last_offset - info.base_offset + 1);
+    if acks == -1 {
+        log.wait_durable(info.last_offset).await?;
+    }
+    Ok(info)
+}
+
+/// Fields exist from a version on (log_start_offset v5, error_message v8); the
+/// encoder refuses a set field the version lacks, so set only what it has.
+fn partition_response(
+    index: i32,
+    r: Result<AppendInfo, KafkaError>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let p = PartitionProduceResponse::default().with_index(index);
+    match r {
+        Ok(info) => {
+            let p = p
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(info.log_append_time_ms);
+            if version >= 5 {
+                p.with_log_start_offset(info.log_start_offset)
+            } else {
+                p
+            }
+        }
+        Err(e) => {
+            let p = p
+                .with_error_code(e.code)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1);
+            if version >= 8 {
+                p.with_error_message(Some(StrBytes::from_string(e.message)))
+            } else {
+                p
+            }
+        }
+    }
+}
+
+/// `None` when acks=0: the client expects no response.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let bad_acks = !matches!(acks, -1..=1);
+    let reg = shard.registry();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for t in req.topic_data {
+        let meta = reg.topic(t.name.as_str()).cloned();
+        let work = t.partition_data.into_iter().map(|p| {
+            let meta = meta.clone();
+            let topic_name = t.name.0.as_str().to_string();
+            async move {
+                let index = p.index;
+                let r = async {
+                    if bad_acks {
+                        return Err(KafkaError::new(
+                            errors::INVALID_REQUIRED_ACKS,
+                            format!("acks must be 0, 1 or -1, got {acks}"),
+                        ));
+                    }
+                    let meta = meta.ok_or_else(|| {
+                        KafkaError::new(
+                            errors::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!("topic '{topic_name}' does not exist"),
+                        )
+                    })?;
+                    let owner = meta.owner(index).ok_or_else(|| {
+                        KafkaError::new(
+                            errors::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!("partition {topic_name}-{index} does not exist"),
+                        )
+                    })?;
+                    let records = p.records.ok_or_else(|| {
+                        KafkaError::new(errors::INVALID_RECORD, "produce without records")
+                    })?;
+                    let topic = meta.name.clone();
+                    on_owner(shard, owner, move |s| {
+                        append_owned(s, topic, index, records, acks)
+                    })
+                    .await
+                }
+                .await;
+                partition_response(index, r, version)
+            }
+        });
+        let partition_responses = join_all(work).await;
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}

@@ -1,0 +1,158 @@
+//! `sluice serve`: load the durable state, start the shards, stop on SIGINT/SIGTERM.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_channel::oneshot;
+use glommio::{Latency, Shares};
+use tracing::{error, info, warn};
+
+use crate::config::BrokerConfig;
+use crate::meta::{registry_path, store, Registry, RegistryRecord, TopicConfigDefaults};
+use crate::shard::{self, Shard};
+
+/// Run the broker until a signal stops it. Errors name what went wrong (and which file).
+pub fn serve(config: BrokerConfig) -> Result<(), String> {
+    std::fs::create_dir_all(config.data_dir.join("meta")).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let _lock = lock_data_dir(&config)?;
+    let path = registry_path(&config.data_dir);
+    let record: RegistryRecord = store::load(&path)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(RegistryRecord { topics: Vec::new() });
+    let registry = Registry::from_record(
+        &record,
+        &TopicConfigDefaults::from_broker(&config),
+        config.shards,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    info!(
+        data_dir = %config.data_dir.display(),
+        topics = registry.topics.len(),
+        shards = config.shards,
+        flush = %config.flush,
+        "starting sluice"
+    );
+
+    let mut stops = Vec::new();
+    let mut senders = Vec::new();
+    for _ in 0..config.shards {
+        let (tx, rx) = oneshot::channel::<()>();
+        senders.push(tx);
+        stops.push(rx);
+    }
+    spawn_signal_thread(senders)?;
+    shard::run(Arc::new(config), Arc::new(registry), shard_main, stops)?;
+    info!("sluice stopped");
+    Ok(())
+}
+
+/// Only one broker may use a data directory at a time.
+fn lock_data_dir(config: &BrokerConfig) -> Result<File, String> {
+    let path = config.data_dir.join(".lock");
+    let f = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; it only reads the fd number.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "data directory {} is in use by another sluice process",
+            config.data_dir.display()
+        ));
+    }
+    Ok(f)
+}
+
+fn spawn_signal_thread(senders: Vec<oneshot::Sender<()>>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                info!(
+                    signal = sig,
+                    "shutting down: finishing in-flight requests and syncing logs"
+                );
+                for s in senders {
+                    let _ = s.send(());
+                }
+            }
+            // A second signal means "now".
+            if signals.forever().next().is_some() {
+                warn!("second signal: exiting at once");
+                std::process::exit(130);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What every shard runs once its partitions are open.
+fn shard_main(shard: Rc<Shard>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    Box::pin(async move {
+        if shard.id == 0 {
+            glommio::spawn_local(crate::metrics::serve_admin(shard.clone())).detach();
+        }
+        spawn_retention(shard.clone());
+        if let Err(e) = crate::net::serve(shard.clone()).await {
+            error!("{e}");
+            std::process::exit(1);
+        }
+    })
+}
+
+/// Retention runs in its own low-share task queue so it never stalls produce or fetch.
+fn spawn_retention(shard: Rc<Shard>) {
+    let tq = glommio::executor().create_task_queue(
+        Shares::Static(50),
+        Latency::NotImportant,
+        "retention",
+    );
+    let every = Duration::from_millis(shard.config.retention_check_interval_ms.max(100));
+    let task = glommio::spawn_local_into(
+        async move {
+            loop {
+                let tick = async {
+                    glommio::timer::sleep(every).await;
+                    true
+                };
+                let stop = async {
+                    shard.shutdown.wait().await;
+                    false
+                };
+                if !futures_lite::future::or(tick, stop).await {
+                    return;
+                }
+                for (topic, p, log) in shard.owned_logs() {
+                    if let Err(e) = log.enforce_retention(now_ms()).await {
+                        warn!(%topic, partition = p, "retention failed: {e}");
+                    }
+                }
+            }
+        },
+        tq,
+    );
+    match task {
+        Ok(t) => {
+            t.detach();
+        }
+        Err(e) => {
+            warn!("cannot start retention: {e}");
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Shards: one glommio executor per core, pinned. Each shard owns some partitions
+//! (and, later, groups and transactional ids); only the owner touches their state.
+//! Other shards reach them with `Shard::invoke_on`, a visible hop over the mesh.
+//!
+//! Only this module creates executors or crosses cores.
+
+pub mod controller;
+pub mod mesh;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info, warn};
+
+use crate::config::BrokerConfig;
+use crate::log::{LogError, PartitionLog};
+use crate::meta::{partition_dir, Registry, TopicConfigDefaults, TopicMeta};
+use crate::metrics::ShardMetrics;
+pub use mesh::MeshClosed;
+use mesh::{Job, Mesh};
+
+/// Owner of partitions, groups and transactional ids: an index in `0..shards`.
+pub type ShardId = usize;
+
+/// A one-shot broadcast that local tasks can wait on (shutdown).
+#[derive(Default)]
+pub struct Signal {
+    fired: Cell<bool>,
+    waiters: RefCell<Vec<std::task::Waker>>,
+}
+
+impl Signal {
+    pub fn fire(&self) {
+        self.fired.set(true);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.fired.get()
+    }
+
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.fired.get() {
+                std::task::Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Logs by topic name, then partition index.
+type OwnedLogs = HashMap<Arc<str>, Vec<Option<Rc<PartitionLog>>>>;
+
+/// The state of one shard. Lives on its executor's thread only (`Rc`, never `Send`).
+pub struct Shard {
+    pub id: ShardId,
+    pub count: usize,
+    pub config: Arc<BrokerConfig>,
+    pub defaults: TopicConfigDefaults,
+    registry: RefCell<Arc<Registry>>,
+    /// Logs of the partitions this shard owns: topic name → partition index → log.
+    logs: RefCell<OwnedLogs>,
+    mesh: Mesh,
+    pub metrics: ShardMetrics,
+    pub shutdown: Signal,
+    /// Serializes registry changes; used on shard 0 only (the controller).
+    pub(crate) controller_lock: glommio::sync::Semaphore,
+    /// Connections currently open on this shard.
+    pub connections: Cell<usize>,
+}
+
+impl Shard {
+    /// The current registry snapshot.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.borrow().clone()
+    }
+
+    /// The log of an owned partition, if this shard owns it and it is open.
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        let logs = self.logs.borrow();
+        let p = usize::try_from(partition).ok()?;
+        logs.get(topic)?.get(p)?.clone()
+    }
+
+    /// Every owned partition with its log (for metrics and background work).
+    pub fn owned_logs(&self) -> Vec<(Arc<str>, i32, Rc<PartitionLog>)> {
+        let logs = self.logs.borrow();
+        let mut out = Vec::new();
+        for (t, parts) in logs.iter() {
+            for (p, l) in parts.iter().enumerate() {
+                if let Some(l) = l {
+                    out.push((t.clone(), p as i32, l.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Run `f` on shard `target` with that shard's state and await its result.
+    /// Local calls run inline, without a hop.
+    pub async fn invoke_on<T, F, Fut>(
+        self: &Rc<Self>,
+        target: ShardId,
+        f: F,
+    ) -> Result<T, MeshClosed>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        if target == self.id {
+            return Ok(f(self.clone()).await);
+        }
+        self.metrics
+            .cross_shard_calls
+            .set(self.metrics.cross_shard_calls.get() + 1);
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = tx.send(f(shard).await);
+            })
+        });
+        self.mesh.send(target, job).await?;
+        rx.await.map_err(|_| MeshClosed)
+    }
+
+    /// Install a new registry snapshot: open logs of newly owned partitions, apply
+    /// config changes, remove logs of deleted topics. The snapshot becomes visible
+    /// only once the new partitions are open.
+    pub async fn apply_registry(self: &Rc<Self>, next: Arc<Registry>) -> Result<(), LogError> {
+        let prev = self.registry();
+        // Topics that disappeared, or were re-created under a new id: remove their logs.
+        for (name, old) in prev.topics.iter() {
+            let gone = next.topic(name).map(|t| t.id != old.id).unwrap_or(true);
+            if gone {
+                let removed = self.logs.borrow_mut().remove(name);
+                for log in removed.into_iter().flatten().flatten() {
+                    if let Err(e) = log.remove().await {
+                        warn!(topic = %name, "removing the log of a deleted topic failed: {e}");
+                    }
+                }
+            }
+        }
+        for topic in next.topics.values() {
+            self.open_owned(topic).await?;
+        }
+        *self.registry.borrow_mut() = next;
+        Ok(())
+    }
+
+    async fn open_owned(&self, topic: &TopicMeta) -> Result<(), LogError> {
+        for (p, &owner) in topic.partition_shards.iter().enumerate() {
+            if owner != self.id {
+                continue;
+            }
+            if let Some(log) = self.log(&topic.name, p as i32) {
+                log.set_config(topic.log_config.clone());
+                continue;
+            }
+            let dir = partition_dir(&self.config.data_dir, &topic.name, p as i32);
+            let log = PartitionLog::open(&dir, topic.log_config.clone()).await?;
+            let mut logs = self.logs.borrow_mut();
+            let parts = logs.entry(topic.name.clone()).or_default();
+            if parts.len() <= p {
+                parts.resize(p + 1, None);
+            }
+            parts[p] = Some(log);
+        }
+        Ok(())
+    }
+
+    /// Flush and close every owned log (graceful shutdown).
+    pub async fn close_logs(&self) {
+        for (topic, p, log) in self.owned_logs() {
+            if let Err(e) = log.close().await {
+                error!(%topic, partition = p, "closing the log failed: {e}");
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+/// The shard running on this thread.
+pub fn current() -> Rc<Shard> {
+    CURRENT.with(|c| {
+        c.borrow()
+            .clone()
+            .expect("shard::current() called outside a shard executor")
+    })
+}
+
+/// What each shard runs once its state is ready: accept connections, serve the admin
+/// endpoint, run background work, until `shutdown` fires.
+pub type ShardMain = fn(Rc<Shard>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// Start `config.shards` pinned executors, each loading its partitions from `registry`,
+/// then running `main`. Blocks until every shard has exited; `stop` fires shutdown.
+pub fn run(
+    config: Arc<BrokerConfig>,
+    registry: Arc<Registry>,
+    main: ShardMain,
+    stop: Vec<oneshot::Receiver<()>>,
+) -> Result<(), String> {
+    let count = config.shards;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mesh_builder: MeshBuilder<Job, _> = MeshBuilder::full(count, 1024);
+    let mut handles = Vec::with_capacity(count);
+    let draining = Arc::new(std::sync::atomic::AtomicUsize::new(count));
+    for (id, stop) in stop.into_iter().enumerate() {
+        let placement = match cores.get(id % cores.len().max(1)) {
+            Some(core) if count <= cores.len() => Placement::Fixed(core.id),
+            _ => Placement::Unbound,
+        };
+        let config = config.clone();
+        let registry = registry.clone();
+        let mesh_builder = mesh_builder.clone();
+        let draining = draining.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{id}"))
+            .io_memory(config.io_memory_bytes)
+            .preempt_timer(Duration::from_millis(10))
+            .spawn(move || async move {
+                shard_main(ShardStart {
+                    id,
+                    count,
+                    config,
+                    registry,
+                    mesh_builder,
+                    main,
+                    stop,
+                    draining,
+                })
+                .await
+            })
+            .map_err(|e| format!("cannot start shard {id}: {e}"))?;
+        handles.push(handle);
+    }
+    let mut result = Ok(());
+    for (id, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(format!("shard {id}: {e}")),
+            Err(e) => result = Err(format!("shard {id} failed: {e}")),
+        }
+    }
+    result
+}
+
+/// Everything a shard starts from.
+struct ShardStart {
+    id: ShardId,
+    count: usize,
+    config: Arc<BrokerConfig>,
+    registry: Arc<Registry>,
+    mesh_builder: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
+    main: ShardMain,
+    stop: oneshot::Receiver<()>,
+    draining: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn shard_main(start: ShardStart) -> Result<(), String> {
+    let ShardStart {
+        id,
+        count,
+        config,
+        registry,
+        mesh_builder,
+        main,
+        stop,
+        draining,
+    } = start;
+    let (senders, receivers) = mesh_builder
+        .join()
+        .await
+        .map_err(|_| "cannot join the shard mesh".to_string())?;
+    let shard = Rc::new(Shard {
+        id,
+        count,
+        defaults: TopicConfigDefaults::from_broker(&config),
+        config,
+        registry: RefCell::new(Arc::new(Registry::default())),
+        logs: RefCell::new(HashMap::new()),
+        mesh: Mesh::new(senders),
+        metrics: ShardMetrics::new(id),
+        shutdown: Signal::default(),
+        controller_lock: glommio::sync::Semaphore::new(1),
+        connections: Cell::new(0),
+    });
+    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    mesh::serve_peers(receivers, shard.clone());
+    shard
+        .apply_registry(registry)
+        .await
+        .map_err(|e| format!("recovering partitions failed: {e}"))?;
+    info!(
+        shard = id,
+        partitions = shard.owned_logs().len(),
+        "shard ready"
+    );
+    {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let _ = stop.await;
+            shard.shutdown.fire();
+        })
+        .detach();
+    }
+    main(shard.clone()).await;
+    // Other shards may still forward in-flight requests to our partitions: close the
+    // logs only once every shard has drained its connections. Shutdown only, so a
+    // short poll is fine here.
+    draining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    while draining.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    shard.close_logs().await;
+    shard.mesh.close();
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    info!(shard = id, "shard stopped");
+    Ok(())
+}
