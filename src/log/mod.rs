@@ -1,1 +1,24 @@
+//! The per-partition storage engine: Kafka RecordBatch v2 bytes kept exactly as received, in
+//! segment files with sparse offset and time indexes, group-committed fdatasync, recovery
+//! from a checkpoint, and retention.
+//!
+//! `log/` knows nothing about the network or Kafka request types: it takes a produce
+//! request's records blob and hands out file ranges for fetches. Everything here runs on one
+//! glommio executor (`Rc`, `Cell`, `!Send`): the owner shard of the partition.
 
+pub mod batch;
+mod checkpoint;
+pub mod config;
+pub mod error;
+mod index;
+pub mod partition;
+mod recovery;
+mod segment;
+mod wait;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{FlushPolicy, LogConfig, TimestampType};
+pub use error::LogError;
+pub use partition::{AppendInfo, FetchSlice, FileRange, PartitionLog, RetentionReport};
