@@ -1,0 +1,919 @@
+//! One partition's log: append with ordered offsets, reads as file ranges, group commit,
+//! recovery, retention. Single-threaded: it lives on its owner shard's executor.
+//!
+//! Resources per append: one copy of the produce blob into an owned buffer (headers patched
+//! in it), one `write` through io_uring, one task spawn (so a cancelled request cannot leave
+//! a hole below the high watermark), no syscall for the index (kept in memory, written at
+//! flush/roll/close). Under `flush=always` one `fdatasync` serves every append that completed
+//! while the previous sync ran.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use glommio::io::{BufferedFile, OpenOptions};
+use glommio::sync::Semaphore;
+
+use super::batch::{self, BatchInfo};
+use super::checkpoint::{self, Checkpoint};
+use super::config::{FlushPolicy, LogConfig, TimestampType};
+use super::error::LogError;
+use super::segment::{self, Segment};
+use super::wait::{OffsetWait, Waiters};
+
+/// Preallocation grows a segment file by this much at a time (or segment_bytes if smaller).
+const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
+/// The checkpoint is rewritten after a sync at most this often.
+const CHECKPOINT_INTERVAL_MS: i64 = 1000;
+
+/// The result of a successful append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The time stamped into the batches under LogAppendTime, -1 under CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// A byte range of a segment file. The `Rc` keeps the file open (and its bytes readable) even
+/// if retention unlinks the segment while a fetch still uses the range.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub file: Rc<BufferedFile>,
+    pub position: u64,
+    pub len: usize,
+}
+
+/// Whole record batches for a fetch, as file ranges (for sendfile/splice, or `read_to_vec`).
+#[derive(Clone, Debug, Default)]
+pub struct FetchSlice {
+    pub ranges: Vec<FileRange>,
+}
+
+impl FetchSlice {
+    pub fn len(&self) -> usize {
+        self.ranges.iter().map(|r| r.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the bytes into `out` (appending).
+    pub async fn read_to_vec(&self, out: &mut Vec<u8>) -> Result<(), LogError> {
+        out.reserve(self.len());
+        for r in &self.ranges {
+            let mut done = 0;
+            while done < r.len {
+                let pos = r.position + done as u64;
+                let got = r.file.read_at(pos, r.len - done).await.map_err(|e| {
+                    LogError::io(
+                        "reading fetch range",
+                        Path::new(&format!("fd {}", fd_of(&r.file))),
+                        e,
+                    )
+                })?;
+                if got.is_empty() {
+                    return Err(LogError::Offline(format!(
+                        "fetch range ended early at {pos}"
+                    )));
+                }
+                out.extend_from_slice(&got);
+                done += got.len();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fd_of(f: &BufferedFile) -> i32 {
+    use std::os::unix::io::AsRawFd;
+    f.as_raw_fd()
+}
+
+/// What `enforce_retention` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+/// An append reserved in the log whose write may still be in flight.
+struct InFlight {
+    end_offset: i64,
+    end_position: u64,
+    segment: Rc<Segment>,
+    done: bool,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    me: Weak<PartitionLog>,
+    config: RefCell<LogConfig>,
+    /// Sorted by base offset; the last one is the active segment, all others are sealed.
+    segments: RefCell<Vec<Rc<Segment>>>,
+    /// Serializes reservations in call order (FIFO); uncontended except during a roll.
+    reserve_gate: Semaphore,
+    /// Log end offset: the offset the next appended batch gets.
+    next_offset: Cell<i64>,
+    high_watermark: Cell<i64>,
+    log_start_offset: Cell<i64>,
+    /// Every offset below this is synced.
+    durable_offset: Cell<i64>,
+    in_flight: RefCell<VecDeque<InFlight>>,
+    /// Sequence number of `in_flight`'s front.
+    in_flight_front: Cell<u64>,
+    size_bytes: Cell<u64>,
+    /// Bytes of the first segment before the log start offset's batch (for max_queue_bytes).
+    bytes_before_start: Cell<u64>,
+    hwm_waiters: RefCell<Waiters>,
+    durable_waiters: RefCell<Waiters>,
+    sync_running: Cell<bool>,
+    /// Set when the log cannot be used any more (write failed, removed): every wait returns.
+    offline: Cell<bool>,
+    offline_reason: RefCell<Option<String>>,
+    closed: Cell<bool>,
+    checkpoint_gate: Semaphore,
+    last_checkpoint_ms: Cell<i64>,
+    flush_timer_generation: Cell<u64>,
+    sync_count: Cell<u64>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it, or recovering it after a crash (see `recover`).
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
+        // Directory create/list are rare metadata calls glommio does not offer (it has no
+        // recursive create nor a listing that is not std's); they run once per open.
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::io("creating partition directory", dir, e))?;
+        let recovered = super::recovery::recover(dir, &config).await?;
+        let log = Rc::new_cyclic(|me| PartitionLog {
+            dir: dir.to_path_buf(),
+            me: me.clone(),
+            config: RefCell::new(config),
+            segments: RefCell::new(recovered.segments),
+            reserve_gate: Semaphore::new(1),
+            next_offset: Cell::new(recovered.next_offset),
+            high_watermark: Cell::new(recovered.next_offset),
+            log_start_offset: Cell::new(recovered.log_start_offset),
+            durable_offset: Cell::new(recovered.next_offset),
+            in_flight: RefCell::new(VecDeque::new()),
+            in_flight_front: Cell::new(0),
+            size_bytes: Cell::new(0),
+            bytes_before_start: Cell::new(0),
+            hwm_waiters: RefCell::new(Waiters::default()),
+            durable_waiters: RefCell::new(Waiters::default()),
+            sync_running: Cell::new(false),
+            offline: Cell::new(false),
+            offline_reason: RefCell::new(None),
+            closed: Cell::new(false),
+            checkpoint_gate: Semaphore::new(1),
+            last_checkpoint_ms: Cell::new(0),
+            flush_timer_generation: Cell::new(0),
+            sync_count: Cell::new(0),
+        });
+        log.size_bytes.set(
+            log.segments
+                .borrow()
+                .iter()
+                .map(|s| s.reserved_end.get())
+                .sum(),
+        );
+        log.update_bytes_before_start().await?;
+        log.write_checkpoint(true).await?;
+        log.start_flush_timer();
+        Ok(log)
+    }
+
+    fn check_online(&self) -> Result<(), LogError> {
+        if self.offline.get() {
+            let why = self.offline_reason.borrow().clone().unwrap_or_default();
+            return Err(LogError::Offline(format!("{}: {why}", self.dir.display())));
+        }
+        if self.closed.get() {
+            return Err(LogError::Offline(format!(
+                "{} is closed",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the log offline after an I/O error: nothing more is written or served from memory
+    /// state that may not match the files; every waiter is released.
+    fn fail(&self, e: &LogError) {
+        tracing::error!(dir = %self.dir.display(), error = %e, "partition log going offline");
+        self.offline_reason
+            .borrow_mut()
+            .get_or_insert_with(|| e.to_string());
+        self.offline.set(true);
+        self.hwm_waiters.borrow_mut().wake_all();
+        self.durable_waiters.borrow_mut().wake_all();
+    }
+
+    fn active(&self) -> Rc<Segment> {
+        // `segments` is never empty: recovery always yields an active segment and only
+        // sealed segments are ever removed.
+        let segs = self.segments.borrow();
+        segs[segs.len() - 1].clone()
+    }
+
+    pub async fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        self.check_online()?;
+        let config = self.config.borrow().clone();
+        let infos = batch::validate_batches(records, config.max_message_bytes)?;
+        let mut buf = records.to_vec();
+        let now = now_ms();
+        let append_time = match config.timestamp_type {
+            TimestampType::LogAppendTime => now,
+            TimestampType::CreateTime => -1,
+        };
+        let permit = self
+            .reserve_gate
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Offline("gate closed".into()))?;
+        self.check_online()?;
+        self.check_queue_limit(&config, buf.len())?;
+        let count: i64 = infos.iter().map(BatchInfo::offset_count).sum();
+        let seg = self
+            .segment_for_append(&config, buf.len() as u64, count, now)
+            .await?;
+        let base_offset = self.next_offset.get();
+        let position = seg.reserved_end.get();
+        let mut offset = base_offset;
+        for info in &infos {
+            let b = &mut buf[info.offset_in_blob..info.offset_in_blob + info.len];
+            batch::set_base_offset(b, offset);
+            batch::set_partition_leader_epoch(b, 0);
+            let mut info = info.clone();
+            if append_time >= 0 {
+                batch::set_log_append_time(b, append_time);
+                info.max_timestamp = append_time;
+            }
+            seg.on_batch(
+                &info,
+                offset,
+                position + info.offset_in_blob as u64,
+                config.effective_index_interval(),
+            );
+            offset += info.offset_count();
+        }
+        let len = buf.len() as u64;
+        seg.reserved_end.set(position + len);
+        self.next_offset.set(offset);
+        self.size_bytes.set(self.size_bytes.get() + len);
+        let seq = self.in_flight_front.get() + self.in_flight.borrow().len() as u64;
+        self.in_flight.borrow_mut().push_back(InFlight {
+            end_offset: offset,
+            end_position: position + len,
+            segment: seg.clone(),
+            done: false,
+        });
+        drop(permit);
+        self.spawn_write(seg, buf, position, seq);
+        let last_offset = offset - 1;
+        OffsetWait::new(
+            &self.hwm_waiters,
+            &self.high_watermark,
+            &self.offline,
+            last_offset,
+        )
+        .await;
+        if self.high_watermark.get() <= last_offset {
+            self.check_online()?;
+        }
+        if config.flush == FlushPolicy::Always {
+            self.request_sync();
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: append_time,
+            log_start_offset: self.log_start_offset.get(),
+        })
+    }
+
+    /// The write runs in its own task: once offsets are reserved the bytes must land (or the
+    /// log go offline) even if the request that asked for them is dropped.
+    fn spawn_write(&self, seg: Rc<Segment>, buf: Vec<u8>, position: u64, seq: u64) {
+        let Some(me) = self.me.upgrade() else { return };
+        glommio::spawn_local(async move {
+            match seg.write_all(buf, position).await {
+                Ok(()) => me.complete(seq),
+                Err(e) => me.fail(&e),
+            }
+        })
+        .detach();
+    }
+
+    /// Marks write `seq` done and advances the high watermark over the done prefix.
+    fn complete(&self, seq: u64) {
+        let mut q = self.in_flight.borrow_mut();
+        let i = (seq - self.in_flight_front.get()) as usize;
+        q[i].done = true;
+        let mut advanced = false;
+        while q.front().is_some_and(|f| f.done) {
+            if let Some(f) = q.pop_front() {
+                f.segment.readable_end.set(f.end_position);
+                self.high_watermark.set(f.end_offset);
+                self.in_flight_front.set(self.in_flight_front.get() + 1);
+                advanced = true;
+            }
+        }
+        drop(q);
+        if advanced {
+            self.hwm_waiters
+                .borrow_mut()
+                .wake_below(self.high_watermark.get());
+        }
+    }
+
+    fn check_queue_limit(&self, config: &LogConfig, len: usize) -> Result<(), LogError> {
+        let Some(max) = config.max_queue_bytes else {
+            return Ok(());
+        };
+        let used = self
+            .size_bytes
+            .get()
+            .saturating_sub(self.bytes_before_start.get());
+        if used + len as u64 > max {
+            return Err(LogError::PolicyViolation(format!(
+                "bounded queue full: {used} bytes retained after the log start offset + {len} new bytes would exceed max_queue_bytes {max}; consume and delete records (or raise the limit) first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The active segment, rolled if this append does not fit or it is too old, with
+    /// preallocated room for `len` more bytes.
+    async fn segment_for_append(
+        &self,
+        config: &LogConfig,
+        len: u64,
+        count: i64,
+        now: i64,
+    ) -> Result<Rc<Segment>, LogError> {
+        let segment_bytes = config.effective_segment_bytes();
+        let active = self.active();
+        let used = active.reserved_end.get();
+        let too_big = used + len > segment_bytes;
+        let too_old = config
+            .segment_ms
+            .is_some_and(|ms| now - active.created_ms >= ms as i64);
+        let too_many = self.next_offset.get() + count - active.base_offset > u32::MAX as i64;
+        let active = if used > 0 && (too_big || too_old || too_many) {
+            self.roll(now).await?
+        } else {
+            active
+        };
+        let chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
+        let need = active.reserved_end.get() + len;
+        if let Err(e) = active
+            .preallocate(need, chunk, segment_bytes.max(need))
+            .await
+        {
+            self.fail(&e);
+            return Err(e);
+        }
+        Ok(active)
+    }
+
+    /// Seals the active segment (after its in-flight writes land) and starts a new one.
+    async fn roll(&self, now: i64) -> Result<Rc<Segment>, LogError> {
+        let old = self.active();
+        let next = self.next_offset.get();
+        OffsetWait::new(
+            &self.hwm_waiters,
+            &self.high_watermark,
+            &self.offline,
+            next - 1,
+        )
+        .await;
+        self.check_online()?;
+        let res = async {
+            old.seal().await?;
+            Segment::create(&self.dir, next, now).await
+        }
+        .await;
+        let seg = match res {
+            Ok(s) => Rc::new(s),
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+        self.segments.borrow_mut().push(seg.clone());
+        tracing::debug!(dir = %self.dir.display(), base_offset = next, "rolled segment");
+        // The sealed segment is synced: everything below `next` is durable.
+        self.mark_durable(next);
+        self.write_checkpoint(false).await?;
+        Ok(seg)
+    }
+
+    fn mark_durable(&self, offset: i64) {
+        if offset > self.durable_offset.get() {
+            self.durable_offset.set(offset);
+            self.durable_waiters.borrow_mut().wake_below(offset);
+        }
+    }
+
+    pub async fn wait_durable(&self, last_offset: i64) -> Result<(), LogError> {
+        if self.config.borrow().flush != FlushPolicy::Always
+            || self.durable_offset.get() > last_offset
+        {
+            return Ok(());
+        }
+        self.request_sync();
+        OffsetWait::new(
+            &self.durable_waiters,
+            &self.durable_offset,
+            &self.offline,
+            last_offset,
+        )
+        .await;
+        if self.durable_offset.get() > last_offset {
+            return Ok(());
+        }
+        self.check_online()
+    }
+
+    /// Starts the group-commit loop unless it runs already (it then picks this append up in
+    /// its next round).
+    fn request_sync(&self) {
+        if self.sync_running.get() || self.offline.get() {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        self.sync_running.set(true);
+        glommio::spawn_local(async move {
+            while me.durable_offset.get() < me.high_watermark.get() && !me.offline.get() {
+                if let Err(e) = me.sync_once().await {
+                    me.fail(&e);
+                }
+            }
+            me.sync_running.set(false);
+        })
+        .detach();
+    }
+
+    /// One fdatasync of the active segment covering everything below the current hwm.
+    async fn sync_once(&self) -> Result<(), LogError> {
+        let target = self.high_watermark.get();
+        let active = self.active();
+        let at = Checkpoint {
+            segment_base: active.base_offset,
+            position: active.readable_end.get(),
+            next_offset: target,
+            log_start_offset: self.log_start_offset.get(),
+        };
+        // Sealed segments were synced by `seal`; the hwm is always inside the active one.
+        active.sync().await?;
+        self.sync_count.set(self.sync_count.get() + 1);
+        self.mark_durable(target);
+        if now_ms() - self.last_checkpoint_ms.get() >= CHECKPOINT_INTERVAL_MS {
+            active.persist_index(false).await?;
+            self.store_checkpoint(at, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Number of fdatasyncs of segment data issued by flushes and group commits (for tests
+    /// and metrics).
+    pub fn sync_count(&self) -> u64 {
+        self.sync_count.get()
+    }
+
+    /// Syncs now and writes the index files and the checkpoint.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        if self.offline.get() {
+            return self.check_online();
+        }
+        let target = self.high_watermark.get();
+        let active = self.active();
+        let at = Checkpoint {
+            segment_base: active.base_offset,
+            position: active.readable_end.get(),
+            next_offset: target,
+            log_start_offset: self.log_start_offset.get(),
+        };
+        active.persist_index(false).await?;
+        active.sync().await?;
+        self.sync_count.set(self.sync_count.get() + 1);
+        self.mark_durable(target);
+        self.store_checkpoint(at, false).await
+    }
+
+    /// Writes the checkpoint at the high watermark. With `sync`, the data is synced first and
+    /// the checkpoint too (log start moves, clean close); without, it is written only if
+    /// everything below the hwm is durable already (recovery trusts what it covers).
+    async fn write_checkpoint(&self, sync: bool) -> Result<(), LogError> {
+        let active = self.active();
+        let at = Checkpoint {
+            segment_base: active.base_offset,
+            position: active.readable_end.get(),
+            next_offset: self.high_watermark.get(),
+            log_start_offset: self.log_start_offset.get(),
+        };
+        if self.durable_offset.get() < at.next_offset {
+            if !sync {
+                return Ok(());
+            }
+            active.sync().await?;
+            self.sync_count.set(self.sync_count.get() + 1);
+            self.mark_durable(at.next_offset);
+        }
+        self.store_checkpoint(at, sync).await
+    }
+
+    async fn store_checkpoint(&self, mut at: Checkpoint, sync: bool) -> Result<(), LogError> {
+        let _g = self
+            .checkpoint_gate
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Offline("checkpoint gate".into()))?;
+        at.log_start_offset = self.log_start_offset.get();
+        let path = checkpoint::path(&self.dir);
+        let res = async {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .buffered_open(&path)
+                .await?;
+            f.write_at(at.encode(), 0).await?;
+            if sync {
+                f.fdatasync().await?;
+            }
+            f.close().await
+        }
+        .await;
+        res.map_err(|e| LogError::io("writing checkpoint", &path, e))?;
+        self.last_checkpoint_ms.set(now_ms());
+        Ok(())
+    }
+
+    fn start_flush_timer(&self) {
+        let FlushPolicy::Interval(every) = self.config.borrow().flush else {
+            return;
+        };
+        let generation = self.flush_timer_generation.get() + 1;
+        self.flush_timer_generation.set(generation);
+        let me = self.me.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                let Some(log) = me.upgrade() else { return };
+                if log.flush_timer_generation.get() != generation
+                    || log.closed.get()
+                    || log.offline.get()
+                {
+                    return;
+                }
+                if log.durable_offset.get() < log.high_watermark.get() {
+                    if let Err(e) = log.flush().await {
+                        log.fail(&e);
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.get()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.get()
+    }
+
+    /// The log end offset (offset of the next append, including appends still in flight).
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset.get()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes.get()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of segments (active included).
+    pub fn segment_count(&self) -> usize {
+        self.segments.borrow().len()
+    }
+
+    /// Resolves when high_watermark() > offset (or the log goes offline). Cancel-safe.
+    pub async fn wait_for_append(&self, offset: i64) {
+        OffsetWait::new(
+            &self.hwm_waiters,
+            &self.high_watermark,
+            &self.offline,
+            offset,
+        )
+        .await
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset.get(),
+            high_watermark: self.high_watermark.get(),
+        }
+    }
+
+    /// Segments from the one containing `offset` on.
+    fn segments_from(&self, offset: i64) -> Vec<Rc<Segment>> {
+        let segs = self.segments.borrow();
+        let i = segs
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        segs[i..].to_vec()
+    }
+
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchSlice, LogError> {
+        if self.offline.get() {
+            self.check_online()?;
+        }
+        let hwm = self.high_watermark.get();
+        if offset < self.log_start_offset.get() || offset > hwm {
+            return Err(self.out_of_range(offset));
+        }
+        let mut slice = FetchSlice::default();
+        if offset == hwm {
+            return Ok(slice);
+        }
+        let mut budget = max_bytes as u64;
+        for seg in self.segments_from(offset) {
+            let end = seg.readable_end.get();
+            let first = slice.ranges.is_empty();
+            let start = if first {
+                seg.find_batch(offset).await?.0
+            } else {
+                0
+            };
+            if start >= end {
+                if first {
+                    continue;
+                }
+                break;
+            }
+            let limit = start + budget;
+            let mut stop = if limit >= end {
+                end
+            } else {
+                seg.last_boundary(start, limit).await?
+            };
+            if stop == start {
+                if !first {
+                    break;
+                }
+                // KIP-74: the first batch is returned whole even when bigger than max_bytes.
+                stop = start + seg.find_batch(offset).await?.1 as u64;
+            }
+            slice.ranges.push(FileRange {
+                file: seg.file.clone(),
+                position: start,
+                len: (stop - start) as usize,
+            });
+            budget = budget.saturating_sub(stop - start);
+            if stop < end || budget == 0 {
+                break;
+            }
+        }
+        Ok(slice)
+    }
+
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let start = self.log_start_offset.get();
+        for seg in self.segments_from(start) {
+            if seg.max_timestamp.get() < ts || seg.readable_end.get() == 0 {
+                continue;
+            }
+            let from = seg
+                .index
+                .borrow()
+                .lookup_time(ts)
+                .map(|r| seg.base_offset + r as i64);
+            let from = from
+                .unwrap_or(seg.base_offset)
+                .max(start)
+                .min(seg.next_offset.get() - 1);
+            if from >= self.high_watermark.get() {
+                return Ok(None);
+            }
+            let pos = seg.find_batch(from).await?.0;
+            if let Some(found) = seg.scan_for_timestamp(pos, ts, start).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn delete_records(&self, before_offset: i64) -> Result<i64, LogError> {
+        self.check_online()?;
+        let hwm = self.high_watermark.get();
+        let before = if before_offset == -1 {
+            hwm
+        } else {
+            before_offset
+        };
+        if before < 0 || before > hwm {
+            return Err(self.out_of_range(before_offset));
+        }
+        if before > self.log_start_offset.get() {
+            self.log_start_offset.set(before);
+            self.delete_segments_below_start().await?;
+            self.update_bytes_before_start().await?;
+            self.write_checkpoint(true).await?;
+        }
+        Ok(self.log_start_offset.get())
+    }
+
+    /// Deletes sealed segments entirely below the log start offset.
+    async fn delete_segments_below_start(&self) -> Result<(usize, u64), LogError> {
+        let start = self.log_start_offset.get();
+        let doomed: Vec<Rc<Segment>> = {
+            let mut segs = self.segments.borrow_mut();
+            let keep_from = segs
+                .iter()
+                .take(segs.len() - 1)
+                .position(|s| s.next_offset.get() > start)
+                .unwrap_or(segs.len() - 1);
+            segs.drain(..keep_from).collect()
+        };
+        self.delete_segment_files(&doomed).await
+    }
+
+    async fn delete_segment_files(&self, doomed: &[Rc<Segment>]) -> Result<(usize, u64), LogError> {
+        let mut bytes = 0;
+        for s in doomed {
+            bytes += s.reserved_end.get();
+            self.size_bytes
+                .set(self.size_bytes.get() - s.reserved_end.get());
+            for p in [
+                s.path(),
+                segment::index_path(&self.dir, s.base_offset),
+                segment::time_index_path(&self.dir, s.base_offset),
+            ] {
+                if let Err(e) = glommio::io::remove(&p).await {
+                    let e: std::io::Error = e.into();
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(LogError::io("deleting segment", &p, e));
+                    }
+                }
+            }
+            tracing::info!(dir = %self.dir.display(), base_offset = s.base_offset, bytes = s.reserved_end.get(), "deleted segment");
+        }
+        Ok((doomed.len(), bytes))
+    }
+
+    async fn update_bytes_before_start(&self) -> Result<(), LogError> {
+        let start = self.log_start_offset.get();
+        let first = self.segments.borrow()[0].clone();
+        let pos = if start > first.base_offset && start < self.high_watermark.get() {
+            first.find_batch(start).await?.0
+        } else if start >= self.high_watermark.get() {
+            first.readable_end.get()
+        } else {
+            0
+        };
+        self.bytes_before_start.set(pos);
+        Ok(())
+    }
+
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, LogError> {
+        self.check_online()?;
+        let config = self.config.borrow().clone();
+        let doomed: Vec<Rc<Segment>> = {
+            let mut segs = self.segments.borrow_mut();
+            let sealed = segs.len() - 1;
+            let mut size = self.size_bytes.get();
+            let mut n = 0;
+            while n < sealed {
+                let s = &segs[n];
+                let expired = config
+                    .retention_ms
+                    .is_some_and(|ms| s.max_timestamp.get() < now_ms - ms as i64);
+                let oversize = config
+                    .retention_bytes
+                    .is_some_and(|max| size - s.reserved_end.get() >= max);
+                if !(expired || oversize) {
+                    break;
+                }
+                size -= s.reserved_end.get();
+                n += 1;
+            }
+            segs.drain(..n).collect()
+        };
+        let mut report = RetentionReport {
+            log_start_offset: self.log_start_offset.get(),
+            ..Default::default()
+        };
+        if doomed.is_empty() {
+            return Ok(report);
+        }
+        let new_start = self.segments.borrow()[0].base_offset;
+        if new_start > self.log_start_offset.get() {
+            self.log_start_offset.set(new_start);
+        }
+        let (n, bytes) = self.delete_segment_files(&doomed).await?;
+        self.update_bytes_before_start().await?;
+        self.write_checkpoint(false).await?;
+        report.segments_deleted = n;
+        report.bytes_deleted = bytes;
+        report.log_start_offset = self.log_start_offset.get();
+        Ok(report)
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        let old = std::mem::replace(&mut *self.config.borrow_mut(), config.clone());
+        if old.flush != config.flush {
+            self.flush_timer_generation
+                .set(self.flush_timer_generation.get() + 1);
+            self.start_flush_timer();
+        }
+    }
+
+    /// Waits for in-flight writes, syncs, trims the preallocated tail and writes the indexes
+    /// and the checkpoint. Reads keep working; appends are refused.
+    pub async fn close(&self) -> Result<(), LogError> {
+        if self.closed.get() {
+            return Ok(());
+        }
+        self.closed.set(true);
+        let _p = self
+            .reserve_gate
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Offline("gate closed".into()))?;
+        let next = self.next_offset.get();
+        OffsetWait::new(
+            &self.hwm_waiters,
+            &self.high_watermark,
+            &self.offline,
+            next - 1,
+        )
+        .await;
+        if self.offline.get() {
+            return self.check_online();
+        }
+        let active = self.active();
+        active.trim().await?;
+        active.persist_index(false).await?;
+        active.sync().await?;
+        self.mark_durable(next);
+        segment::sync_path(&segment::index_path(&self.dir, active.base_offset)).await?;
+        self.write_checkpoint(true).await?;
+        self.flush_timer_generation
+            .set(self.flush_timer_generation.get() + 1);
+        Ok(())
+    }
+
+    /// Deletes every file and the directory (DeleteTopics). Open fetch ranges stay readable.
+    pub async fn remove(&self) -> Result<(), LogError> {
+        self.closed.set(true);
+        self.offline_reason
+            .borrow_mut()
+            .get_or_insert_with(|| "removed".into());
+        self.offline.set(true);
+        self.hwm_waiters.borrow_mut().wake_all();
+        self.durable_waiters.borrow_mut().wake_all();
+        self.flush_timer_generation
+            .set(self.flush_timer_generation.get() + 1);
+        let segs: Vec<Rc<Segment>> = self.segments.borrow().clone();
+        self.delete_segment_files(&segs).await?;
+        // See `open` for why directory operations use std.
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(|e| LogError::io("removing partition directory", &self.dir, e))?;
+        Ok(())
+    }
+
+    /// Approximate heap bytes held for this partition (indexes and bookkeeping).
+    pub fn heap_bytes(&self) -> usize {
+        let segs = self.segments.borrow();
+        std::mem::size_of::<Self>()
+            + segs
+                .iter()
+                .map(|s| std::mem::size_of::<Segment>() + s.index.borrow().heap_bytes())
+                .sum::<usize>()
+            + self.hwm_waiters.borrow().len() * 48
+    }
+}
