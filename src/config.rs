@@ -29,6 +29,7 @@ pub struct BrokerConfig {
     pub retention_ms: Option<u64>,
     pub retention_bytes: Option<u64>,
     pub retention_check_interval_ms: u64,
+    pub producer_id_expiration_ms: u64,
     pub io_memory_bytes: usize,
 }
 
@@ -50,6 +51,7 @@ impl Default for BrokerConfig {
             retention_ms: Some(7 * 24 * 3600 * 1000),
             retention_bytes: None,
             retention_check_interval_ms: 30_000,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
             io_memory_bytes: 1 << 20,
         }
     }
@@ -113,9 +115,14 @@ pub struct ServeArgs {
     /// Default retention by size per partition (retention.bytes); -1 is unlimited. Default -1.
     #[arg(long, env = "SLUICE_RETENTION_BYTES")]
     pub retention_bytes: Option<i64>,
-    /// How often retention runs, in milliseconds. Default 30000.
+    /// How often background work runs (retention, producer-state snapshots and
+    /// expiry), in milliseconds. Default 30000.
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// Forget an idempotent producer's sequence state after this long without writes
+    /// (Kafka's producer.id.expiration.ms). Default 86400000.
+    #[arg(long, env = "SLUICE_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
     /// io_uring registered-buffer memory per shard (bytes). The locked-memory limit must
     /// hold shards × this. Default 1048576.
     #[arg(long, env = "SLUICE_IO_MEMORY_BYTES")]
@@ -141,6 +148,7 @@ struct FileConfig {
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
     retention_check_interval_ms: Option<u64>,
+    producer_id_expiration_ms: Option<u64>,
     io_memory_bytes: Option<usize>,
 }
 
@@ -172,6 +180,7 @@ impl BrokerConfig {
             default_partitions,
             segment_bytes,
             retention_check_interval_ms,
+            producer_id_expiration_ms,
             io_memory_bytes
         );
         if let Some(v) = args.retention_ms {
@@ -205,6 +214,7 @@ impl BrokerConfig {
             default_partitions,
             segment_bytes,
             retention_check_interval_ms,
+            producer_id_expiration_ms,
             io_memory_bytes
         );
         if let Some(v) = f.flush {

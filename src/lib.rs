@@ -10,6 +10,7 @@ pub mod log;
 pub mod meta;
 pub mod metrics;
 pub mod net;
+pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod shard;

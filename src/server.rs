@@ -95,6 +95,27 @@ fn spawn_signal_thread(senders: Vec<oneshot::Sender<()>>) -> Result<(), String> 
     Ok(())
 }
 
+/// Expire idle producers and snapshot the rest, so a restart replays little of the log.
+async fn save_producer_state(
+    topic: &str,
+    p: i32,
+    part: &crate::shard::Partition,
+    expiration_ms: i64,
+) {
+    let snapshot = {
+        let mut table = part.producers.borrow_mut();
+        table.expire(now_ms(), expiration_ms);
+        if !table.is_dirty() {
+            return;
+        }
+        table.snapshot(part.log.high_watermark())
+    };
+    let path = crate::producer::state::snapshot_path(part.log.dir());
+    if let Err(e) = store::save(&path, &snapshot).await {
+        warn!(%topic, partition = p, "saving producer state failed: {e}");
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -138,10 +159,12 @@ fn spawn_retention(shard: Rc<Shard>) {
                 if !futures_lite::future::or(tick, stop).await {
                     return;
                 }
-                for (topic, p, log) in shard.owned_logs() {
-                    if let Err(e) = log.enforce_retention(now_ms()).await {
+                let expiration = shard.config.producer_id_expiration_ms as i64;
+                for (topic, p, part) in shard.owned_partitions() {
+                    if let Err(e) = part.log.enforce_retention(now_ms()).await {
                         warn!(%topic, partition = p, "retention failed: {e}");
                     }
+                    save_producer_state(&topic, p, &part, expiration).await;
                 }
             }
         },

@@ -11,6 +11,7 @@ pub mod errors;
 mod admin;
 mod configs;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -155,6 +156,7 @@ pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Reply, Protoco
         ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::FindCoordinator => call!(FindCoordinatorRequest, metadata::find_coordinator),
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, metadata::describe_cluster),
+        ApiKey::InitProducerId => call!(InitProducerIdRequest, init_producer_id::handle),
         ApiKey::CreateTopics => call!(CreateTopicsRequest, admin::create_topics),
         ApiKey::DeleteTopics => call!(DeleteTopicsRequest, admin::delete_topics),
         ApiKey::CreatePartitions => call!(CreatePartitionsRequest, admin::create_partitions),

@@ -12,11 +12,15 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{self, KafkaError};
-use super::{on_owner, owned_log};
+use super::on_owner;
 use crate::log::AppendInfo;
+use crate::producer::state::Check;
 use crate::shard::Shard;
 
 /// Append on the owner shard; with acks=all also wait for the flush policy's durability.
+/// An idempotent batch is checked against its producer's sequence first (synchronously,
+/// so pipelined batches are judged in arrival order); a duplicate is answered with the
+/// offsets of the copy already in the log.
 async fn append_owned(
     shard: Rc<Shard>,
     topic: Arc<str>,
@@ -24,15 +28,54 @@ async fn append_owned(
     records: Bytes,
     acks: i16,
 ) -> Result<AppendInfo, KafkaError> {
-    let log = owned_log(&shard, &topic, partition)?;
-    let info = log.append(&records).await?;
-    shard
-        .metrics
-        .record_append(records.len(), info.last_offset - info.base_offset + 1);
+    let part = shard.partition(&topic, partition).ok_or_else(|| {
+        KafkaError::new(
+            errors::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("partition {topic}-{partition} does not exist"),
+        )
+    })?;
+    let log = &part.log;
+    let check = part.producers.borrow_mut().check(&records, now_ms())?;
+    let info = match check {
+        Check::Duplicate {
+            base_offset,
+            last_offset,
+        } => AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: -1,
+            log_start_offset: log.log_start_offset(),
+        },
+        Check::Plain => log.append(&records).await?,
+        Check::Append(pb) => match log.append(&records).await {
+            Ok(info) => {
+                part.producers
+                    .borrow_mut()
+                    .complete(&pb, info.base_offset, info.last_offset);
+                info
+            }
+            Err(e) => {
+                part.producers.borrow_mut().abort(&pb);
+                return Err(e.into());
+            }
+        },
+    };
+    if !matches!(check, Check::Duplicate { .. }) {
+        shard
+            .metrics
+            .record_append(records.len(), info.last_offset - info.base_offset + 1);
+    }
     if acks == -1 {
         log.wait_durable(info.last_offset).await?;
     }
     Ok(info)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Fields exist from a version on (log_start_offset v5, error_message v8); the

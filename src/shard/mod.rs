@@ -23,6 +23,8 @@ use crate::config::BrokerConfig;
 use crate::log::{LogError, PartitionLog};
 use crate::meta::{partition_dir, Registry, TopicConfigDefaults, TopicMeta};
 use crate::metrics::ShardMetrics;
+use crate::producer::state::ProducerTable;
+use crate::producer::IdBlock;
 pub use mesh::MeshClosed;
 use mesh::{Job, Mesh};
 
@@ -61,8 +63,14 @@ impl Signal {
     }
 }
 
-/// Logs by topic name, then partition index.
-type OwnedLogs = HashMap<Arc<str>, Vec<Option<Rc<PartitionLog>>>>;
+/// A partition this shard owns: its log and its idempotent producers.
+pub struct Partition {
+    pub log: Rc<PartitionLog>,
+    pub producers: RefCell<ProducerTable>,
+}
+
+/// Owned partitions by topic name, then partition index.
+type OwnedLogs = HashMap<Arc<str>, Vec<Option<Rc<Partition>>>>;
 
 /// The state of one shard. Lives on its executor's thread only (`Rc`, never `Send`).
 pub struct Shard {
@@ -80,6 +88,8 @@ pub struct Shard {
     pub(crate) controller_lock: glommio::sync::Semaphore,
     /// Connections currently open on this shard.
     pub connections: Cell<usize>,
+    /// This shard's block of producer ids (and, on the controller, the next block).
+    pub producer_ids: IdBlock,
 }
 
 impl Shard {
@@ -88,15 +98,20 @@ impl Shard {
         self.registry.borrow().clone()
     }
 
-    /// The log of an owned partition, if this shard owns it and it is open.
-    pub fn log(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+    /// An owned partition, if this shard owns it and it is open.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         let logs = self.logs.borrow();
         let p = usize::try_from(partition).ok()?;
         logs.get(topic)?.get(p)?.clone()
     }
 
-    /// Every owned partition with its log (for metrics and background work).
-    pub fn owned_logs(&self) -> Vec<(Arc<str>, i32, Rc<PartitionLog>)> {
+    /// The log of an owned partition, if this shard owns it and it is open.
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
+        self.partition(topic, partition).map(|p| p.log.clone())
+    }
+
+    /// Every owned partition (for metrics and background work).
+    pub fn owned_partitions(&self) -> Vec<(Arc<str>, i32, Rc<Partition>)> {
         let logs = self.logs.borrow();
         let mut out = Vec::new();
         for (t, parts) in logs.iter() {
@@ -107,6 +122,14 @@ impl Shard {
             }
         }
         out
+    }
+
+    /// Every owned partition's log.
+    pub fn owned_logs(&self) -> Vec<(Arc<str>, i32, Rc<PartitionLog>)> {
+        self.owned_partitions()
+            .into_iter()
+            .map(|(t, p, part)| (t, p, part.log.clone()))
+            .collect()
     }
 
     /// Run `f` on shard `target` with that shard's state and await its result.
@@ -147,8 +170,8 @@ impl Shard {
             let gone = next.topic(name).map(|t| t.id != old.id).unwrap_or(true);
             if gone {
                 let removed = self.logs.borrow_mut().remove(name);
-                for log in removed.into_iter().flatten().flatten() {
-                    if let Err(e) = log.remove().await {
+                for part in removed.into_iter().flatten().flatten() {
+                    if let Err(e) = part.log.remove().await {
                         warn!(topic = %name, "removing the log of a deleted topic failed: {e}");
                     }
                 }
@@ -172,6 +195,8 @@ impl Shard {
             }
             let dir = partition_dir(&self.config.data_dir, &topic.name, p as i32);
             let log = PartitionLog::open(&dir, topic.log_config.clone()).await?;
+            let producers = RefCell::new(crate::producer::recovery::load(&log).await?);
+            let log = Rc::new(Partition { log, producers });
             let mut logs = self.logs.borrow_mut();
             let parts = logs.entry(topic.name.clone()).or_default();
             if parts.len() <= p {
@@ -182,11 +207,15 @@ impl Shard {
         Ok(())
     }
 
-    /// Flush and close every owned log (graceful shutdown).
+    /// Flush and close every owned log and save its producer state (graceful shutdown).
     pub async fn close_logs(&self) {
-        for (topic, p, log) in self.owned_logs() {
-            if let Err(e) = log.close().await {
+        for (topic, p, part) in self.owned_partitions() {
+            if let Err(e) = part.log.close().await {
                 error!(%topic, partition = p, "closing the log failed: {e}");
+            }
+            let mut table = std::mem::take(&mut *part.producers.borrow_mut());
+            if let Err(e) = crate::producer::recovery::save(&part.log, &mut table).await {
+                error!(%topic, partition = p, "saving producer state failed: {e}");
             }
         }
     }
@@ -301,6 +330,7 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         shutdown: Signal::default(),
         controller_lock: glommio::sync::Semaphore::new(1),
         connections: Cell::new(0),
+        producer_ids: IdBlock::default(),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     mesh::serve_peers(receivers, shard.clone());
