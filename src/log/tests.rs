@@ -601,7 +601,7 @@ fn group_commit_covers_many_concurrent_appends_with_few_fdatasyncs() {
         assert_eq!(all, (0..512).collect::<Vec<i64>>());
         let syncs = log.sync_count() - syncs_before;
         assert!(
-            syncs >= 1 && syncs < 512 / 4,
+            (1..512 / 4).contains(&syncs),
             "{syncs} fdatasyncs for 512 appends"
         );
         println!("group commit: {syncs} fdatasyncs for 512 appends by 64 producers");
