@@ -20,6 +20,7 @@ fn config() -> LogConfig {
         segment_bytes: 256 << 20,
         retention_ms: None,
         retention_bytes: Some(512 << 20),
+        max_message_bytes: 2 << 20,
         flush: FlushPolicy::Never,
         ..LogConfig::default()
     }
