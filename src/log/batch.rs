@@ -572,7 +572,9 @@ mod tests {
             let mut b = build_batch(1, &vals);
             b.extend(build_batch(2, &vals));
             // Bytes 0..8 (baseOffset) and 12..16 (leader epoch) are not covered by anything.
-            let covered: Vec<usize> = (0..b.len()).filter(|&i| !(i < 8 || (12..16).contains(&i)) && !(i >= b.len() / 2 && i < b.len() / 2 + 8) && !(i >= b.len() / 2 + 12 && i < b.len() / 2 + 16)).collect();
+            let half = b.len() / 2;
+            let uncovered = |i: usize| i < 8 || (12..16).contains(&i) || (half..half + 8).contains(&i) || (half + 12..half + 16).contains(&i);
+            let covered: Vec<usize> = (0..b.len()).filter(|&i| !uncovered(i)).collect();
             let p = covered[pos_seed % covered.len()];
             b[p] ^= flip;
             prop_assert!(validate_batches(&b, 1 << 20).is_err());

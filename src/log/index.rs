@@ -156,7 +156,7 @@ impl SegmentIndex {
             }
             out.push(e);
         }
-        (out, b.len() % OFFSET_ENTRY_LEN == 0)
+        (out, b.len().is_multiple_of(OFFSET_ENTRY_LEN))
     }
 
     pub fn decode_times(b: &[u8], offset_limit: u32) -> (Vec<TimeEntry>, bool) {
@@ -176,7 +176,7 @@ impl SegmentIndex {
             }
             out.push(e);
         }
-        (out, b.len() % TIME_ENTRY_LEN == 0)
+        (out, b.len().is_multiple_of(TIME_ENTRY_LEN))
     }
 
     /// Bytes of heap this index holds.

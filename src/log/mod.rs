@@ -10,7 +10,7 @@ pub mod batch;
 mod checkpoint;
 pub mod config;
 pub mod error;
-mod index;
+pub mod index;
 pub mod partition;
 mod recovery;
 mod segment;
