@@ -37,8 +37,37 @@ async fn lookup(
             errors::INVALID_REQUEST,
             format!("unknown special timestamp {ts}"),
         )),
-        ts => Ok(log.offset_for_timestamp(ts).await?.unwrap_or((-1, -1))),
+        ts => match log.offset_for_timestamp(ts).await? {
+            None => Ok((-1, -1)),
+            Some((base, max_ts)) => Ok(first_record_at(&log, base, ts).await?.unwrap_or((base, max_ts))),
+        },
     }
+}
+
+/// The log finds the batch; Kafka answers with the first *record* at or after `ts`,
+/// so look inside that batch (decompressing it: ListOffsets is not the hot path).
+async fn first_record_at(
+    log: &crate::log::PartitionLog,
+    base: i64,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, KafkaError> {
+    let slice = log.read(base, 1).await?;
+    let mut buf = Vec::new();
+    slice.read_to_vec(&mut buf).await?;
+    let mut bytes = bytes::Bytes::from(buf);
+    let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) {
+        Ok(set) => set,
+        Err(e) => {
+            tracing::warn!("cannot decode batch at offset {base} for a timestamp lookup: {e}");
+            return Ok(None);
+        }
+    };
+    let start = log.log_start_offset();
+    Ok(set
+        .records
+        .iter()
+        .find(|r| r.offset >= start && r.offset >= base && r.timestamp >= ts)
+        .map(|r| (r.offset, r.timestamp)))
 }
 
 pub async fn handle(
