@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Every test of Sluice, on a fresh Debian 12 machine or a developer's:
+#   1. system packages the client tests need (kcat, python3-venv), if missing;
+#   2. a Python venv at .venv with the pinned clients (tests/requirements.txt);
+#   3. cargo build --release   (the broker binary, target/release/sluice);
+#   4. cargo test --release    (unit tests and Rust integration tests);
+#   5. pytest tests/clients    (real clients against the real binary).
+# Runs from any directory, without a terminal, as root (CI) or a user with sudo.
+# Exits non-zero if any step fails; later test steps still run when an earlier
+# test step fails, so one run shows every failure.
+#
+# Usage: scripts/test.sh [--setup-only]   (--setup-only: steps 1-2, then exit)
+# Environment:
+#   PYTEST_ARGS   extra arguments for pytest, e.g. "-k kcat -x"
+#   SKIP_CARGO_TEST=1  skip step 4 (the client tests still build the binary)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SETUP_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --setup-only) SETUP_ONLY=1 ;;
+  *) echo "usage: $0 [--setup-only]" >&2; exit 2 ;;
+esac
+
+VENV="$ROOT/.venv"
+REQUIREMENTS="$ROOT/tests/requirements.txt"
+START=$SECONDS
+FAILED=()
+
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - START))" "$*"; }
+note() { printf '    %s\n' "$*"; }
+
+# Rust and pyenv live in the user's home; a non-login shell may not have them on PATH.
+for dir in "$HOME/.cargo/bin" "$HOME/.pyenv/shims"; do
+  if [[ -d "$dir" && ":$PATH:" != *":$dir:"* ]]; then PATH="$PATH:$dir"; fi
+done
+export PATH
+
+# --- 1. system packages ---------------------------------------------------------
+step "system packages: kcat, python3-venv"
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if command -v dpkg >/dev/null 2>&1; then
+  dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+  note "installing: ${missing[*]}"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: ${missing[*]} missing and no apt-get here; install them by hand" >&2
+    exit 1
+  fi
+  SUDO=()
+  if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo -n); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -q
+  "${SUDO[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+else
+  note "already installed"
+fi
+note "$(kcat -V 2>&1 | grep -m1 Version || echo 'kcat: version unknown')"
+
+# --- 2. Python venv ---------------------------------------------------------------
+step "python venv at .venv (tests/requirements.txt)"
+venv_ok() { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; }
+if ! venv_ok; then
+  rm -rf "$VENV"
+  # Prefer the python3 on PATH (pyenv's 3.11 here); fall back to Debian's.
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv "$VENV"
+  fi
+  note "created with $("$VENV/bin/python" --version)"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  note "installing pinned packages"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
+  echo "$want" >"$stamp"
+else
+  note "up to date"
+fi
+"$VENV/bin/python" - <<'EOF'
+from importlib.metadata import version
+import confluent_kafka
+print(f"    confluent-kafka {version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}), "
+      f"kafka-python {version('kafka-python')}, pytest {version('pytest')}")
+EOF
+
+if ((SETUP_ONLY)); then
+  step "setup done (--setup-only)"
+  exit 0
+fi
+
+# --- 3. build -----------------------------------------------------------------------
+step "cargo build --release"
+if ! cargo build --release; then
+  echo "error: cargo build --release failed; no broker binary, so no tests can run" >&2
+  exit 1
+fi
+SLUICE_BIN="$ROOT/target/release/sluice"
+REPORTS="$ROOT/target/test-reports"
+rm -rf "$REPORTS" && mkdir -p "$REPORTS"
+export SLUICE_BIN
+[[ -x "$SLUICE_BIN" ]] || { echo "error: $SLUICE_BIN was not built" >&2; exit 1; }
+
+# --- 4. Rust tests --------------------------------------------------------------------
+if [[ "${SKIP_CARGO_TEST:-0}" == 1 ]]; then
+  step "cargo test --release: skipped (SKIP_CARGO_TEST=1)"
+else
+  step "cargo test --release"
+  cargo test --release 2>&1 | tee "$REPORTS/cargo-test.log" \
+    || { FAILED+=("cargo test --release"); touch "$REPORTS/cargo-test.failed"; }
+fi
+
+# --- 5. real clients against the real binary -----------------------------------------
+step "pytest tests/clients (SLUICE_BIN=$SLUICE_BIN)"
+# shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose
+"$VENV/bin/python" -m pytest "$ROOT/tests/clients" -v --junitxml="$REPORTS/pytest.xml" ${PYTEST_ARGS:-} </dev/null \
+  || FAILED+=("pytest tests/clients")
+
+step "done in $((SECONDS - START)) s"
+# One closing line with the counts of both runners: cargo's "test result" lines
+# and pytest's JUnit report.
+"$VENV/bin/python" - "$REPORTS" <<'EOF'
+import pathlib, re, sys
+import xml.etree.ElementTree as ET
+reports = pathlib.Path(sys.argv[1])
+passed = failed = 0
+cargo = reports / "cargo-test.log"
+if cargo.exists():
+    text = cargo.read_text(errors="replace")
+    counts = re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text)
+    for p, f in counts:
+        passed, failed = passed + int(p), failed + int(f)
+    if (reports / "cargo-test.failed").exists() and not any(int(f) for _, f in counts):
+        failed += 1  # cargo test failed before any test did: count the build
+
+junit = reports / "pytest.xml"
+if junit.exists():
+    for suite in ET.parse(junit).getroot().iter("testsuite"):
+        tests, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
+        bad = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        passed, failed = passed + tests - skipped - bad, failed + bad
+print(f"tests: {passed} passed, {failed} failed")
+EOF
+if ((${#FAILED[@]})); then
+  echo "FAILED: ${FAILED[*]}" >&2
+  exit 1
+fi
