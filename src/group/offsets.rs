@@ -646,10 +646,14 @@ mod tests {
         }
     }
 
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: F) {
+    fn run<G, F>(g: G)
+    where
+        G: FnOnce() -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + 'static,
+    {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(1 << 20)
-            .spawn(move || f)
+            .spawn(g)
             .expect("executor starts")
             .join()
             .expect("executor runs");
@@ -666,7 +670,7 @@ mod tests {
         let rec = recover(&data, 1, |_| 0).unwrap().pop().unwrap();
         assert!(rec.offsets.is_empty());
         let d2 = data.clone();
-        run(async move {
+        run(move || async move {
             let store = OffsetStore::open(&d2, 0, rec, 2000).await.unwrap();
             for i in 0..100 {
                 let s = store.next_seq();
@@ -691,7 +695,7 @@ mod tests {
         let data = dir.path().to_path_buf();
         let rec = recover(&data, 1, |_| 0).unwrap().pop().unwrap();
         let d2 = data.clone();
-        run(async move {
+        run(move || async move {
             let store = std::rc::Rc::new(OffsetStore::open(&d2, 0, rec, 1 << 30).await.unwrap());
             let tasks: Vec<_> = (0..20)
                 .map(|p| {
