@@ -91,6 +91,18 @@ impl JoinResult {
     }
 }
 
+/// SyncGroup: the leader's `assignments`; followers send none.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    pub member_id: String,
+    pub generation: i32,
+    pub instance_id: Option<String>,
+    /// v5+: must match the group's protocol type and name when present.
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncResult {
     pub error: i16,
@@ -204,7 +216,10 @@ impl ClassicGroup {
 
     pub fn join(&mut self, r: JoinRequest, now: Instant, tx: oneshot::Sender<JoinResult>) {
         if self.state == ClassicState::Dead {
-            return send(tx, JoinResult::error(COORDINATOR_NOT_AVAILABLE, &r.member_id));
+            return send(
+                tx,
+                JoinResult::error(COORDINATOR_NOT_AVAILABLE, &r.member_id),
+            );
         }
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&r.session_timeout_ms) {
             return send(tx, JoinResult::error(INVALID_SESSION_TIMEOUT, &r.member_id));
@@ -275,7 +290,7 @@ impl ClassicGroup {
                 self.maybe_complete_join(now);
             }
             ClassicState::CompletingRebalance | ClassicState::Stable
-                if !changed && !(is_leader && self.state == ClassicState::Stable) =>
+                if !(changed || is_leader && self.state == ClassicState::Stable) =>
             {
                 // The member missed the JoinGroup answer, or a follower rejoins with
                 // nothing new: answer with the current generation.
@@ -298,7 +313,13 @@ impl ClassicGroup {
         }
     }
 
-    fn add_member(&mut self, id: String, r: JoinRequest, now: Instant, tx: oneshot::Sender<JoinResult>) {
+    fn add_member(
+        &mut self,
+        id: String,
+        r: JoinRequest,
+        now: Instant,
+        tx: oneshot::Sender<JoinResult>,
+    ) {
         if self.members.is_empty() {
             self.protocol_type = Some(r.protocol_type.clone());
         }
@@ -427,12 +448,14 @@ impl ClassicGroup {
     }
 
     fn all_joined(&self) -> bool {
-        self.pending.is_empty()
-            && self.members.values().all(|m| m.join_waiter.is_some())
+        self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
     }
 
     fn maybe_complete_join(&mut self, now: Instant) {
-        if self.state == ClassicState::PreparingRebalance && !self.initial_delay && self.all_joined() {
+        if self.state == ClassicState::PreparingRebalance
+            && !self.initial_delay
+            && self.all_joined()
+        {
             self.complete_join(now);
         }
     }
@@ -456,7 +479,10 @@ impl ClassicGroup {
                 votes[i] += 1;
             }
         }
-        let best = votes.iter().enumerate().max_by_key(|(i, v)| (**v, usize::MAX - *i))?;
+        let best = votes
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, v)| (**v, usize::MAX - *i))?;
         Some(candidates[best.0].clone())
     }
 
@@ -567,23 +593,16 @@ impl ClassicGroup {
         }
     }
 
-    pub fn sync(
-        &mut self,
-        member_id: &str,
-        generation: i32,
-        instance_id: Option<&str>,
-        protocol: (Option<&str>, Option<&str>),
-        assignments: Vec<(String, Bytes)>,
-        now: Instant,
-        tx: oneshot::Sender<SyncResult>,
-    ) {
-        if let Err(code) = self.check_member(member_id, instance_id) {
+    pub fn sync(&mut self, r: SyncRequest, now: Instant, tx: oneshot::Sender<SyncResult>) {
+        let member_id = r.member_id.as_str();
+        if let Err(code) = self.check_member(member_id, r.instance_id.as_deref()) {
             return send(tx, SyncResult::error(code));
         }
-        if generation != self.generation {
+        if r.generation != self.generation {
             return send(tx, SyncResult::error(ILLEGAL_GENERATION));
         }
-        let (ptype, pname) = protocol;
+        let (ptype, pname) = (r.protocol_type.as_deref(), r.protocol_name.as_deref());
+        let assignments = r.assignments;
         if ptype.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
             || pname.is_some_and(|n| Some(n) != self.protocol.as_deref())
         {
@@ -614,13 +633,17 @@ impl ClassicGroup {
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let res = self.sync_result_for(&id);
-                        if let Some(w) = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                        if let Some(w) =
+                            self.members.get_mut(&id).and_then(|m| m.sync_waiter.take())
+                        {
                             send(w, res);
                         }
                     }
                 }
             }
-            ClassicState::Empty | ClassicState::Dead => send(tx, SyncResult::error(UNKNOWN_MEMBER_ID)),
+            ClassicState::Empty | ClassicState::Dead => {
+                send(tx, SyncResult::error(UNKNOWN_MEMBER_ID))
+            }
         }
     }
 
@@ -854,9 +877,21 @@ mod tests {
         (id, rx)
     }
 
-    fn sync(g: &mut ClassicGroup, id: &str, gen: i32, a: Vec<(String, Bytes)>, now: Instant) -> oneshot::Receiver<SyncResult> {
+    fn sync(
+        g: &mut ClassicGroup,
+        id: &str,
+        gen: i32,
+        a: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> oneshot::Receiver<SyncResult> {
         let (tx, rx) = oneshot::channel();
-        g.sync(id, gen, None, (None, None), a, now, tx);
+        let r = SyncRequest {
+            member_id: id.into(),
+            generation: gen,
+            assignments: a,
+            ..Default::default()
+        };
+        g.sync(r, now, tx);
         rx
     }
 
@@ -986,7 +1021,10 @@ mod tests {
         assert_ne!(j2b.member_id, j2.member_id);
         assert_eq!(g.state, ClassicState::Stable);
         let mut s2b = sync(&mut g, &j2b.member_id, 1, vec![], t0);
-        assert_eq!(ready(&mut s2b).unwrap().assignment, Bytes::from_static(b"two"));
+        assert_eq!(
+            ready(&mut s2b).unwrap().assignment,
+            Bytes::from_static(b"two")
+        );
         // The old incarnation is fenced.
         assert_eq!(
             g.heartbeat(&j2.member_id, 1, Some("i2"), t0),
@@ -1017,7 +1055,10 @@ mod tests {
         let mut g = ClassicGroup::new("g");
         let mut r = req("", None);
         r.require_known_member_id = false;
-        r.protocols = vec![("roundrobin".into(), Bytes::new()), ("range".into(), Bytes::new())];
+        r.protocols = vec![
+            ("roundrobin".into(), Bytes::new()),
+            ("range".into(), Bytes::new()),
+        ];
         let mut ra = join(&mut g, r.clone(), t0);
         let mut rb = join(&mut g, r.clone(), t0);
         let mut rc = join(&mut g, req("", None), t0); // MEMBER_ID_REQUIRED
@@ -1028,7 +1069,10 @@ mod tests {
         assert_eq!(ready(&mut rd).unwrap().error, INCONSISTENT_GROUP_PROTOCOL);
         g.tick(t0 + Duration::from_secs(11)); // the pending id expires
         g.tick(t0 + Duration::from_secs(11));
-        assert_eq!(ready(&mut ra).unwrap().protocol_name.as_deref(), Some("roundrobin"));
+        assert_eq!(
+            ready(&mut ra).unwrap().protocol_name.as_deref(),
+            Some("roundrobin")
+        );
         ready(&mut rb).unwrap();
     }
 }

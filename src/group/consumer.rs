@@ -148,7 +148,10 @@ impl ConsumerGroup {
         }
         if let Some(a) = &r.assignor {
             if !ASSIGNORS.contains(&a.as_str()) {
-                return Err(err(UNSUPPORTED_ASSIGNOR, format!("assignor {a} is not supported")));
+                return Err(err(
+                    UNSUPPORTED_ASSIGNOR,
+                    format!("assignor {a} is not supported"),
+                ));
             }
         }
         if r.member_epoch < 0 {
@@ -197,9 +200,15 @@ impl ConsumerGroup {
     fn join(&mut self, r: &HeartbeatRequest, now: Instant) -> Result<bool, KafkaError> {
         if r.subscribed.is_none() && !self.members.contains_key(&r.member_id) {
             if r.regex.is_some() {
-                return Err(err(INVALID_REQUEST, "regex subscriptions are not supported"));
+                return Err(err(
+                    INVALID_REQUEST,
+                    "regex subscriptions are not supported",
+                ));
             }
-            return Err(err(INVALID_REQUEST, "SubscribedTopicNames must be set on join"));
+            return Err(err(
+                INVALID_REQUEST,
+                "SubscribedTopicNames must be set on join",
+            ));
         }
         if self.members.contains_key(&r.member_id) {
             // A member that lost its state rejoins: it owns nothing any more.
@@ -252,7 +261,10 @@ impl ConsumerGroup {
 
     fn check_epoch(&self, r: &HeartbeatRequest) -> Result<(), KafkaError> {
         let m = self.members.get(&r.member_id).ok_or_else(|| {
-            err(UNKNOWN_MEMBER_ID, format!("member {} is not in the group", r.member_id))
+            err(
+                UNKNOWN_MEMBER_ID,
+                format!("member {} is not in the group", r.member_id),
+            )
         })?;
         if r.member_epoch == m.epoch {
             return Ok(());
@@ -261,7 +273,10 @@ impl ConsumerGroup {
         let owned_ok = r
             .owned
             .as_ref()
-            .map(|o| o.iter().all(|tp| m.assigned.contains(tp) || m.revoking.contains(tp)))
+            .map(|o| {
+                o.iter()
+                    .all(|tp| m.assigned.contains(tp) || m.revoking.contains(tp))
+            })
             .unwrap_or(true);
         if r.member_epoch == m.previous_epoch && owned_ok {
             return Ok(());
@@ -421,10 +436,7 @@ impl ConsumerGroup {
 }
 
 /// Partitions of the subscribed topics, with the members subscribed to each topic.
-fn eligible(
-    subs: &BTreeMap<String, Vec<String>>,
-    topics: &TopicInfo,
-) -> Vec<(Tp, Vec<String>)> {
+fn eligible(subs: &BTreeMap<String, Vec<String>>, topics: &TopicInfo) -> Vec<(Tp, Vec<String>)> {
     let mut out = Vec::new();
     for (name, (id, count)) in topics {
         let members: Vec<String> = subs
@@ -573,7 +585,9 @@ mod tests {
         let b2 = g.heartbeat(hb("b", 2, Some(vec![])), &lookup, now).unwrap();
         assert!(b2.assignment.is_none() || owned(&b2).is_empty());
         // a confirms the revocation and moves to epoch 2.
-        let a3 = g.heartbeat(hb("a", 1, Some(keep.clone())), &lookup, now).unwrap();
+        let a3 = g
+            .heartbeat(hb("a", 1, Some(keep.clone())), &lookup, now)
+            .unwrap();
         assert_eq!(a3.member_epoch, 2);
         let b3 = g.heartbeat(hb("b", 2, Some(vec![])), &lookup, now).unwrap();
         let b_owned = owned(&b3);
@@ -612,10 +626,14 @@ mod tests {
         let b = g.heartbeat(hb("b", 0, Some(vec![])), &lookup, now).unwrap();
         let later = now + SESSION_TIMEOUT - Duration::from_secs(1);
         // b keeps heartbeating, a goes silent.
-        let b = g.heartbeat(hb("b", b.member_epoch, Some(vec![])), &lookup, later).unwrap();
+        let b = g
+            .heartbeat(hb("b", b.member_epoch, Some(vec![])), &lookup, later)
+            .unwrap();
         g.tick(now + SESSION_TIMEOUT + Duration::from_millis(1), &lookup);
         assert!(!g.members.contains_key("a"));
-        let b = g.heartbeat(hb("b", b.member_epoch, None), &lookup, later).unwrap();
+        let b = g
+            .heartbeat(hb("b", b.member_epoch, None), &lookup, later)
+            .unwrap();
         assert_eq!(owned(&b).len(), 6);
     }
 

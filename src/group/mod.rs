@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::meta::Registry;
 use crate::protocol::errors::*;
-use classic::{ClassicGroup, JoinRequest, JoinResult, SyncResult};
+use classic::{ClassicGroup, JoinRequest, JoinResult, SyncRequest, SyncResult};
 use consumer::{ConsumerGroup, TopicInfo};
 pub use offsets::Recovered;
 use offsets::{OffsetRecord, OffsetStore};
@@ -259,29 +259,13 @@ impl Coordinator {
         rx
     }
 
-    pub fn sync(
-        &self,
-        group: &str,
-        member_id: &str,
-        generation: i32,
-        instance_id: Option<&str>,
-        protocol: (Option<&str>, Option<&str>),
-        assignments: Vec<(String, Bytes)>,
-    ) -> oneshot::Receiver<SyncResult> {
+    pub fn sync(&self, group: &str, r: SyncRequest) -> oneshot::Receiver<SyncResult> {
         let (tx, rx) = oneshot::channel();
         let tx = Rc::new(RefCell::new(Some(tx)));
         let inner = tx.clone();
         let r = self.classic(group, false, move |g| {
             if let Some(tx) = inner.borrow_mut().take() {
-                g.sync(
-                    member_id,
-                    generation,
-                    instance_id,
-                    protocol,
-                    assignments,
-                    Instant::now(),
-                    tx,
-                )
+                g.sync(r, Instant::now(), tx)
             }
         });
         if let Err(code) = r {
@@ -347,7 +331,8 @@ impl Coordinator {
             let meta = reg.topic(topic);
             let mut pc = Vec::with_capacity(parts.len());
             for p in parts {
-                let exists = meta.is_some_and(|m| p.partition >= 0 && p.partition < m.partition_count());
+                let exists =
+                    meta.is_some_and(|m| p.partition >= 0 && p.partition < m.partition_count());
                 let md = p.metadata.clone().unwrap_or_default();
                 let code = if !exists {
                     UNKNOWN_TOPIC_OR_PARTITION
@@ -539,16 +524,18 @@ impl Coordinator {
                 d.members = g
                     .describe_members()
                     .into_iter()
-                    .map(|(member_id, instance_id, client_id, client_host, metadata, assignment)| {
-                        DescribedMember {
-                            member_id,
-                            instance_id,
-                            client_id,
-                            client_host,
-                            metadata,
-                            assignment,
-                        }
-                    })
+                    .map(
+                        |(member_id, instance_id, client_id, client_host, metadata, assignment)| {
+                            DescribedMember {
+                                member_id,
+                                instance_id,
+                                client_id,
+                                client_host,
+                                metadata,
+                                assignment,
+                            }
+                        },
+                    )
                     .collect();
             }
             Some(Group::Consumer(g)) => {
@@ -567,7 +554,11 @@ impl Coordinator {
                     .collect();
             }
             None => {
-                let known = self.store.borrow().as_ref().is_some_and(|s| s.has_group(group));
+                let known = self
+                    .store
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|s| s.has_group(group));
                 // Kafka describes an unknown group as Dead, and one with only
                 // committed offsets as Empty.
                 d.state = if known { "Empty" } else { "Dead" }.into();

@@ -262,8 +262,7 @@ pub fn recover(
     owner: impl Fn(&str) -> usize,
 ) -> Result<Vec<Recovered>, String> {
     let dir = groups_dir(data_dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     let entries =
         std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
@@ -369,8 +368,7 @@ fn rewrite(
     write_file_atomically(&snapshot, &snap)?;
     fsync_dir(dir)?;
     for path in old.iter().filter(|p| **p != snapshot) {
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
     }
     fsync_dir(dir)?;
     for s in 0..shards {
@@ -504,11 +502,7 @@ impl OffsetStore {
             p.appended += 1;
             p.appended
         };
-        let _permit = self
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| self.err(e))?;
+        let _permit = self.lock.acquire_permit(1).await.map_err(|e| self.err(e))?;
         if self.durable.get() >= ticket {
             return Ok(());
         }
@@ -620,11 +614,7 @@ impl OffsetStore {
 
     /// Compact now (tests, and shutdown if wanted).
     pub async fn compact(&self) -> Result<(), StoreError> {
-        let _permit = self
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| self.err(e))?;
+        let _permit = self.lock.acquire_permit(1).await.map_err(|e| self.err(e))?;
         self.compact_locked().await
     }
 }
@@ -702,7 +692,9 @@ mod tests {
                     let store = store.clone();
                     glommio::spawn_local(async move {
                         let s = store.next_seq();
-                        store.append(vec![commit(s, "g", "t", p, 10 + p as i64)]).await
+                        store
+                            .append(vec![commit(s, "g", "t", p, 10 + p as i64)])
+                            .await
                     })
                 })
                 .collect();
@@ -765,7 +757,10 @@ mod tests {
         let rec = recover(dir.path(), 2, owner2).unwrap();
         for (i, g) in groups.iter().enumerate().skip(1) {
             let s = owner2(g);
-            assert_eq!(rec[s].offsets[g][&("t".to_string(), 0)].offset, 100 + i as i64);
+            assert_eq!(
+                rec[s].offsets[g][&("t".to_string(), 0)].offset,
+                100 + i as i64
+            );
             assert!(!rec[1 - s].offsets.contains_key(g));
         }
         assert!(!rec.iter().any(|r| r.offsets.contains_key("group-0")));

@@ -118,7 +118,11 @@ fn render_group_lag(out: &mut String, snaps: &[Snapshot]) {
     use std::fmt::Write;
     let hwm: std::collections::HashMap<(&str, i32), i64> = snaps
         .iter()
-        .flat_map(|s| s.partitions.iter().map(|(t, p, h, _, _)| ((t.as_str(), *p), *h)))
+        .flat_map(|s| {
+            s.partitions
+                .iter()
+                .map(|(t, p, h, _, _)| ((t.as_str(), *p), *h))
+        })
         .collect();
     let _ = writeln!(out, "# TYPE sluice_group_lag gauge");
     for s in snaps {

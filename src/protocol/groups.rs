@@ -9,7 +9,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use futures_util::future::join_all;
 use kafka_protocol::messages::consumer_group_describe_response as cgd;
 use kafka_protocol::messages::consumer_group_heartbeat_response as cgh;
@@ -33,7 +32,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{self, KafkaError};
 use super::on_owner;
-use crate::group::classic::{JoinRequest, JoinResult, SyncResult};
+use crate::group::classic::{JoinRequest, JoinResult, SyncRequest, SyncResult};
 use crate::group::{self, consumer, CommitPartition, CommitRequest, FetchedTopics, TopicCodes};
 use crate::shard::Shard;
 
@@ -161,26 +160,21 @@ pub async fn sync_group(
     version: i16,
 ) -> SyncGroupResponse {
     let group = req.group_id.to_string();
-    let member = req.member_id.to_string();
-    let instance = req.group_instance_id.map(|s| s.to_string());
-    let ptype = req.protocol_type.map(|s| s.to_string());
-    let pname = req.protocol_name.map(|s| s.to_string());
-    let assignments: Vec<(String, Bytes)> = req
-        .assignments
-        .into_iter()
-        .map(|a| (a.member_id.to_string(), a.assignment))
-        .collect();
-    let generation = req.generation_id;
+    let r = SyncRequest {
+        member_id: req.member_id.to_string(),
+        generation: req.generation_id,
+        instance_id: req.group_instance_id.map(|s| s.to_string()),
+        protocol_type: req.protocol_type.map(|s| s.to_string()),
+        protocol_name: req.protocol_name.map(|s| s.to_string()),
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
+    };
     let g = group.clone();
     let res = on_group(shard, &group, move |s| async move {
-        let rx = s.groups.sync(
-            &g,
-            &member,
-            generation,
-            instance.as_deref(),
-            (ptype.as_deref(), pname.as_deref()),
-            assignments,
-        );
+        let rx = s.groups.sync(&g, r);
         Ok(rx
             .await
             .unwrap_or_else(|_| SyncResult::error(errors::UNKNOWN_MEMBER_ID)))
@@ -244,7 +238,12 @@ pub async fn leave_group(
     };
     let w = who.clone();
     let g = group.clone();
-    let res = on_group(shard, &group, move |s| async move { s.groups.leave(&g, &w) }).await;
+    let res = on_group(
+        shard,
+        &group,
+        move |s| async move { s.groups.leave(&g, &w) },
+    )
+    .await;
     match res {
         Err(code) => LeaveGroupResponse::default().with_error_code(code),
         Ok(codes) if version >= 3 => LeaveGroupResponse::default().with_members(
@@ -489,13 +488,17 @@ pub async fn describe_groups(
         let id = g.to_string();
         async move {
             let gid = id.clone();
-            let d = on_group(shard, &id, move |s| async move { Ok(s.groups.describe(&gid)) })
-                .await
-                .unwrap_or_else(|code| group::Described {
-                    error: code,
-                    group: id.clone(),
-                    ..Default::default()
-                });
+            let d = on_group(
+                shard,
+                &id,
+                move |s| async move { Ok(s.groups.describe(&gid)) },
+            )
+            .await
+            .unwrap_or_else(|code| group::Described {
+                error: code,
+                group: id.clone(),
+                ..Default::default()
+            });
             described_group(d, version)
         }
     });
@@ -542,17 +545,16 @@ pub async fn list_groups(
     let mut all = Vec::new();
     let mut code = errors::NONE;
     for s in 0..shard.count {
-        match shard.invoke_on(s, |sh| async move { sh.groups.list() }).await {
+        match shard
+            .invoke_on(s, |sh| async move { sh.groups.list() })
+            .await
+        {
             Ok(Ok(l)) => all.extend(l),
             Ok(Err(c)) => code = c,
             Err(_) => code = errors::COORDINATOR_NOT_AVAILABLE,
         }
     }
-    let states: Vec<String> = req
-        .states_filter
-        .iter()
-        .map(|s| s.to_lowercase())
-        .collect();
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let groups = all
         .into_iter()
@@ -685,12 +687,7 @@ pub async fn consumer_group_heartbeat(
         Ok(s.groups.consumer_heartbeat(&reg, &g, r))
     })
     .await
-    .unwrap_or_else(|e| {
-        Err(KafkaError::new(
-            not_coordinator(e.clone()),
-            e.message,
-        ))
-    });
+    .unwrap_or_else(|e| Err(KafkaError::new(not_coordinator(e.clone()), e.message)));
     match res {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(sb(&r.member_id)))
@@ -790,6 +787,7 @@ mod tests {
     use super::*;
     use crate::group::classic::JoinedMember;
     use crate::protocol::api_versions::supported_range;
+    use bytes::Bytes;
     use kafka_protocol::protocol::Encodable;
 
     fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
@@ -821,7 +819,11 @@ mod tests {
         };
         for v in versions(ApiKey::JoinGroup) {
             enc(ApiKey::JoinGroup, v, &join_response(join.clone(), v));
-            enc(ApiKey::JoinGroup, v, &join_response(JoinResult::error(79, "x"), v));
+            enc(
+                ApiKey::JoinGroup,
+                v,
+                &join_response(JoinResult::error(79, "x"), v),
+            );
         }
         let sync = SyncResult {
             error: 0,
@@ -833,7 +835,11 @@ mod tests {
             enc(ApiKey::SyncGroup, v, &sync_response(sync.clone(), v));
         }
         for v in versions(ApiKey::Heartbeat) {
-            enc(ApiKey::Heartbeat, v, &HeartbeatResponse::default().with_error_code(27));
+            enc(
+                ApiKey::Heartbeat,
+                v,
+                &HeartbeatResponse::default().with_error_code(27),
+            );
         }
         for v in versions(ApiKey::LeaveGroup) {
             let r = if v >= 3 {
@@ -871,7 +877,11 @@ mod tests {
             enc(ApiKey::OffsetFetch, v, &r);
             if v < 8 {
                 let asked = Some(vec![("t".to_string(), vec![0])]);
-                enc(ApiKey::OffsetFetch, v, &fetch_response_v1_7(Err(14), asked, v));
+                enc(
+                    ApiKey::OffsetFetch,
+                    v,
+                    &fetch_response_v1_7(Err(14), asked, v),
+                );
             }
         }
         let described = group::Described {
@@ -902,7 +912,11 @@ mod tests {
             if v >= 5 {
                 g = g.with_group_type(sb("classic"));
             }
-            enc(ApiKey::ListGroups, v, &ListGroupsResponse::default().with_groups(vec![g]));
+            enc(
+                ApiKey::ListGroups,
+                v,
+                &ListGroupsResponse::default().with_groups(vec![g]),
+            );
         }
         for v in versions(ApiKey::DeleteGroups) {
             enc(
@@ -913,17 +927,23 @@ mod tests {
             );
         }
         for v in versions(ApiKey::OffsetDelete) {
-            enc(ApiKey::OffsetDelete, v, &OffsetDeleteResponse::default().with_error_code(69));
+            enc(
+                ApiKey::OffsetDelete,
+                v,
+                &OffsetDeleteResponse::default().with_error_code(69),
+            );
         }
         for v in versions(ApiKey::ConsumerGroupHeartbeat) {
             let r = ConsumerGroupHeartbeatResponse::default()
                 .with_member_id(Some(sb("m")))
                 .with_member_epoch(3)
-                .with_assignment(Some(cgh::Assignment::default().with_topic_partitions(vec![
+                .with_assignment(Some(cgh::Assignment::default().with_topic_partitions(
+                    vec![
                     cgh::TopicPartitions::default()
                         .with_topic_id(uuid::Uuid::from_u128(1))
                         .with_partitions(vec![0, 1]),
-                ])));
+                ],
+                )));
             enc(ApiKey::ConsumerGroupHeartbeat, v, &r);
         }
         let cd = group::ConsumerDescribed {

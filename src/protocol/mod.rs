@@ -189,7 +189,10 @@ pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Reply, Protoco
             encode_frame(key, v, cid, &resp)?
         }
         ApiKey::ConsumerGroupDescribe => {
-            call!(ConsumerGroupDescribeRequest, groups::consumer_group_describe)
+            call!(
+                ConsumerGroupDescribeRequest,
+                groups::consumer_group_describe
+            )
         }
         other => {
             return Err(ProtocolError(format!("API {other:?} is not supported")));
