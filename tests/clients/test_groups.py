@@ -282,3 +282,24 @@ def test_committed_offsets_survive_a_sigkill_and_the_group_resumes_after_them(br
     for p, off in before.items():
         if off >= 0:
             assert first[p] == off, f"partition {p} resumed at {first.get(p)}, committed {off}"
+
+
+def test_offsets_follow_their_groups_when_the_shard_count_changes(broker):
+    """Groups move between shards when --shards changes (owner = hash % shards):
+    every shard reads every group log at startup and keeps the groups it owns, so
+    committed offsets of many groups survive 2 → 1 → 3 shards."""
+    topic = "reshard"
+    create_topic(broker.bootstrap, topic)
+    groups = [f"group-{i}" for i in range(8)]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    for i, g in enumerate(groups):
+        c2 = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": g})
+        c2.commit(offsets=[TopicPartition(topic, p, 10 * i + p) for p in range(PARTITIONS)],
+                  asynchronous=False)
+        c2.close()
+    c.close()
+    want = {g: {p: 10 * i + p for p in range(PARTITIONS)} for i, g in enumerate(groups)}
+    for shards in (1, 3):
+        broker.shards = shards
+        broker.restart()
+        assert {g: committed(broker.bootstrap, g, topic) for g in groups} == want, f"--shards {shards}"
