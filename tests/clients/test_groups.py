@@ -57,10 +57,14 @@ class GroupMember:
         else:
             conf["session.timeout.ms"] = 10000
             conf["heartbeat.interval.ms"] = 500
+        on_assign = extra.pop("on_assign", None)
         conf.update(extra)
         self.name = name
         self.consumer = Consumer(conf)
-        self.consumer.subscribe([topic])
+        if on_assign is not None:
+            self.consumer.subscribe([topic], on_assign=on_assign)
+        else:
+            self.consumer.subscribe([topic])
         self.records: list[tuple[int, int, int]] = []  # (partition, offset, value)
         self.errors: list[str] = []
         self.stop = threading.Event()
@@ -303,3 +307,37 @@ def test_offsets_follow_their_groups_when_the_shard_count_changes(broker):
         broker.shards = shards
         broker.restart()
         assert {g: committed(broker.bootstrap, g, topic) for g in groups} == want, f"--shards {shards}"
+
+
+def test_a_static_member_restarts_without_a_rebalance(broker):
+    """KIP-345: a consumer with group.instance.id that restarts within its session
+    timeout takes its old place: it gets the same partitions back and the other
+    member is not rebalanced."""
+    topic, group = "static", "static-group"
+    create_topic(broker.bootstrap, topic)
+    produce(broker.bootstrap, topic, 0, 600)
+    rebalances: list[str] = []
+
+    def member(instance: str) -> GroupMember:
+        return GroupMember(broker.bootstrap, group, topic, instance, "classic",
+                           **{"group.instance.id": instance, "session.timeout.ms": 30000,
+                              "on_assign": lambda c, ps: rebalances.append(instance)})
+
+    a, b = member("s1"), member("s2")
+    try:
+        wait_until(lambda: a.assignment() and b.assignment()
+                   and len(a.assignment() | b.assignment()) == PARTITIONS, 30, "a stable group")
+        before_a, before_b = a.assignment(), b.assignment()
+        b_rebalances = rebalances.count("s2")
+        a.close()
+        a2 = member("s1")
+        wait_until(lambda: a2.assignment(), 30, "the restarted member to get its partitions")
+        assert a2.assignment() == before_a
+        time.sleep(2)
+        assert b.assignment() == before_b
+        assert rebalances.count("s2") == b_rebalances, "the other member was not rebalanced"
+        a2.close()
+    finally:
+        for m in (a, b):
+            if m.thread.is_alive():
+                m.close()
