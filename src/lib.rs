@@ -6,6 +6,7 @@
 //! same way to be written in request order. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod meta;
 pub mod metrics;

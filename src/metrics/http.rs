@@ -100,6 +100,7 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<Snapshot> {
                     requests,
                     partitions,
                     connections: sh.connections.get(),
+                    group_offsets: sh.groups.committed(),
                 }
             })
             .await;

@@ -43,6 +43,9 @@ pub struct Snapshot {
     /// (topic, partition, high watermark, log start offset, bytes)
     pub partitions: Vec<(String, i32, i64, i64, u64)>,
     pub connections: usize,
+    /// Committed offsets of the groups this shard coordinates:
+    /// (group, topic, partition, committed offset).
+    pub group_offsets: Vec<(String, String, i32, i64)>,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -109,6 +112,35 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// Consumer lag: high watermark − committed offset, per group and partition (0 when the
+/// committed offset is at or past the end).
+fn render_group_lag(out: &mut String, snaps: &[Snapshot]) {
+    use std::fmt::Write;
+    let hwm: std::collections::HashMap<(&str, i32), i64> = snaps
+        .iter()
+        .flat_map(|s| {
+            s.partitions
+                .iter()
+                .map(|(t, p, h, _, _)| ((t.as_str(), *p), *h))
+        })
+        .collect();
+    let _ = writeln!(out, "# TYPE sluice_group_lag gauge");
+    for s in snaps {
+        for (g, t, p, committed) in &s.group_offsets {
+            let Some(h) = hwm.get(&(t.as_str(), *p)) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "sluice_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {}",
+                esc(g),
+                esc(t),
+                (h - committed).max(0)
+            );
+        }
+    }
+}
+
 /// Render snapshots of every shard as Prometheus text.
 pub fn render(snaps: &[Snapshot]) -> String {
     use std::fmt::Write;
@@ -162,6 +194,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
             );
         }
     }
+    render_group_lag(&mut out, snaps);
     // Request latency: merged over shards, as a summary with HDR quantiles.
     let mut merged: BTreeMap<i16, Histogram<u64>> = BTreeMap::new();
     for s in snaps {

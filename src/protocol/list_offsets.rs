@@ -39,7 +39,9 @@ async fn lookup(
         )),
         ts => match log.offset_for_timestamp(ts).await? {
             None => Ok((-1, -1)),
-            Some((base, max_ts)) => Ok(first_record_at(&log, base, ts).await?.unwrap_or((base, max_ts))),
+            Some((base, max_ts)) => Ok(first_record_at(&log, base, ts)
+                .await?
+                .unwrap_or((base, max_ts))),
         },
     }
 }

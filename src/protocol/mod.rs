@@ -11,6 +11,7 @@ pub mod errors;
 mod admin;
 mod configs;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -167,6 +168,32 @@ pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Reply, Protoco
             call!(
                 IncrementalAlterConfigsRequest,
                 configs::incremental_alter_configs
+            )
+        }
+        ApiKey::JoinGroup => {
+            let req: JoinGroupRequest = decode(key, body, v)?;
+            let client_id = header.client_id.as_deref().unwrap_or("").to_string();
+            encode_frame(key, v, cid, &groups::join_group(s, req, v, client_id).await)?
+        }
+        ApiKey::SyncGroup => call!(SyncGroupRequest, groups::sync_group),
+        ApiKey::Heartbeat => call!(HeartbeatRequest, groups::heartbeat),
+        ApiKey::LeaveGroup => call!(LeaveGroupRequest, groups::leave_group),
+        ApiKey::OffsetCommit => call!(OffsetCommitRequest, groups::offset_commit),
+        ApiKey::OffsetFetch => call!(OffsetFetchRequest, groups::offset_fetch),
+        ApiKey::DescribeGroups => call!(DescribeGroupsRequest, groups::describe_groups),
+        ApiKey::ListGroups => call!(ListGroupsRequest, groups::list_groups),
+        ApiKey::DeleteGroups => call!(DeleteGroupsRequest, groups::delete_groups),
+        ApiKey::OffsetDelete => call!(OffsetDeleteRequest, groups::offset_delete),
+        ApiKey::ConsumerGroupHeartbeat => {
+            let req: ConsumerGroupHeartbeatRequest = decode(key, body, v)?;
+            let client_id = header.client_id.as_deref().unwrap_or("").to_string();
+            let resp = groups::consumer_group_heartbeat(s, req, v, client_id).await;
+            encode_frame(key, v, cid, &resp)?
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            call!(
+                ConsumerGroupDescribeRequest,
+                groups::consumer_group_describe
             )
         }
         other => {

@@ -90,6 +90,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// This shard's block of producer ids (and, on the controller, the next block).
     pub producer_ids: IdBlock,
+    /// The consumer groups this shard coordinates (`group::owner_shard`).
+    pub groups: crate::group::Coordinator,
 }
 
 impl Shard {
@@ -251,7 +253,9 @@ pub fn run(
     let mesh_builder: MeshBuilder<Job, _> = MeshBuilder::full(count, 1024);
     let mut handles = Vec::with_capacity(count);
     let draining = Arc::new(std::sync::atomic::AtomicUsize::new(count));
+    let mut groups = crate::group::recover(&config.data_dir, count)?.into_iter();
     for (id, stop) in stop.into_iter().enumerate() {
+        let groups = groups.next().unwrap_or_default();
         let placement = match cores.get(id % cores.len().max(1)) {
             Some(core) if count <= cores.len() => Placement::Fixed(core.id),
             _ => Placement::Unbound,
@@ -274,6 +278,7 @@ pub fn run(
                     main,
                     stop,
                     draining,
+                    groups,
                 })
                 .await
             })
@@ -301,6 +306,7 @@ struct ShardStart {
     main: ShardMain,
     stop: oneshot::Receiver<()>,
     draining: Arc<std::sync::atomic::AtomicUsize>,
+    groups: crate::group::Recovered,
 }
 
 async fn shard_main(start: ShardStart) -> Result<(), String> {
@@ -313,6 +319,7 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         main,
         stop,
         draining,
+        groups,
     } = start;
     let (senders, receivers) = mesh_builder
         .join()
@@ -331,6 +338,7 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         controller_lock: glommio::sync::Semaphore::new(1),
         connections: Cell::new(0),
         producer_ids: IdBlock::default(),
+        groups: crate::group::Coordinator::new(),
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     mesh::serve_peers(receivers, shard.clone());
@@ -338,6 +346,9 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         .apply_registry(registry)
         .await
         .map_err(|e| format!("recovering partitions failed: {e}"))?;
+    crate::group::start(&shard, groups)
+        .await
+        .map_err(|e| format!("loading consumer groups failed: {e}"))?;
     info!(
         shard = id,
         partitions = shard.owned_logs().len(),
