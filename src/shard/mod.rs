@@ -26,7 +26,7 @@ use crate::metrics::ShardMetrics;
 use crate::producer::state::ProducerTable;
 use crate::producer::IdBlock;
 pub use mesh::MeshClosed;
-use mesh::{Job, Mesh};
+use mesh::{Job, Mesh, Msg};
 
 /// Owner of partitions, groups and transactional ids: an index in `0..shards`.
 pub type ShardId = usize;
@@ -81,7 +81,7 @@ pub struct Shard {
     registry: RefCell<Arc<Registry>>,
     /// Logs of the partitions this shard owns: topic name → partition index → log.
     logs: RefCell<OwnedLogs>,
-    mesh: Mesh,
+    pub(crate) mesh: Mesh,
     pub metrics: ShardMetrics,
     pub shutdown: Signal,
     /// Serializes registry changes; used on shard 0 only (the controller).
@@ -152,14 +152,15 @@ impl Shard {
         self.metrics
             .cross_shard_calls
             .set(self.metrics.cross_shard_calls.get() + 1);
-        let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |shard| {
             Box::pin(async move {
-                let _ = tx.send(f(shard).await);
+                let reply: mesh::Reply = Box::new(f(shard).await);
+                reply
             })
         });
-        self.mesh.send(target, job).await?;
-        rx.await.map_err(|_| MeshClosed)
+        let reply = self.mesh.call(self.id, target, job).await?;
+        // The job above boxed a `T`, so the downcast cannot fail.
+        Ok(*reply.downcast::<T>().map_err(|_| MeshClosed)?)
     }
 
     /// Install a new registry snapshot: open logs of newly owned partitions, apply
@@ -250,7 +251,7 @@ pub fn run(
 ) -> Result<(), String> {
     let count = config.shards;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mesh_builder: MeshBuilder<Job, _> = MeshBuilder::full(count, 1024);
+    let mesh_builder: MeshBuilder<Msg, _> = MeshBuilder::full(count, 1024);
     let mut handles = Vec::with_capacity(count);
     let draining = Arc::new(std::sync::atomic::AtomicUsize::new(count));
     let mut groups = crate::group::recover(&config.data_dir, count)?.into_iter();
@@ -302,7 +303,7 @@ struct ShardStart {
     count: usize,
     config: Arc<BrokerConfig>,
     registry: Arc<Registry>,
-    mesh_builder: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
+    mesh_builder: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
     main: ShardMain,
     stop: oneshot::Receiver<()>,
     draining: Arc<std::sync::atomic::AtomicUsize>,

@@ -170,8 +170,10 @@ class Broker:
 
     # lifecycle
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> "Broker":
-        """Start the process and wait until its Kafka port accepts TCP."""
+    def start(self, timeout: float = START_TIMEOUT_S, settle: float = 0.0) -> "Broker":
+        """Start the process and wait until it serves (see _wait_until_serving).
+        `settle`: seconds to leave it alone first, so that nothing from outside
+        (our own probes) wakes its threads while it starts."""
         if self.is_running():
             raise BrokerError("broker is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -188,23 +190,40 @@ class Broker:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=self.workdir, preexec_fn=_die_with_parent,
             )
+        time.sleep(settle)
         self._wait_until_serving(timeout)
         return self
 
     def _wait_until_serving(self, timeout: float) -> None:
+        """Ready means: the Kafka port accepts TCP, and /metrics answers with a
+        sample from every shard (it asks each shard over the mesh, so a shard
+        that never started shows here, not as a hung client later)."""
         deadline = time.monotonic() + timeout
+        stage = "accept TCP on the Kafka port"
         while time.monotonic() < deadline:
             code = self.proc.poll()
             if code is not None:
                 raise BrokerError(
                     f"broker exited with code {code} while starting\n{self.log_tail()}")
-            if port_accepts(self.port):
+            if stage.startswith("accept"):
+                if port_accepts(self.port):
+                    stage = f"report all {self.shards} shards on /metrics"
+                    continue
+            elif self._all_shards_report(deadline):
                 return
             time.sleep(0.05)
         self._kill_and_reap()
         raise BrokerError(
-            f"broker did not accept TCP on {self.bootstrap} within {timeout:.0f} s\n"
-            f"{self.log_tail()}")
+            f"broker on {self.bootstrap} did not {stage} within {timeout:.0f} s\n{self.log_tail()}")
+
+    def _all_shards_report(self, deadline: float) -> bool:
+        try:
+            text = self.metrics_text(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+        except OSError:
+            return False
+        shards = {labels.get("shard") for name, labels, _ in parse_prometheus(text)
+                  if name == "sluice_connections"}
+        return shards >= {str(s) for s in range(self.shards)}
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
