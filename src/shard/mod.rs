@@ -28,6 +28,9 @@ use crate::producer::IdBlock;
 pub use mesh::MeshClosed;
 use mesh::{Job, Mesh, Msg};
 
+/// The longest a missed cross-thread wake-up can stall a shard (see `shard_main`).
+const WAKE_TICK: Duration = Duration::from_millis(20);
+
 /// Owner of partitions, groups and transactional ids: an index in `0..shards`.
 pub type ShardId = usize;
 
@@ -322,6 +325,18 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         draining,
         groups,
     } = start;
+    // glommio 0.9 can miss a wake-up sent from another thread (its blocking-syscall
+    // thread, a peer shard) when the executor parks while the cores are contended: seen
+    // here as a shard that never finished starting (both executors asleep in io_uring,
+    // the blocking thread idle with its answer delivered). A parked executor with a
+    // timer pending wakes at the timer and collects what it missed, so this tick bounds
+    // such a stall to WAKE_TICK. Cost: 1000/WAKE_TICK_MS wake-ups a second per shard.
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(WAKE_TICK).await;
+        }
+    })
+    .detach();
     let (senders, receivers) = mesh_builder
         .join()
         .await
