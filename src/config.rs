@@ -23,6 +23,9 @@ pub struct BrokerConfig {
     pub max_frame_bytes: usize,
     pub max_inflight_requests: usize,
     pub max_connections: usize,
+    /// Fetch sends cached record bytes with sendfile; false reads them into memory
+    /// first (kept to measure zero copy against).
+    pub fetch_zero_copy: bool,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub segment_bytes: u64,
@@ -45,6 +48,7 @@ impl Default for BrokerConfig {
             max_frame_bytes: 100 * 1024 * 1024,
             max_inflight_requests: 64,
             max_connections: 10_000,
+            fetch_zero_copy: true,
             auto_create_topics: true,
             default_partitions: 1,
             segment_bytes: 1 << 30,
@@ -100,6 +104,10 @@ pub struct ServeArgs {
     /// Connections per shard; more are refused with a log line. Default 10000.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Send fetched record bytes from the page cache with sendfile (zero copy); false reads
+    /// them into memory first, for comparison. Default true.
+    #[arg(long, env = "SLUICE_FETCH_ZERO_COPY")]
+    pub fetch_zero_copy: Option<bool>,
     /// Create a topic on first use (Metadata or Produce of an unknown topic). Default true.
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -142,6 +150,7 @@ struct FileConfig {
     max_frame_bytes: Option<usize>,
     max_inflight_requests: Option<usize>,
     max_connections: Option<usize>,
+    fetch_zero_copy: Option<bool>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<i32>,
     segment_bytes: Option<u64>,
@@ -176,6 +185,7 @@ impl BrokerConfig {
             max_frame_bytes,
             max_inflight_requests,
             max_connections,
+            fetch_zero_copy,
             auto_create_topics,
             default_partitions,
             segment_bytes,
@@ -210,6 +220,7 @@ impl BrokerConfig {
             max_frame_bytes,
             max_inflight_requests,
             max_connections,
+            fetch_zero_copy,
             auto_create_topics,
             default_partitions,
             segment_bytes,

@@ -21,4 +21,4 @@ mod tests;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use error::LogError;
-pub use partition::{AppendInfo, FetchSlice, FileRange, PartitionLog, RetentionReport};
+pub use partition::{AppendInfo, FetchSlice, FileRange, PartitionLog, RetentionReport, SendRange};

@@ -9,8 +9,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::io::{BufferedFile, OpenOptions};
@@ -43,6 +45,17 @@ pub struct AppendInfo {
 #[derive(Clone, Debug)]
 pub struct FileRange {
     pub file: Rc<BufferedFile>,
+    /// The same file as a descriptor any shard may hold (see `SendRange`).
+    pub fd: Arc<OwnedFd>,
+    pub position: u64,
+    pub len: usize,
+}
+
+/// A file range that can cross shards: the connection's shard sends it to the socket
+/// with `sendfile`, straight from the page cache. Holding it keeps the file readable.
+#[derive(Clone, Debug)]
+pub struct SendRange {
+    pub fd: Arc<OwnedFd>,
     pub position: u64,
     pub len: usize,
 }
@@ -60,6 +73,30 @@ impl FetchSlice {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The ranges as `SendRange`s, for a zero-copy send on any shard.
+    pub fn send_ranges(&self) -> Vec<SendRange> {
+        self.ranges
+            .iter()
+            .map(|r| SendRange {
+                fd: r.fd.clone(),
+                position: r.position,
+                len: r.len,
+            })
+            .collect()
+    }
+
+    /// Whether the first and last byte of every range is in the page cache, probed
+    /// with `preadv2(RWF_NOWAIT)`, which never waits for the disk. A `sendfile` of
+    /// cached bytes does not block the shard's thread; an uncached slice is read with
+    /// `read_to_vec` (io_uring) instead. Two one-byte probes per range.
+    pub fn is_cached(&self) -> bool {
+        self.ranges.iter().all(|r| {
+            r.len == 0
+                || (page_cached(r.fd.as_raw_fd(), r.position)
+                    && page_cached(r.fd.as_raw_fd(), r.position + r.len as u64 - 1))
+        })
     }
 
     /// Copies the bytes into `out` (appending).
@@ -89,8 +126,21 @@ impl FetchSlice {
     }
 }
 
+/// Whether the byte at `position` of `fd` is in the page cache. A file system without
+/// RWF_NOWAIT support answers "no", so the caller takes the path that cannot block.
+fn page_cached(fd: i32, position: u64) -> bool {
+    let mut byte = 0u8;
+    let iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    // SAFETY: `iov` points at one writable byte that outlives the call; `fd` is an
+    // open descriptor held by the caller's `Arc<OwnedFd>`.
+    let n = unsafe { libc::preadv2(fd, &iov, 1, position as i64, libc::RWF_NOWAIT) };
+    n == 1
+}
+
 fn fd_of(f: &BufferedFile) -> i32 {
-    use std::os::unix::io::AsRawFd;
     f.as_raw_fd()
 }
 
@@ -686,6 +736,7 @@ impl PartitionLog {
             }
             slice.ranges.push(FileRange {
                 file: seg.file.clone(),
+                fd: seg.shared_fd()?,
                 position: start,
                 len: (stop - start) as usize,
             });

@@ -5,9 +5,11 @@
 //! unused tail reads as zeros, which recovery takes as the end of data (a zero batchLength).
 //! The tail is trimmed when the segment is sealed and on clean close.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
@@ -48,6 +50,9 @@ pub(crate) struct Segment {
     pub created_ms: i64,
     pub index: RefCell<SegmentIndex>,
     pub sealed: Cell<bool>,
+    /// A dup of the file's descriptor that other shards may hold (zero-copy fetch
+    /// sends from it on the connection's shard); made on the first fetch.
+    shared_fd: OnceCell<Arc<OwnedFd>>,
 }
 
 /// Where a scan of a segment's batches stopped.
@@ -108,7 +113,23 @@ impl Segment {
             created_ms: now_ms,
             index: RefCell::new(SegmentIndex::default()),
             sealed: Cell::new(false),
+            shared_fd: OnceCell::new(),
         }
+    }
+
+    /// The segment's descriptor for senders on any shard. The dup keeps the file
+    /// readable after retention unlinks it, for as long as a fetch holds it.
+    pub fn shared_fd(&self) -> Result<Arc<OwnedFd>, LogError> {
+        if let Some(fd) = self.shared_fd.get() {
+            return Ok(fd.clone());
+        }
+        // SAFETY: the glommio file owns a valid open descriptor for as long as `self`
+        // lives; `BorrowedFd` does not outlive this statement.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) };
+        let fd = borrowed
+            .try_clone_to_owned()
+            .map_err(|e| LogError::io("sharing segment descriptor", &self.path(), e))?;
+        Ok(self.shared_fd.get_or_init(|| Arc::new(fd)).clone())
     }
 
     pub fn path(&self) -> PathBuf {

@@ -28,6 +28,12 @@ pub struct ShardMetrics {
     pub produced_bytes: Cell<u64>,
     pub produced_records: Cell<u64>,
     pub fetched_bytes: Cell<u64>,
+    /// Fetched record bytes sent from the page cache with sendfile (zero copy).
+    pub fetch_sendfile_bytes: Cell<u64>,
+    /// Fetched record bytes read into memory first (uncached data, or zero copy off).
+    pub fetch_copied_bytes: Cell<u64>,
+    /// Times a zero-copy send found the socket full and waited for it to drain.
+    pub fetch_socket_waits: Cell<u64>,
     pub cross_shard_calls: Cell<u64>,
     pub connections_accepted: Cell<u64>,
     pub connections_refused: Cell<u64>,
@@ -59,6 +65,9 @@ impl ShardMetrics {
             produced_bytes: Cell::new(0),
             produced_records: Cell::new(0),
             fetched_bytes: Cell::new(0),
+            fetch_sendfile_bytes: Cell::new(0),
+            fetch_copied_bytes: Cell::new(0),
+            fetch_socket_waits: Cell::new(0),
             cross_shard_calls: Cell::new(0),
             connections_accepted: Cell::new(0),
             connections_refused: Cell::new(0),
@@ -85,11 +94,32 @@ impl ShardMetrics {
         bump(&self.fetched_bytes, bytes as u64);
     }
 
+    pub fn record_fetch_copied(&self, bytes: usize) {
+        bump(&self.fetch_copied_bytes, bytes as u64);
+    }
+
+    pub fn record_sendfile(&self, bytes: usize, socket_waits: u64) {
+        bump(&self.fetch_sendfile_bytes, bytes as u64);
+        bump(&self.fetch_socket_waits, socket_waits);
+    }
+
     pub fn snapshot(&self) -> (Counters, RequestHistograms) {
         let counters = vec![
             ("sluice_produced_bytes_total", self.produced_bytes.get()),
             ("sluice_produced_records_total", self.produced_records.get()),
             ("sluice_fetched_bytes_total", self.fetched_bytes.get()),
+            (
+                "sluice_fetch_sendfile_bytes_total",
+                self.fetch_sendfile_bytes.get(),
+            ),
+            (
+                "sluice_fetch_copied_bytes_total",
+                self.fetch_copied_bytes.get(),
+            ),
+            (
+                "sluice_fetch_socket_waits_total",
+                self.fetch_socket_waits.get(),
+            ),
             (
                 "sluice_cross_shard_calls_total",
                 self.cross_shard_calls.get(),

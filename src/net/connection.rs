@@ -40,9 +40,13 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
         }
         TcpStream::from_raw_fd(fd)
     };
+    if let Err(e) = super::send::set_nonblocking(&writer) {
+        warn!(?peer, "cannot make socket non-blocking: {e}");
+        return;
+    }
     shard.connections.set(shard.connections.get() + 1);
     let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.max_inflight_requests);
-    let writer = glommio::spawn_local(write_loop(writer, rx));
+    let writer = glommio::spawn_local(write_loop(shard.clone(), writer, rx));
     if let Err(reason) = read_loop(&shard, stream, tx).await {
         shard
             .metrics
@@ -132,7 +136,7 @@ async fn read_loop(
 }
 
 /// Send responses in request order.
-async fn write_loop(mut stream: TcpStream, rx: LocalReceiver<Pending>) {
+async fn write_loop(shard: Rc<Shard>, mut stream: TcpStream, rx: LocalReceiver<Pending>) {
     while let Some(pending) = rx.recv().await {
         let reply = match pending.await {
             Some(r) => r,
@@ -145,6 +149,15 @@ async fn write_loop(mut stream: TcpStream, rx: LocalReceiver<Pending>) {
                     break;
                 }
             }
+            Ok(Reply::Parts(parts)) => match super::send::send_parts(&mut stream, &parts).await {
+                Ok(stats) => shard
+                    .metrics
+                    .record_sendfile(stats.sendfile_bytes, stats.socket_waits),
+                Err(e) => {
+                    debug!("write failed: {e}");
+                    break;
+                }
+            },
             Ok(Reply::None) => {}
             Err(e) => {
                 warn!("closing connection: {e}");

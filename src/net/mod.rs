@@ -3,6 +3,7 @@
 //! accepted it, which owns its framing, its response queue and its socket.
 
 mod connection;
+mod send;
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::{join_all, select, select_all, LocalBoxFuture};
 use futures_util::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::*;
 
 use super::errors::{self, KafkaError};
+use super::fetch_response::{PartitionOut, Records, TopicOut};
 use super::owned_log;
+use crate::log::FetchSlice;
 use crate::shard::Shard;
 
 /// One partition of the request, resolved to its owner.
@@ -29,7 +30,7 @@ struct Want {
 
 /// What an owner read for one partition.
 struct Got {
-    records: Bytes,
+    records: Records,
     high_watermark: i64,
     log_start_offset: i64,
 }
@@ -54,23 +55,22 @@ async fn read_owned(
             let log = owned_log(&shard, &w.topic, w.partition)?;
             let (hwm, start) = (log.high_watermark(), log.log_start_offset());
             let limit = w.max_bytes.min(budget);
-            let mut data = Vec::new();
+            let mut records = Records::Empty;
             if limit > 0 || !any {
                 let slice = log.read(w.offset, limit.max(1)).await?;
                 if !slice.is_empty() && (slice.len() <= limit || !any) {
-                    data.reserve_exact(slice.len());
-                    slice.read_to_vec(&mut data).await?;
+                    records = take_records(&shard, slice).await?;
                 }
             }
             Ok(Got {
-                records: Bytes::from(data),
+                records,
                 high_watermark: hwm,
                 log_start_offset: start,
             })
         }
         .await;
         if let Ok(g) = &r {
-            if !g.records.is_empty() {
+            if g.records.len() > 0 {
                 any = true;
                 budget = budget.saturating_sub(g.records.len());
             }
@@ -83,6 +83,23 @@ async fn read_owned(
             .sum(),
     );
     out
+}
+
+/// The slice as file ranges for `sendfile` when its bytes are in the page cache (so the
+/// send cannot block the connection's shard on the disk), else read into memory
+/// through io_uring. `fetch_zero_copy = false` always copies (kept to measure against).
+async fn take_records(shard: &Shard, slice: FetchSlice) -> Result<Records, KafkaError> {
+    let len = slice.len();
+    if shard.config.fetch_zero_copy && slice.is_cached() {
+        return Ok(Records::Files {
+            ranges: slice.send_ranges(),
+            len,
+        });
+    }
+    let mut data = Vec::with_capacity(len);
+    slice.read_to_vec(&mut data).await?;
+    shard.metrics.record_fetch_copied(len);
+    Ok(Records::Mem(Bytes::from(data)))
 }
 
 /// Resolves when any of `wants` has data past its offset, or after `timeout`.
@@ -102,7 +119,7 @@ async fn wait_owned(shard: Rc<Shard>, wants: Vec<Want>, timeout: Duration) {
     let _ = select(select(timer, shutdown), select_all(waits)).await;
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<TopicOut> {
     let reg = shard.registry();
     let by_id = version >= 13;
     // Resolve every requested partition: (topic index, partition index) → owner and Want.
@@ -171,43 +188,43 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     }
 
     let isolation_committed = req.isolation_level == 1;
-    let responses = req
-        .topics
+    req.topics
         .into_iter()
         .zip(results)
-        .map(|(t, parts)| {
-            let partitions = t
+        .map(|(t, parts)| TopicOut {
+            topic: t.topic.0.to_string(),
+            topic_id: *t.topic_id.as_bytes(),
+            partitions: t
                 .partitions
                 .iter()
                 .zip(parts)
-                .map(|(p, r)| partition_data(p.partition, r, isolation_committed, version))
-                .collect();
-            FetchableTopicResponse::default()
-                .with_topic(t.topic)
-                .with_topic_id(t.topic_id)
-                .with_partitions(partitions)
+                .map(|(p, r)| partition_out(p.partition, r, isolation_committed))
+                .collect(),
         })
-        .collect();
-    FetchResponse::default().with_responses(responses)
+        .collect()
 }
 
-fn partition_data(partition: i32, r: PartResult, committed: bool, version: i16) -> PartitionData {
-    let d = PartitionData::default()
-        .with_partition_index(partition)
-        .with_preferred_read_replica(BrokerId(-1));
+fn partition_out(partition: i32, r: PartResult, committed: bool) -> PartitionOut {
     match r {
-        Ok(g) => d
-            .with_high_watermark(g.high_watermark)
+        Ok(g) => PartitionOut {
+            partition_index: partition,
+            error_code: 0,
+            high_watermark: g.high_watermark,
             // No transactions yet: everything below the high watermark is stable.
-            .with_last_stable_offset(g.high_watermark)
-            .with_log_start_offset(if version >= 5 { g.log_start_offset } else { -1 })
-            .with_aborted_transactions(committed.then(Vec::new))
-            .with_records(Some(g.records)),
-        Err(e) => d
-            .with_error_code(e.code)
-            .with_high_watermark(-1)
-            .with_last_stable_offset(-1)
-            .with_records(Some(Bytes::new())),
+            last_stable_offset: g.high_watermark,
+            log_start_offset: g.log_start_offset,
+            aborted_transactions: committed.then(Vec::new),
+            records: g.records,
+        },
+        Err(e) => PartitionOut {
+            partition_index: partition,
+            error_code: e.code,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted_transactions: None,
+            records: Records::Empty,
+        },
     }
 }
 

@@ -11,6 +11,7 @@ pub mod errors;
 mod admin;
 mod configs;
 mod fetch;
+mod fetch_response;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
@@ -36,11 +37,34 @@ impl std::fmt::Display for ProtocolError {
     }
 }
 
-/// What a request turns into: a response frame (length prefix included), or nothing
+/// What a request turns into: a response frame (length prefix included), a frame in
+/// parts (Fetch: headers in memory around file ranges sent without a copy), or nothing
 /// (Produce with acks=0).
 pub enum Reply {
     Frame(BytesMut),
+    Parts(Vec<Part>),
     None,
+}
+
+/// A piece of a response frame.
+#[derive(Debug)]
+pub enum Part {
+    Mem(Bytes),
+    /// Bytes of a segment file, sent from the page cache (`sendfile`).
+    File(crate::log::SendRange),
+}
+
+impl Part {
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Mem(b) => b.len(),
+            Part::File(r) => r.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The fixed start of every request header.
@@ -153,7 +177,12 @@ pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Reply, Protoco
                 }
             }
         }
-        ApiKey::Fetch => call!(FetchRequest, fetch::handle),
+        ApiKey::Fetch => {
+            let req: FetchRequest = decode(key, body, v)?;
+            let topics = fetch::handle(s, req, v).await;
+            shard.metrics.record_request(key, started.elapsed());
+            return Ok(Reply::Parts(fetch_response::encode(v, cid, topics)));
+        }
         ApiKey::ListOffsets => call!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::FindCoordinator => call!(FindCoordinatorRequest, metadata::find_coordinator),
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, metadata::describe_cluster),

@@ -29,7 +29,7 @@ pub use mesh::MeshClosed;
 use mesh::{Job, Mesh, Msg};
 
 /// The longest a missed cross-thread wake-up can stall a shard (see `shard_main`).
-const WAKE_TICK: Duration = Duration::from_millis(20);
+const WAKE_TICK: Duration = Duration::from_millis(50);
 
 /// Owner of partitions, groups and transactional ids: an index in `0..shards`.
 pub type ShardId = usize;
@@ -257,6 +257,7 @@ pub fn run(
     let mesh_builder: MeshBuilder<Msg, _> = MeshBuilder::full(count, 1024);
     let mut handles = Vec::with_capacity(count);
     let draining = Arc::new(std::sync::atomic::AtomicUsize::new(count));
+    let starting = Arc::new(StartBarrier::new(count));
     let mut groups = crate::group::recover(&config.data_dir, count)?.into_iter();
     for (id, stop) in stop.into_iter().enumerate() {
         let groups = groups.next().unwrap_or_default();
@@ -268,6 +269,7 @@ pub fn run(
         let registry = registry.clone();
         let mesh_builder = mesh_builder.clone();
         let draining = draining.clone();
+        let starting = starting.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
             .io_memory(config.io_memory_bytes)
@@ -282,6 +284,7 @@ pub fn run(
                     main,
                     stop,
                     draining,
+                    starting,
                     groups,
                 })
                 .await
@@ -300,6 +303,43 @@ pub fn run(
     result
 }
 
+/// Shards wait here until every shard has loaded its partitions and groups; if one
+/// failed, all stop. Startup only, so a short poll is fine.
+struct StartBarrier {
+    left: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl StartBarrier {
+    fn new(shards: usize) -> Self {
+        StartBarrier {
+            left: std::sync::atomic::AtomicUsize::new(shards),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn arrive(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if !ok {
+            self.failed.store(true, Ordering::Release);
+        }
+        self.left.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    async fn wait(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        loop {
+            if self.failed.load(Ordering::Acquire) {
+                return Err("another shard failed to start".into());
+            }
+            if self.left.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
 /// Everything a shard starts from.
 struct ShardStart {
     id: ShardId,
@@ -310,6 +350,8 @@ struct ShardStart {
     main: ShardMain,
     stop: oneshot::Receiver<()>,
     draining: Arc<std::sync::atomic::AtomicUsize>,
+    /// Shards that have not finished loading their partitions and groups yet.
+    starting: Arc<StartBarrier>,
     groups: crate::group::Recovered,
 }
 
@@ -323,6 +365,7 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         main,
         stop,
         draining,
+        starting,
         groups,
     } = start;
     // glommio 0.9 can miss a wake-up sent from another thread (its blocking-syscall
@@ -358,13 +401,18 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     mesh::serve_peers(receivers, shard.clone());
-    shard
-        .apply_registry(registry)
-        .await
-        .map_err(|e| format!("recovering partitions failed: {e}"))?;
-    crate::group::start(&shard, groups)
-        .await
-        .map_err(|e| format!("loading consumer groups failed: {e}"))?;
+    let loaded = async {
+        shard
+            .apply_registry(registry)
+            .await
+            .map_err(|e| format!("recovering partitions failed: {e}"))?;
+        crate::group::start(&shard, groups)
+            .await
+            .map_err(|e| format!("loading consumer groups failed: {e}"))
+    }
+    .await;
+    starting.arrive(loaded.is_ok());
+    loaded?;
     info!(
         shard = id,
         partitions = shard.owned_logs().len(),
@@ -378,6 +426,9 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         })
         .detach();
     }
+    // No shard accepts clients before every shard has opened its logs: a request
+    // forwarded to an owner still recovering would find no partition there.
+    starting.wait().await?;
     main(shard.clone()).await;
     // Other shards may still forward in-flight requests to our partitions: close the
     // logs only once every shard has drained its connections. Shutdown only, so a

@@ -140,8 +140,9 @@ def parse_api_versions_v0(data: bytes) -> tuple[int, int, dict[int, tuple[int, i
 
 def fetch_v4_request(correlation_id: int, topic: str, offsets: dict[int, int], *,
                      max_wait_ms: int = 500, min_bytes: int = 1,
-                     partition_max_bytes: int = 4 * 1024 * 1024) -> bytes:
-    body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, 16 * 1024 * 1024, 0)
+                     partition_max_bytes: int = 4 * 1024 * 1024,
+                     max_bytes: int = 16 * 1024 * 1024) -> bytes:
+    body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0)
     body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", len(offsets))
     for partition, offset in offsets.items():
         body += struct.pack(">iqi", partition, offset, partition_max_bytes)

@@ -1,0 +1,207 @@
+//! Sending a response made of parts: encoded headers in memory, and record bytes as
+//! ranges of segment files sent with `sendfile` straight from the page cache, never
+//! through a user-space buffer.
+//!
+//! glommio 0.9 exposes neither sendfile nor a "socket writable" wait, so the socket
+//! is non-blocking and every send is tried at once. When the socket is full
+//! (EAGAIN), the next byte goes through glommio's own `write_all`, which parks the
+//! task on io_uring until the socket drains (the shard keeps serving everything
+//! else meanwhile); then sendfile resumes. The only bytes copied through user space
+//! are those single bytes, one per wait (counted in `fetch_socket_waits`).
+//!
+//! Resources per response: one `sendmsg` per run of memory parts (gathered, with
+//! MSG_MORE while more follows) and one `sendfile` per file range in the common case
+//! of a socket with room; two small vectors (slices and iovecs) per memory run.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use crate::log::SendRange;
+use crate::protocol::Part;
+
+/// iovecs per `sendmsg` (well under IOV_MAX).
+const MAX_IOVECS: usize = 64;
+/// Bytes per `sendfile` call (Linux caps one call just under 2 GiB).
+const MAX_SENDFILE_BYTES: usize = 1 << 30;
+
+/// What one response cost, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SendStats {
+    pub sendfile_bytes: usize,
+    /// Times the socket was full and the send waited for it to drain.
+    pub socket_waits: u64,
+}
+
+/// Make the socket non-blocking, so `sendfile` and `sendmsg` never block the shard's
+/// thread. glommio's own reads and writes try non-blocking syscalls first anyway.
+pub fn set_nonblocking(stream: &TcpStream) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    // SAFETY: fcntl on a descriptor the stream owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Send every part, in order.
+pub async fn send_parts(stream: &mut TcpStream, parts: &[Part]) -> io::Result<SendStats> {
+    let mut stats = SendStats::default();
+    let mut i = 0;
+    while i < parts.len() {
+        match &parts[i] {
+            Part::Mem(_) => {
+                let run = parts[i..]
+                    .iter()
+                    .take_while(|p| matches!(p, Part::Mem(_)))
+                    .count();
+                let more = i + run < parts.len();
+                send_mem(stream, &parts[i..i + run], more, &mut stats).await?;
+                i += run;
+            }
+            Part::File(r) => {
+                send_file(stream, r, &mut stats).await?;
+                i += 1;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Send a run of memory parts with gathered `sendmsg` calls.
+async fn send_mem(
+    stream: &mut TcpStream,
+    parts: &[Part],
+    more: bool,
+    stats: &mut SendStats,
+) -> io::Result<()> {
+    let chunks: Vec<&[u8]> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Mem(b) if !b.is_empty() => Some(&b[..]),
+            _ => None,
+        })
+        .collect();
+    let (mut idx, mut skip) = (0usize, 0usize); // next chunk, bytes of it already sent
+    while idx < chunks.len() {
+        let end = (idx + MAX_IOVECS).min(chunks.len());
+        let iov: Vec<libc::iovec> = chunks[idx..end]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let c = if k == 0 { &c[skip..] } else { c };
+                libc::iovec {
+                    iov_base: c.as_ptr() as *mut libc::c_void,
+                    iov_len: c.len(),
+                }
+            })
+            .collect();
+        let mut flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        if more || end < chunks.len() {
+            flags |= libc::MSG_MORE;
+        }
+        // SAFETY: every iovec points into a `Bytes` borrowed for this call; the msghdr
+        // carries no address and no control data.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iov.len();
+            libc::sendmsg(stream.as_raw_fd(), &msg, flags)
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    // Full: let glommio wait for room and send the rest of this chunk.
+                    stats.socket_waits += 1;
+                    stream.write_all(&chunks[idx][skip..]).await?;
+                    idx += 1;
+                    skip = 0;
+                    continue;
+                }
+                _ => return Err(e),
+            }
+        }
+        let mut n = n as usize;
+        while n > 0 {
+            let left = chunks[idx].len() - skip;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Send one file range with `sendfile`.
+async fn send_file(stream: &mut TcpStream, r: &SendRange, stats: &mut SendStats) -> io::Result<()> {
+    let sock = stream.as_raw_fd();
+    let file = r.fd.as_raw_fd();
+    let mut offset = r.position as libc::off_t;
+    let mut left = r.len;
+    while left > 0 {
+        // SAFETY: both descriptors are open (the stream's, and the range's `Arc<OwnedFd>`
+        // held by `r`); `offset` is a valid, exclusively borrowed off_t.
+        let n = unsafe { libc::sendfile(sock, file, &mut offset, left.min(MAX_SENDFILE_BYTES)) };
+        if n > 0 {
+            left -= n as usize;
+            stats.sendfile_bytes += n as usize;
+            continue;
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("segment file ended {left} bytes before the fetched range"),
+            ));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                stats.socket_waits += 1;
+                let byte = read_byte(file, offset as u64)?;
+                stream.write_all(&[byte]).await?;
+                offset += 1;
+                left -= 1;
+            }
+            _ => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One byte of the file: the range was in the page cache when the fetch was read, so
+/// this is a cache hit in all but a race with eviction.
+fn read_byte(fd: i32, position: u64) -> io::Result<u8> {
+    let mut byte = 0u8;
+    // SAFETY: reads one byte into a local that outlives the call.
+    let n = unsafe {
+        libc::pread(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            position as libc::off_t,
+        )
+    };
+    match n {
+        1 => Ok(byte),
+        0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "segment file ended inside a fetched range",
+        )),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
