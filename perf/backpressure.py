@@ -187,7 +187,8 @@ def run(args, label, broker, bootstrap, admin, work) -> int:
                 return 1
             time.sleep(0.1)
     topic = "backpressure"
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics(
+    admin_client = AdminClient({"bootstrap.servers": bootstrap})
+    admin_client.create_topics(
         [NewTopic(topic, num_partitions=args.partitions, replication_factor=1)])[topic].result(30)
     time.sleep(1.0)
 

@@ -114,3 +114,20 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(broker_factory):
     finally:
         idle.close()
         busy.close()
+
+
+def test_a_client_over_its_byte_rate_quota_is_told_to_back_off(broker_factory):
+    """With --producer-byte-rate 1000000, a client id that produces 12 MB as fast
+    as it can is over its quota: responses carry throttle_time_ms (librdkafka
+    reports it through throttle_cb), and every message is still delivered."""
+    broker = broker_factory(extra_args=("--producer-byte-rate", "1000000"))
+    topic = "quota"
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    rng = random.Random(11)
+    sent = [Message(i, b"k", i, rng.randbytes(1000)) for i in range(12_000)]
+    throttles = []
+    config = rdkafka_io.producer_config(broker.bootstrap, compression_type="none")
+    config["throttle_cb"] = lambda event: throttles.append(event.throttle_time)
+    delivered = rdkafka_io.produce_all([config], [sent], topic, timeout=120)
+    assert len(delivered) == len(sent)
+    assert throttles and max(throttles) > 0, f"no throttle reported: {throttles}"
