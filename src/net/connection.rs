@@ -84,7 +84,7 @@ async fn read_loop(
     };
     loop {
         while let Some(len) = r.front_frame_len()? {
-            if r.front_needs_credit() && !r.acquire_credit(len).await {
+            if r.front_needs_credit(len) && !r.acquire_credit(len).await {
                 return Ok(()); // shutdown
             }
             if r.buf.len() < 4 + len {
@@ -142,11 +142,15 @@ impl Reader<'_> {
         Ok(Some(len))
     }
 
-    /// Whether the frame at the front is a Produce that holds no credit yet.
-    fn front_needs_credit(&self) -> bool {
+    /// Whether the frame at the front (of `len` bytes) must take credit before its
+    /// body is read: a Produce, whose credit is held until it is appended, or any
+    /// other request larger than a read chunk, whose credit covers only reading it
+    /// (so that large requests of any kind cannot pile up in read buffers).
+    fn front_needs_credit(&self, len: usize) -> bool {
         self.credit.is_none()
             && self.buf.len() >= 6
-            && i16::from_be_bytes([self.buf[4], self.buf[5]]) == ApiKey::Produce as i16
+            && (len > READ_CHUNK
+                || i16::from_be_bytes([self.buf[4], self.buf[5]]) == ApiKey::Produce as i16)
     }
 
     /// Wait for credit for a Produce frame of `len` bytes, before reading its body:
@@ -189,10 +193,12 @@ impl Reader<'_> {
         tx: &LocalSender<Pending>,
     ) -> Result<bool, String> {
         let start = protocol::peek_start(&frame).map_err(|e| e.0)?;
-        let credit = self.credit.take();
+        let is_produce = start.api_key == ApiKey::Produce as i16;
+        // The credit of a large non-Produce request covered only reading it.
+        let credit = self.credit.take().filter(|_| is_produce);
         let mut throttle = credit.as_ref().map(|c| c.1).unwrap_or_default();
         let mut mute = Duration::ZERO;
-        if start.api_key == ApiKey::Produce as i16 && self.shard.produce_quotas.enabled() {
+        if is_produce && self.shard.produce_quotas.enabled() {
             let ms = self.shard.produce_quotas.record(
                 client_id(&frame),
                 4 + frame.len() as u64,
