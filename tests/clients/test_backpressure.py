@@ -9,6 +9,7 @@ must still all finish with every acknowledged record stored.
 from __future__ import annotations
 
 import random
+import struct
 import time
 
 import rdkafka_io
@@ -19,6 +20,7 @@ from workload import Message, check_story, make_messages, split_by_key
 # shard with 2 shards — less than one librdkafka batch of 1 MB.
 SMALL_BUDGET = 4 << 20
 PARTITIONS = 6
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
 def credit_waits(broker) -> float:
@@ -131,3 +133,59 @@ def test_a_client_over_its_byte_rate_quota_is_told_to_back_off(broker_factory):
     delivered = rdkafka_io.produce_all([config], [sent], topic, timeout=120)
     assert len(delivered) == len(sent)
     assert throttles and max(throttles) > 0, f"no throttle reported: {throttles}"
+
+
+def produce_v3(correlation_id: int, topic: str, partition: int, records: bytes, acks: int = 1) -> bytes:
+    """A framed Produce v3 request for one partition (non-flexible, header v1)."""
+    body = (wire.string(None) + struct.pack(">hi", acks, 30_000)
+            + struct.pack(">i", 1) + wire.string(topic)
+            + struct.pack(">i", 1) + struct.pack(">i", partition)
+            + struct.pack(">i", len(records)) + records)
+    return wire.frame(wire.header_v1(wire.API_PRODUCE, 3, correlation_id) + body)
+
+
+def produce_v3_error(data: bytes) -> tuple[int, int]:
+    """(correlation id, error code of the one partition) of a Produce v3 response."""
+    (cid,) = struct.unpack_from(">i", data, 0)
+    (name_len,) = struct.unpack_from(">h", data, 8)
+    at = 10 + name_len + 4  # topic name, then the partitions array length
+    _partition, error = struct.unpack_from(">ih", data, at)
+    return cid, error
+
+
+def test_credit_comes_back_after_errors_and_abandoned_requests(broker_factory):
+    """Produce requests that fail (corrupt records, unknown partition) or are
+    abandoned half-sent — one of them larger than the whole 512 KiB credit of a
+    shard — all give their credit back: afterwards no shard holds any, and a
+    producer still gets its messages through."""
+    broker = broker_factory(extra_args=("--memory-budget", str(SMALL_BUDGET)))
+    topic = "errors"
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+
+    sock = wire.connect(broker.port)
+    try:
+        # 200 KB of zeros: no valid record batch.
+        sock.sendall(produce_v3(1, topic, 0, b"\0" * 200_000))
+        cid, error = produce_v3_error(wire.read_frame(sock))
+        assert cid == 1 and error != 0
+        sock.sendall(produce_v3(2, topic, 99, b"\0" * 100))
+        assert produce_v3_error(wire.read_frame(sock)) == (2, UNKNOWN_TOPIC_OR_PARTITION)
+    finally:
+        sock.close()
+    for size in (300_000, 3_000_000):
+        half = wire.connect(broker.port)
+        request = produce_v3(3, topic, 0, b"\0" * size)
+        half.sendall(request[: len(request) // 2])
+        half.close()
+
+    deadline = time.monotonic() + 30
+    while True:
+        in_use = broker.per_shard("sluice_produce_credit_in_use_bytes")
+        if set(in_use) == {0, 1} and not any(in_use.values()):
+            break
+        assert time.monotonic() < deadline, f"credit still held: {in_use}"
+        time.sleep(0.1)
+    sent = [Message(i, b"k", i, b"v" * 100) for i in range(100)]
+    delivered = rdkafka_io.produce_all([rdkafka_io.producer_config(broker.bootstrap)], [sent], topic,
+                                       timeout=60)
+    assert len(delivered) == len(sent)
