@@ -38,7 +38,8 @@ pub struct CreditPool {
     waits: Cell<u64>,
 }
 
-/// A connection's account with the pool.
+/// A connection's account with the pool. A connection waits for at most one grant at
+/// a time (its reader is sequential), so `waiting` is a flag, not a count.
 #[derive(Default)]
 pub struct ConnCredit {
     held: Cell<usize>,
