@@ -262,6 +262,7 @@ def run(args, label, broker, bootstrap, admin, work) -> int:
         "latency_p99_ms": round(quantile(hist, 0.99) / 1000, 1),
         "latency_max_ms": round(quantile(hist, 1.0) / 1000, 1),
         "credit_waits": int(metric_sum(text, "sluice_produce_credit_waits_total")),
+        "rss_under_budget": max_rss < args.budget,
         "hwm_equals_acked": all(hwm[p] == acked.get(p, 0) for p in hwm),
         "hwm": hwm,
         "acked_per_partition": dict(sorted(acked.items())),
@@ -269,7 +270,7 @@ def run(args, label, broker, bootstrap, admin, work) -> int:
     }
     for k, v in summary.items():
         print(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}")
-    ok = summary["hwm_equals_acked"] and not errors and unflushed == 0
+    ok = summary["hwm_equals_acked"] and summary["rss_under_budget"] and not errors and unflushed == 0
     return 0 if ok else 1
 
 

@@ -30,6 +30,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bytes an idle connection reads into while it waits: its read buffer is released
 /// so that many idle connections hold no buffers.
 const IDLE_READ_BYTES: usize = 64;
+/// A connection holding credit for a frame whose bytes stop coming for this long is
+/// closed (or after the idle timeout, if that is shorter).
+const STALLED_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
@@ -260,7 +263,7 @@ impl Reader<'_> {
                 self.buf.truncate(had);
                 return Err(format!(
                     "no bytes for {} ms in the middle of a request ({had} bytes read)",
-                    self.shard.config.idle_connection_timeout_ms
+                    self.last_activity.elapsed().as_millis()
                 ));
             }
             Err(Stop::Failed(e)) => {
@@ -337,12 +340,15 @@ struct ReadCtx<'a> {
 impl<'a> ReadCtx<'a> {
     fn of(r: &Reader<'a>) -> ReadCtx<'a> {
         let shard: &'a Rc<Shard> = r.shard;
+        let mut timeout = shard.config.idle_connection_timeout();
+        if r.credit.is_some() {
+            // Credit is held for a frame whose bytes stopped coming: do not let one
+            // stalled client keep other producers waiting for long.
+            timeout = Some(timeout.map_or(STALLED_BODY_TIMEOUT, |t| t.min(STALLED_BODY_TIMEOUT)));
+        }
         ReadCtx {
             shutdown: &shard.shutdown,
-            idle_left: shard
-                .config
-                .idle_connection_timeout()
-                .map(|t| t.saturating_sub(r.last_activity.elapsed())),
+            idle_left: timeout.map(|t| t.saturating_sub(r.last_activity.elapsed())),
         }
     }
 

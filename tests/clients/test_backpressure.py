@@ -189,3 +189,27 @@ def test_credit_comes_back_after_errors_and_abandoned_requests(broker_factory):
     delivered = rdkafka_io.produce_all([rdkafka_io.producer_config(broker.bootstrap)], [sent], topic,
                                        timeout=60)
     assert len(delivered) == len(sent)
+
+
+def test_a_client_that_stalls_in_the_middle_of_a_large_produce_is_closed_and_its_credit_returned(broker_factory):
+    """A client announces a 3 MB Produce (more than the 512 KiB credit of a
+    shard, so it takes all of it), sends half, and then nothing while keeping the
+    connection open. With --idle-connection-timeout-ms 1000 the broker closes it,
+    the credit comes back, and other producers go on."""
+    broker = broker_factory(extra_args=("--memory-budget", str(SMALL_BUDGET),
+                                        "--idle-connection-timeout-ms", "1000"))
+    topic = "stalled"
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    stalled = wire.connect(broker.port)
+    try:
+        request = produce_v3(1, topic, 0, b"\0" * 3_000_000)
+        stalled.sendall(request[: len(request) // 2])
+        wire.wait_closed(stalled, timeout=60)
+    finally:
+        stalled.close()
+    in_use = broker.per_shard("sluice_produce_credit_in_use_bytes")
+    assert set(in_use) == {0, 1} and not any(in_use.values()), in_use
+    sent = [Message(i, b"k", i, b"v" * 100) for i in range(100)]
+    delivered = rdkafka_io.produce_all([rdkafka_io.producer_config(broker.bootstrap)], [sent], topic,
+                                       timeout=60)
+    assert len(delivered) == len(sent)
