@@ -34,6 +34,14 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     pub producer_id_expiration_ms: u64,
     pub io_memory_bytes: usize,
+    /// Bytes the broker may hold in memory for clients' data; see `produce_budget_bytes_per_shard`.
+    pub memory_budget: u64,
+    /// A connection with no request for this long is closed (Kafka's
+    /// connections.max.idle.ms); 0 never closes idle connections.
+    pub idle_connection_timeout_ms: u64,
+    /// Produce quota per client id and shard in bytes/s (Kafka's producer_byte_rate);
+    /// 0 is no quota.
+    pub producer_byte_rate: u64,
 }
 
 impl Default for BrokerConfig {
@@ -57,6 +65,9 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 30_000,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             io_memory_bytes: 1 << 20,
+            memory_budget: 512 << 20,
+            idle_connection_timeout_ms: 600_000,
+            producer_byte_rate: 0,
         }
     }
 }
@@ -135,6 +146,19 @@ pub struct ServeArgs {
     /// hold shards × this. Default 1048576.
     #[arg(long, env = "SLUICE_IO_MEMORY_BYTES")]
     pub io_memory_bytes: Option<usize>,
+    /// Bytes of memory the broker may use for clients' data in flight, split among shards:
+    /// a quarter is produce credit (produce data accepted but not yet appended, or not yet
+    /// synced for acks=all under flush=always), a quarter is for fetch responses, the
+    /// rest covers read buffers and the log's copies in flight. Default 536870912.
+    #[arg(long, env = "SLUICE_MEMORY_BUDGET")]
+    pub memory_budget: Option<u64>,
+    /// Close a connection that sent no request for this long (ms); 0 never does. Default 600000.
+    #[arg(long, env = "SLUICE_IDLE_CONNECTION_TIMEOUT_MS")]
+    pub idle_connection_timeout_ms: Option<u64>,
+    /// Produce quota per client id (on each shard), bytes/s; over it, responses carry
+    /// throttle_time_ms and the connection is not read for that long. 0: no quota. Default 0.
+    #[arg(long, env = "SLUICE_PRODUCER_BYTE_RATE")]
+    pub producer_byte_rate: Option<u64>,
 }
 
 /// The TOML file: every key optional.
@@ -159,7 +183,13 @@ struct FileConfig {
     retention_check_interval_ms: Option<u64>,
     producer_id_expiration_ms: Option<u64>,
     io_memory_bytes: Option<usize>,
+    memory_budget: Option<u64>,
+    idle_connection_timeout_ms: Option<u64>,
+    producer_byte_rate: Option<u64>,
 }
+
+/// Below this the produce credit of a shard could not hold a few typical batches.
+const MIN_MEMORY_BUDGET: u64 = 4 << 20;
 
 fn negative_is_none(v: i64) -> Option<u64> {
     u64::try_from(v).ok()
@@ -191,7 +221,10 @@ impl BrokerConfig {
             segment_bytes,
             retention_check_interval_ms,
             producer_id_expiration_ms,
-            io_memory_bytes
+            io_memory_bytes,
+            memory_budget,
+            idle_connection_timeout_ms,
+            producer_byte_rate
         );
         if let Some(v) = args.retention_ms {
             c.retention_ms = negative_is_none(v);
@@ -226,7 +259,10 @@ impl BrokerConfig {
             segment_bytes,
             retention_check_interval_ms,
             producer_id_expiration_ms,
-            io_memory_bytes
+            io_memory_bytes,
+            memory_budget,
+            idle_connection_timeout_ms,
+            producer_byte_rate
         );
         if let Some(v) = f.flush {
             self.flush = v
@@ -252,6 +288,12 @@ impl BrokerConfig {
         if self.max_inflight_requests == 0 {
             return Err("max_inflight_requests must be at least 1".into());
         }
+        if self.memory_budget < MIN_MEMORY_BUDGET {
+            return Err(format!(
+                "memory_budget must be at least {MIN_MEMORY_BUDGET} bytes, got {}",
+                self.memory_budget
+            ));
+        }
         if self.advertised_listener.is_empty() {
             if self.listen.ip().is_unspecified() {
                 return Err(
@@ -271,6 +313,30 @@ impl BrokerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Produce credit of one shard: a quarter of `memory_budget`, split evenly among
+    /// shards. Counts Produce frame bytes from the moment their length is read until
+    /// their append (and, for acks=all under flush=always, the covering sync) is done.
+    pub fn produce_budget_bytes_per_shard(&self) -> usize {
+        self.budget_quarter_per_shard()
+    }
+
+    /// Bytes of fetch responses one shard may hold in memory at once: a quarter of
+    /// `memory_budget`, split evenly among shards (for the fetch path to enforce).
+    pub fn fetch_budget_bytes_per_shard(&self) -> usize {
+        self.budget_quarter_per_shard()
+    }
+
+    fn budget_quarter_per_shard(&self) -> usize {
+        let per_shard = self.memory_budget / 4 / self.shards.max(1) as u64;
+        usize::try_from(per_shard).unwrap_or(usize::MAX).max(1)
+    }
+
+    /// `idle_connection_timeout_ms` as a duration, `None` when disabled.
+    pub fn idle_connection_timeout(&self) -> Option<Duration> {
+        (self.idle_connection_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.idle_connection_timeout_ms))
     }
 
     /// (host, port) advertised to clients.

@@ -101,6 +101,7 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<Snapshot> {
                     partitions,
                     connections: sh.connections.get(),
                     group_offsets: sh.groups.committed(),
+                    produce_credit_in_use_bytes: sh.produce_credit.in_use() as u64,
                 }
             })
             .await;

@@ -38,6 +38,8 @@ pub struct ShardMetrics {
     pub connections_accepted: Cell<u64>,
     pub connections_refused: Cell<u64>,
     pub protocol_errors: Cell<u64>,
+    /// Produce requests that had to wait for credit (`net::credit`).
+    pub produce_credit_waits: Cell<u64>,
     requests: RefCell<BTreeMap<i16, Histogram<u64>>>,
 }
 
@@ -52,6 +54,8 @@ pub struct Snapshot {
     /// Committed offsets of the groups this shard coordinates:
     /// (group, topic, partition, committed offset).
     pub group_offsets: Vec<(String, String, i32, i64)>,
+    /// Produce credit granted and not yet returned (bytes).
+    pub produce_credit_in_use_bytes: u64,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -72,6 +76,7 @@ impl ShardMetrics {
             connections_accepted: Cell::new(0),
             connections_refused: Cell::new(0),
             protocol_errors: Cell::new(0),
+            produce_credit_waits: Cell::new(0),
             requests: RefCell::new(BTreeMap::new()),
         }
     }
@@ -133,6 +138,10 @@ impl ShardMetrics {
                 self.connections_refused.get(),
             ),
             ("sluice_protocol_errors_total", self.protocol_errors.get()),
+            (
+                "sluice_produce_credit_waits_total",
+                self.produce_credit_waits.get(),
+            ),
         ];
         (counters, self.requests.borrow().clone())
     }
@@ -189,6 +198,14 @@ pub fn render(snaps: &[Snapshot]) -> String {
             out,
             "sluice_connections{{shard=\"{}\"}} {}",
             s.shard, s.connections
+        );
+    }
+    let _ = writeln!(out, "# TYPE sluice_produce_credit_in_use_bytes gauge");
+    for s in snaps {
+        let _ = writeln!(
+            out,
+            "sluice_produce_credit_in_use_bytes{{shard=\"{}\"}} {}",
+            s.shard, s.produce_credit_in_use_bytes
         );
     }
     let _ = writeln!(out, "# TYPE sluice_partition_high_watermark gauge");

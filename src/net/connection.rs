@@ -1,18 +1,25 @@
 //! One client connection: a reader that cuts frames and starts a task per request
 //! (requests are pipelined), and a writer that sends responses strictly in request
 //! order. At most `max_inflight_requests` requests are in flight; past that the
-//! reader stops reading and TCP pushes back on the client.
+//! reader stops reading and TCP pushes back on the client. A Produce frame takes
+//! produce credit (`net::credit`) before its body is read; without credit the
+//! reader waits, and TCP pushes back the same way. A connection with no request for
+//! `idle_connection_timeout_ms` is closed.
 
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
+use kafka_protocol::messages::ApiKey;
 use tracing::{debug, warn};
 
+use super::credit::{ConnCredit, CreditGuard};
 use crate::protocol::{self, ProtocolError, Reply};
 use crate::shard::Shard;
 
@@ -20,6 +27,12 @@ type Pending = JoinHandle<Result<Reply, ProtocolError>>;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes an idle connection reads into while it waits: its read buffer is released
+/// so that many idle connections hold no buffers.
+const IDLE_READ_BYTES: usize = 64;
+/// A connection holding credit for a frame whose bytes stop coming for this long is
+/// closed (or after the idle timeout, if that is shorter).
+const STALLED_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
@@ -59,80 +72,344 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     debug!(?peer, "connection closed");
 }
 
-/// Cut frames off the socket and start their handlers, until EOF, shutdown or a
-/// protocol error. Dropping `tx` lets the writer finish the queued responses.
+/// Cut frames off the socket and start their handlers, until EOF, shutdown, idle
+/// timeout or a protocol error. Dropping `tx` lets the writer finish the queued
+/// responses.
 async fn read_loop(
     shard: &Rc<Shard>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     tx: LocalSender<Pending>,
 ) -> Result<(), String> {
-    let max_frame = shard.config.max_frame_bytes;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut r = Reader {
+        shard,
+        stream,
+        buf: BytesMut::new(),
+        conn_credit: ConnCredit::new(),
+        credit: None,
+        busy: Rc::new(Cell::new(0)),
+        last_activity: Instant::now(),
+    };
     loop {
-        // Every complete frame in the buffer.
-        while buf.len() >= 4 {
-            let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            if len < 0 {
-                return Err(format!("negative frame length {len}"));
+        while let Some(len) = r.front_frame_len()? {
+            if r.front_needs_credit(len) && !r.acquire_credit(len).await {
+                return Ok(()); // shutdown
             }
-            let len = len as usize;
-            if len > max_frame {
-                return Err(format!(
-                    "frame of {len} bytes is over max_frame_bytes ({max_frame})"
-                ));
-            }
-            if buf.len() < 4 + len {
+            if r.buf.len() < 4 + len {
                 break;
             }
-            buf.advance(4);
-            let frame = buf.split_to(len).freeze();
-            let start = protocol::peek_start(&frame).map_err(|e| e.0)?;
-            let task = match protocol::precheck(&start).map_err(|e| e.0)? {
-                Some(immediate) => glommio::spawn_local(async move { Ok(Reply::Frame(immediate)) }),
-                None => glommio::spawn_local(protocol::handle(shard.clone(), frame)),
-            };
-            if tx.send(task.detach()).await.is_err() {
-                return Ok(()); // the writer stopped (it logged why)
+            r.buf.advance(4);
+            let frame = r.buf.split_to(len).freeze();
+            if !r.start_request(frame, &tx).await? {
+                return Ok(());
             }
         }
-        // Need more bytes: at least the rest of the current frame.
-        let want = if buf.len() >= 4 {
-            4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
-        } else {
-            4
-        };
-        let had = buf.len();
-        let n = {
-            let target = want.max(had + READ_CHUNK);
-            buf.resize(target, 0);
-            let read = async { Some(stream.read(&mut buf[had..]).await) };
-            let stop = async {
-                shard.shutdown.wait().await;
-                None
-            };
-            let r = futures_lite::future::or(read, stop).await;
-            match r {
-                None => {
-                    buf.truncate(had);
-                    return Ok(());
-                }
-                Some(Ok(n)) => n,
-                Some(Err(e)) => {
-                    buf.truncate(had);
-                    return Err(format!("read failed: {e}"));
-                }
-            }
-        };
-        buf.truncate(had + n);
-        if n == 0 {
-            if had > 0 {
-                return Err(format!(
-                    "client disconnected in the middle of a request ({had} bytes unread)"
-                ));
-            }
+        if !r.fill().await? {
             return Ok(());
         }
     }
+}
+
+/// The reading half of a connection.
+struct Reader<'a> {
+    shard: &'a Rc<Shard>,
+    stream: TcpStream,
+    /// Bytes read and not yet cut into frames. Empty (no allocation) while idle.
+    buf: BytesMut,
+    conn_credit: Rc<ConnCredit>,
+    /// Credit taken for the Produce frame at the front of `buf` before its body was
+    /// read, and how long it waited for it.
+    credit: Option<(CreditGuard, Duration)>,
+    /// Requests whose handler has not finished (an idle connection has none).
+    busy: Rc<Cell<usize>>,
+    /// When bytes last arrived.
+    last_activity: Instant,
+}
+
+/// Why waiting for bytes ended without any.
+enum Stop {
+    Shutdown,
+    Idle,
+    Failed(std::io::Error),
+}
+
+impl Reader<'_> {
+    /// Length of the frame at the front of the buffer, once its length is there.
+    fn front_frame_len(&self) -> Result<Option<usize>, String> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        let len = usize::try_from(len).map_err(|_| format!("negative frame length {len}"))?;
+        let max_frame = self.shard.config.max_frame_bytes;
+        if len > max_frame {
+            return Err(format!(
+                "frame of {len} bytes is over max_frame_bytes ({max_frame})"
+            ));
+        }
+        Ok(Some(len))
+    }
+
+    /// Whether the frame at the front (of `len` bytes) must take credit before its
+    /// body is read: a Produce, whose credit is held until it is appended, or any
+    /// other request larger than a read chunk, whose credit covers only reading it
+    /// (so that large requests of any kind cannot pile up in read buffers).
+    fn front_needs_credit(&self, len: usize) -> bool {
+        self.credit.is_none()
+            && self.buf.len() >= 6
+            && (len > READ_CHUNK
+                || i16::from_be_bytes([self.buf[4], self.buf[5]]) == ApiKey::Produce as i16)
+    }
+
+    /// Wait for credit for a Produce frame of `len` bytes, before reading its body:
+    /// while this waits the socket is not read, so TCP pushes back on the producer.
+    /// False on shutdown.
+    async fn acquire_credit(&mut self, len: usize) -> bool {
+        let started = Instant::now();
+        let acquire = async {
+            Some(
+                self.shard
+                    .produce_credit
+                    .acquire(&self.conn_credit, 4 + len)
+                    .await,
+            )
+        };
+        let stop = async {
+            self.shard.shutdown.wait().await;
+            None
+        };
+        let Some((guard, waited)) = futures_lite::future::or(acquire, stop).await else {
+            return false;
+        };
+        let waited = if waited {
+            let m = &self.shard.metrics.produce_credit_waits;
+            m.set(m.get() + 1);
+            started.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        self.credit = Some((guard, waited));
+        true
+    }
+
+    /// Start the handler of one request and queue it for the writer. The request's
+    /// credit travels with its task and returns when the handler is done (append and
+    /// sync included) or dropped. False when the writer has stopped.
+    async fn start_request(
+        &mut self,
+        frame: Bytes,
+        tx: &LocalSender<Pending>,
+    ) -> Result<bool, String> {
+        let start = protocol::peek_start(&frame).map_err(|e| e.0)?;
+        let is_produce = start.api_key == ApiKey::Produce as i16;
+        // The credit of a large non-Produce request covered only reading it.
+        let credit = self.credit.take().filter(|_| is_produce);
+        let mut throttle = credit.as_ref().map(|c| c.1).unwrap_or_default();
+        let mut mute = Duration::ZERO;
+        if is_produce && self.shard.produce_quotas.enabled() {
+            let ms = self.shard.produce_quotas.record(
+                client_id(&frame),
+                4 + frame.len() as u64,
+                now_ms(),
+            );
+            mute = Duration::from_millis(ms);
+            throttle = throttle.max(mute);
+        }
+        let throttle_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+        let task = match protocol::precheck(&start).map_err(|e| e.0)? {
+            Some(immediate) => glommio::spawn_local(async move { Ok(Reply::Frame(immediate)) }),
+            None => {
+                let busy = Busy::new(&self.busy);
+                let shard = self.shard.clone();
+                glommio::spawn_local(async move {
+                    let _busy = busy;
+                    let _credit = credit;
+                    protocol::handle(shard, frame, throttle_ms).await
+                })
+            }
+        };
+        if tx.send(task.detach()).await.is_err() {
+            return Ok(false); // the writer stopped (it logged why)
+        }
+        if !mute.is_zero() {
+            // KIP-219: over its quota, the client is answered at once and its
+            // connection is not read for the throttle time.
+            let sleep = async {
+                glommio::timer::sleep(mute).await;
+                true
+            };
+            let stop = async {
+                self.shard.shutdown.wait().await;
+                false
+            };
+            return Ok(futures_lite::future::or(sleep, stop).await);
+        }
+        Ok(true)
+    }
+
+    /// Read more bytes: at least the rest of the current frame. False on EOF,
+    /// shutdown or idle timeout.
+    async fn fill(&mut self) -> Result<bool, String> {
+        let had = self.buf.len();
+        if had == 0 {
+            return self.fill_idle().await;
+        }
+        let want = match self.front_frame_len()? {
+            Some(len) => 4 + len,
+            None => 4,
+        };
+        self.buf.resize(want.max(had + READ_CHUNK), 0);
+        let mut read = ReadCtx::of(self);
+        let r = read.wait(&mut self.stream, &mut self.buf[had..]).await;
+        let n = match r {
+            Ok(n) => n,
+            Err(Stop::Shutdown) => 0,
+            Err(Stop::Idle) => {
+                self.buf.truncate(had);
+                return Err(format!(
+                    "no bytes for {} ms in the middle of a request ({had} bytes read)",
+                    self.last_activity.elapsed().as_millis()
+                ));
+            }
+            Err(Stop::Failed(e)) => {
+                self.buf.truncate(had);
+                return Err(format!("read failed: {e}"));
+            }
+        };
+        self.buf.truncate(had + n);
+        if n == 0 {
+            if self.shard.shutdown.is_fired() {
+                return Ok(false);
+            }
+            return Err(format!(
+                "client disconnected in the middle of a request ({had} bytes unread)"
+            ));
+        }
+        self.last_activity = Instant::now();
+        Ok(true)
+    }
+
+    /// Read with an empty buffer. If bytes are there, read a full chunk; if not, the
+    /// connection is idle: release the chunk (an idle connection holds no read
+    /// buffer) and wait on a few bytes of stack instead.
+    async fn fill_idle(&mut self) -> Result<bool, String> {
+        self.buf.resize(READ_CHUNK, 0);
+        let first = futures_lite::future::poll_once(self.stream.read(&mut self.buf[..])).await;
+        let n = match first {
+            Some(Ok(n)) => {
+                self.buf.truncate(n);
+                n
+            }
+            Some(Err(e)) => return Err(format!("read failed: {e}")),
+            None => {
+                self.buf = BytesMut::new();
+                let mut small = [0u8; IDLE_READ_BYTES];
+                let n = loop {
+                    let mut read = ReadCtx::of(self);
+                    match read.wait(&mut self.stream, &mut small).await {
+                        Ok(n) => break n,
+                        Err(Stop::Shutdown) => return Ok(false),
+                        Err(Stop::Failed(e)) => return Err(format!("read failed: {e}")),
+                        Err(Stop::Idle) if self.busy.get() > 0 => {
+                            // Requests still running (a long poll): not idle.
+                            self.last_activity = Instant::now();
+                        }
+                        Err(Stop::Idle) => {
+                            debug!(
+                                peer = ?self.stream.peer_addr().ok(),
+                                timeout_ms = self.shard.config.idle_connection_timeout_ms,
+                                "closing idle connection: no request within idle_connection_timeout_ms"
+                            );
+                            return Ok(false);
+                        }
+                    }
+                };
+                self.buf.extend_from_slice(&small[..n]);
+                n
+            }
+        };
+        if n == 0 {
+            return Ok(false); // EOF between requests
+        }
+        self.last_activity = Instant::now();
+        Ok(true)
+    }
+}
+
+/// What a wait for bytes races against: shutdown and the idle timeout.
+struct ReadCtx<'a> {
+    shutdown: &'a crate::shard::Signal,
+    idle_left: Option<Duration>,
+}
+
+impl<'a> ReadCtx<'a> {
+    fn of(r: &Reader<'a>) -> ReadCtx<'a> {
+        let shard: &'a Rc<Shard> = r.shard;
+        let mut timeout = shard.config.idle_connection_timeout();
+        if r.credit.is_some() {
+            // Credit is held for a frame whose bytes stopped coming: do not let one
+            // stalled client keep other producers waiting for long.
+            timeout = Some(timeout.map_or(STALLED_BODY_TIMEOUT, |t| t.min(STALLED_BODY_TIMEOUT)));
+        }
+        ReadCtx {
+            shutdown: &shard.shutdown,
+            idle_left: timeout.map(|t| t.saturating_sub(r.last_activity.elapsed())),
+        }
+    }
+
+    async fn wait(&mut self, stream: &mut TcpStream, dst: &mut [u8]) -> Result<usize, Stop> {
+        let read = async { stream.read(dst).await.map_err(Stop::Failed) };
+        let stop = async {
+            self.shutdown.wait().await;
+            Err(Stop::Shutdown)
+        };
+        let idle_left = self.idle_left;
+        let idle = async {
+            match idle_left {
+                Some(d) => glommio::timer::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+            Err(Stop::Idle)
+        };
+        futures_lite::future::or(read, futures_lite::future::or(stop, idle)).await
+    }
+}
+
+/// Counts a request whose handler is running.
+struct Busy(Rc<Cell<usize>>);
+
+impl Busy {
+    fn new(count: &Rc<Cell<usize>>) -> Busy {
+        count.set(count.get() + 1);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// The client id of a request header (v1 and v2 both start with a nullable STRING
+/// after api key, version and correlation id); "" when absent or malformed.
+fn client_id(frame: &[u8]) -> &str {
+    let Some(len) = frame.get(8..10).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+        return "";
+    };
+    let Ok(len) = usize::try_from(len) else {
+        return "";
+    };
+    frame
+        .get(10..10 + len)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Send responses in request order.

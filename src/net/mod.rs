@@ -3,7 +3,12 @@
 //! accepted it, which owns its framing, its response queue and its socket.
 
 mod connection;
+pub mod credit;
+pub mod quota;
 mod send;
+
+pub use credit::CreditPool;
+pub use quota::ProduceQuotas;
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -142,7 +142,13 @@ fn decode<T: Decodable>(key: ApiKey, body: &mut Bytes, version: i16) -> Result<T
 }
 
 /// Handle one request frame (without its length prefix), after `precheck` passed.
-pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Reply, ProtocolError> {
+/// `throttle_time_ms`: what the connection decided the client should be told
+/// (waited for produce credit, or over its quota); Produce responses carry it.
+pub async fn handle(
+    shard: Rc<Shard>,
+    mut frame: Bytes,
+    throttle_time_ms: i32,
+) -> Result<Reply, ProtocolError> {
     let start = peek_start(&frame)?;
     let key = ApiKey::try_from(start.api_key)
         .map_err(|_| ProtocolError(format!("unknown API key {}", start.api_key)))?;
@@ -169,7 +175,7 @@ pub async fn handle(shard: Rc<Shard>, mut frame: Bytes) -> Result<Reply, Protoco
         ApiKey::Metadata => call!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
             let req: ProduceRequest = decode(key, body, v)?;
-            match produce::handle(s, req, v).await {
+            match produce::handle(s, req, v, throttle_time_ms).await {
                 Some(resp) => encode_frame(key, v, cid, &resp)?,
                 None => {
                     shard.metrics.record_request(key, started.elapsed());

@@ -111,11 +111,14 @@ fn partition_response(
     }
 }
 
-/// `None` when acks=0: the client expects no response.
+/// `None` when acks=0: the client expects no response. `throttle_time_ms` (v1+) is
+/// what the connection measured: time waited for produce credit, or a quota's
+/// throttle (KIP-219).
 pub async fn handle(
     shard: &Rc<Shard>,
     req: ProduceRequest,
     version: i16,
+    throttle_time_ms: i32,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let bad_acks = !matches!(acks, -1..=1);
@@ -171,5 +174,10 @@ pub async fn handle(
     if acks == 0 {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(topics))
+    let resp = ProduceResponse::default().with_responses(topics);
+    if version >= 1 {
+        Some(resp.with_throttle_time_ms(throttle_time_ms))
+    } else {
+        Some(resp)
+    }
 }

@@ -95,6 +95,10 @@ pub struct Shard {
     pub producer_ids: IdBlock,
     /// The consumer groups this shard coordinates (`group::owner_shard`).
     pub groups: crate::group::Coordinator,
+    /// Produce credit of this shard's connections (`net::credit`).
+    pub produce_credit: Rc<crate::net::CreditPool>,
+    /// Produce byte-rate quotas of this shard's clients (`net::quota`).
+    pub produce_quotas: crate::net::ProduceQuotas,
 }
 
 impl Shard {
@@ -384,6 +388,8 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         .join()
         .await
         .map_err(|_| "cannot join the shard mesh".to_string())?;
+    let produce_credit = crate::net::CreditPool::new(config.produce_budget_bytes_per_shard());
+    let produce_quotas = crate::net::ProduceQuotas::new(config.producer_byte_rate);
     let shard = Rc::new(Shard {
         id,
         count,
@@ -398,6 +404,8 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         connections: Cell::new(0),
         producer_ids: IdBlock::default(),
         groups: crate::group::Coordinator::new(),
+        produce_credit,
+        produce_quotas,
     });
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     mesh::serve_peers(receivers, shard.clone());
