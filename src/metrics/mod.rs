@@ -34,6 +34,9 @@ pub struct ShardMetrics {
     pub fetch_copied_bytes: Cell<u64>,
     /// Times a zero-copy send found the socket full and waited for it to drain.
     pub fetch_socket_waits: Cell<u64>,
+    /// Partition reads answered empty because the shard's fetch budget was held by
+    /// copied responses not yet sent.
+    pub fetch_budget_deferrals: Cell<u64>,
     pub cross_shard_calls: Cell<u64>,
     pub connections_accepted: Cell<u64>,
     pub connections_refused: Cell<u64>,
@@ -72,6 +75,7 @@ impl ShardMetrics {
             fetch_sendfile_bytes: Cell::new(0),
             fetch_copied_bytes: Cell::new(0),
             fetch_socket_waits: Cell::new(0),
+            fetch_budget_deferrals: Cell::new(0),
             cross_shard_calls: Cell::new(0),
             connections_accepted: Cell::new(0),
             connections_refused: Cell::new(0),
@@ -99,6 +103,10 @@ impl ShardMetrics {
         bump(&self.fetched_bytes, bytes as u64);
     }
 
+    pub fn record_fetch_deferred(&self) {
+        bump(&self.fetch_budget_deferrals, 1);
+    }
+
     pub fn record_fetch_copied(&self, bytes: usize) {
         bump(&self.fetch_copied_bytes, bytes as u64);
     }
@@ -124,6 +132,10 @@ impl ShardMetrics {
             (
                 "sluice_fetch_socket_waits_total",
                 self.fetch_socket_waits.get(),
+            ),
+            (
+                "sluice_fetch_budget_deferrals_total",
+                self.fetch_budget_deferrals.get(),
             ),
             (
                 "sluice_cross_shard_calls_total",

@@ -5,6 +5,7 @@
 //! (an owner wakes only that partition's waiters) or `max_wait_ms`, then reads again.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,11 @@ async fn read_owned(
 /// The slice as file ranges for `sendfile` when its bytes are in the page cache (so the
 /// send cannot block the connection's shard on the disk), else read into memory
 /// through io_uring. `fetch_zero_copy = false` always copies (kept to measure against).
+///
+/// Copied bytes count against the shard's fetch budget (`fetch_budget_bytes_per_shard`)
+/// until the response that holds them is sent. Over budget, the partition answers with
+/// no records this time (the consumer fetches again); a read always goes ahead when
+/// nothing else is held, so consumers always progress.
 async fn take_records(shard: &Shard, slice: FetchSlice) -> Result<Records, KafkaError> {
     let len = slice.len();
     if shard.config.fetch_zero_copy && slice.is_cached() {
@@ -96,10 +102,47 @@ async fn take_records(shard: &Shard, slice: FetchSlice) -> Result<Records, Kafka
             len,
         });
     }
-    let mut data = Vec::with_capacity(len);
-    slice.read_to_vec(&mut data).await?;
+    let held = COPY_HELD.with(Arc::clone);
+    let before = held.fetch_add(len, Ordering::Relaxed);
+    let copy = Held {
+        data: Vec::with_capacity(len),
+        counter: held,
+        counted: len,
+    };
+    if before > 0 && before + len > shard.config.fetch_budget_bytes_per_shard() {
+        shard.metrics.record_fetch_deferred();
+        return Ok(Records::Empty); // `copy` gives its count back on drop
+    }
+    let mut copy = copy;
+    slice.read_to_vec(&mut copy.data).await?;
     shard.metrics.record_fetch_copied(len);
-    Ok(Records::Mem(Bytes::from(data)))
+    Ok(Records::Mem(Bytes::from_owner(copy)))
+}
+
+thread_local! {
+    /// Copied fetch bytes this shard has read and not yet seen sent. Responses are sent
+    /// (and dropped) on the connection's shard, so the count is atomic: one add and
+    /// one sub per copied partition read, on the copy path only.
+    static COPY_HELD: Arc<AtomicUsize> = Arc::new(AtomicUsize::new(0));
+}
+
+/// Copied record bytes that give their count back to their shard's budget when dropped.
+struct Held {
+    data: Vec<u8>,
+    counter: Arc<AtomicUsize>,
+    counted: usize,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.counted, Ordering::Relaxed);
+    }
 }
 
 /// Resolves when any of `wants` has data past its offset, or after `timeout`.

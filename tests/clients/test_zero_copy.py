@@ -16,7 +16,7 @@ import struct
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import wire
 
@@ -30,14 +30,14 @@ def payload(i: int) -> bytes:
     return head + bytes([i % 251]) * (RECORD_BYTES - len(head))
 
 
-def produce(broker, topic: str, count: int) -> None:
+def produce(broker, topic: str, count: int, partitions: int = 1) -> None:
     p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5,
                   "compression.type": "none", "acks": "all"})
     failed = []
     for i in range(count):
         while True:
             try:
-                p.produce(topic, value=payload(i), partition=0,
+                p.produce(topic, value=payload(i), partition=i % partitions,
                           on_delivery=lambda err, _m: err and failed.append(err))
                 break
             except BufferError:
@@ -188,3 +188,39 @@ def test_a_hundred_idle_long_polls_cost_next_to_nothing_and_an_append_wakes_them
         batches = wire.fetch_v4_batches(wire.read_frame(s))
         assert [b["base_offset"] for b in batches[0]] == [1], batches
         s.close()
+
+
+@pytest.mark.slow
+def test_copied_fetches_stay_within_the_fetch_budget_and_consumers_still_get_everything(broker_factory):
+    """With zero copy off, one shard and a 4 MiB memory budget (1 MiB of
+    copied fetch data), a fetch of four full partitions gets the first one whole
+    and the others deferred (answered empty, counted in
+    sluice_fetch_budget_deferrals_total); a consumer then still reads every
+    record of every partition."""
+    broker = broker_factory(flush="never", shards=1, extra_args=(
+        "--fetch-zero-copy", "false", "--memory-budget", str(4 * 2**20), "--default-partitions", "4"))
+    produce(broker, "budget", 1024, partitions=4)
+
+    sock = wire.connect(broker.port, timeout=30)
+    sock.sendall(wire.fetch_v4_request(1, "budget", {p: 0 for p in range(4)}, max_wait_ms=0,
+                                       partition_max_bytes=8 * 2**20, max_bytes=64 * 2**20))
+    batches = wire.fetch_v4_batches(wire.read_frame(sock))
+    sock.close()
+    with_data = [p for p in range(4) if batches.get(p)]
+    assert with_data == [0], f"partitions with records in one budget-bound response: {with_data}"
+    deferred = sum(broker.per_shard("sluice_fetch_budget_deferrals_total").values())
+    assert deferred >= 3, f"only {deferred} partition reads were deferred"
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "budget-check",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition("budget", p, 0) for p in range(4)])
+    seen = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 1024 and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        seen.add((m.partition(), m.offset()))
+        assert m.value() == payload(m.offset() * 4 + m.partition())
+    c.close()
+    assert len(seen) == 1024, f"consumed {len(seen)} of 1024 records"
