@@ -187,9 +187,27 @@ def strace_top(pid: int, port: int, ends: dict[int, int]) -> list[str]:
     return [line for line in lines[:12]]
 
 
+def iperf3_sendfile(port: int) -> dict:
+    """The machine's own cost of sending over loopback: iperf3 -Z (sendfile), CONSUMERS
+    streams, sender CPU from its getrusage (iperf3's cpu_utilization_percent)."""
+    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # no probe: a one-off (-1) server would take it for its client
+    out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-Z", "-t", "5",
+                          "-P", str(CONSUMERS), "-J"], capture_output=True, text=True, check=True)
+    server.wait(10)
+    end = json.loads(out.stdout)["end"]
+    sent, cpu = end["sum_sent"], end["cpu_utilization_percent"]
+    gb = sent["bytes"] / 1e9
+    return {"gb_per_s": round(gb / sent["seconds"], 3),
+            "sender_cpu_s_per_gb": round(cpu["host_total"] / 100 * sent["seconds"] / gb, 4),
+            "receiver_cpu_s_per_gb": round(cpu["remote_total"] / 100 * sent["seconds"] / gb, 4)}
+
+
 def main() -> None:
-    if not shutil.which("strace"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "strace"], check=True)
+    for tool in ("strace", "iperf3"):
+        if not shutil.which(tool):
+            subprocess.run(["apt-get", "install", "-y", "-qq", tool], check=True)
     work = Path(tempfile.mkdtemp(prefix="sluice-zc-"))
     data = work / "data"
     port, admin = free_ports(2)
@@ -225,6 +243,11 @@ def main() -> None:
         zc, cp = results["modes"]["zero_copy"], results["modes"]["copy"]
         print(f"zero copy / copy: CPU per GB {zc['cpu_s_per_gb'] / cp['cpu_s_per_gb']:.2f}×, "
               f"throughput {zc['gb_per_s'] / cp['gb_per_s']:.2f}×")
+        ip = results["iperf3_sendfile"] = iperf3_sendfile(free_ports(1)[0])
+        print(f"   iperf3 -Z -P {CONSUMERS} (loopback, sendfile): {ip['gb_per_s']:.2f} GB/s, sender "
+              f"{ip['sender_cpu_s_per_gb']:.3f} CPU-s/GB, receiver {ip['receiver_cpu_s_per_gb']:.3f}")
+        print(f"zero copy / iperf3: CPU per GB {zc['cpu_s_per_gb'] / ip['sender_cpu_s_per_gb']:.2f}×, "
+              f"throughput {zc['gb_per_s'] / ip['gb_per_s']:.2f}×")
         (ROOT / "perf" / "out").mkdir(exist_ok=True)
         (ROOT / "perf" / "out" / "fetch_zero_copy.json").write_text(json.dumps(results, indent=2))
     finally:
