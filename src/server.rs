@@ -23,6 +23,7 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
         )
     })?;
     let _lock = lock_data_dir(&config)?;
+    raise_open_files_limit(&config);
     let path = registry_path(&config.data_dir);
     let record: RegistryRecord = store::load(&path)
         .map_err(|e| e.to_string())?
@@ -177,5 +178,37 @@ fn spawn_retention(shard: Rc<Shard>) {
         Err(e) => {
             warn!("cannot start retention: {e}");
         }
+    }
+}
+
+/// Raise the soft limit on open files to the hard limit: every connection takes two
+/// descriptors (reader and writer) and every fetched segment one more (its shared
+/// dup). Warn when even the hard limit is below what `max_connections` allows.
+fn raise_open_files_limit(config: &BrokerConfig) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one local `rlimit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                lim.rlim_cur = 0;
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            }
+        }
+    }
+    let wanted = (config.max_connections * config.shards * 2 + 1024) as u64;
+    if lim.rlim_cur < wanted {
+        tracing::warn!(
+            open_files_limit = lim.rlim_cur,
+            wanted,
+            "the open-files limit is below 2 per allowed connection (max_connections x shards); \
+             connections past it will be refused by accept with EMFILE"
+        );
     }
 }

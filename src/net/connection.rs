@@ -57,6 +57,11 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
         warn!(?peer, "cannot make socket non-blocking: {e}");
         return;
     }
+    // A client that stops reading its responses for this long is closed: its queued
+    // responses would otherwise hold fetch budget and deleted segments for ever.
+    if let Err(e) = writer.set_write_timeout(shard.config.idle_connection_timeout()) {
+        warn!(?peer, "cannot set the write timeout: {e}");
+    }
     shard.connections.set(shard.connections.get() + 1);
     let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.max_inflight_requests);
     let writer = glommio::spawn_local(write_loop(shard.clone(), writer, rx));

@@ -30,6 +30,7 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
         info!(%addr, shards = shard.count, "listening for Kafka clients");
     }
     let gate = Gate::new();
+    let mut last_accept_warning: Option<std::time::Instant> = None;
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -40,8 +41,16 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
             None => break,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
-                warn!("accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                // Out of descriptors (EMFILE/ENFILE) lasts until connections close:
+                // back off, and say so at most once a second.
+                let now = std::time::Instant::now();
+                if last_accept_warning.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                    warn!(
+                        "accept failed: {e} (raise the open-files limit, or lower max_connections)"
+                    );
+                    last_accept_warning = Some(now);
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };

@@ -56,6 +56,8 @@ pub async fn send_parts(stream: &mut TcpStream, parts: &[Part]) -> io::Result<Se
     let mut stats = SendStats::default();
     let mut i = 0;
     while i < parts.len() {
+        // A large response to a fast client must not hold the shard for long.
+        glommio::yield_if_needed().await;
         match &parts[i] {
             Part::Mem(_) => {
                 let run = parts[i..]

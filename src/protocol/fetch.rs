@@ -20,6 +20,13 @@ use super::owned_log;
 use crate::log::FetchSlice;
 use crate::shard::Shard;
 
+/// The most record bytes one response carries, as Kafka's broker `fetch.max.bytes`.
+const FETCH_MAX_BYTES: usize = 57_671_680;
+/// All owners' reads together stay well inside a frame's i32 length.
+const RESPONSE_MAX_BYTES: usize = 1 << 30;
+/// How long a fetch whose reads were deferred (fetch budget full) waits to retry.
+const DEFER_BACKOFF: Duration = Duration::from_millis(5);
+
 /// One partition of the request, resolved to its owner.
 #[derive(Clone)]
 struct Want {
@@ -32,6 +39,8 @@ struct Want {
 /// What an owner read for one partition.
 struct Got {
     records: Records,
+    /// The records were left out because the shard's fetch budget was full.
+    deferred: bool,
     high_watermark: i64,
     log_start_offset: i64,
 }
@@ -56,7 +65,7 @@ async fn read_owned(
             let log = owned_log(&shard, &w.topic, w.partition)?;
             let (hwm, start) = (log.high_watermark(), log.log_start_offset());
             let limit = w.max_bytes.min(budget);
-            let mut records = Records::Empty;
+            let mut records = Some(Records::Empty);
             if limit > 0 || !any {
                 let slice = log.read(w.offset, limit.max(1)).await?;
                 if !slice.is_empty() && (slice.len() <= limit || !any) {
@@ -64,7 +73,8 @@ async fn read_owned(
                 }
             }
             Ok(Got {
-                records,
+                deferred: records.is_none(),
+                records: records.unwrap_or_default(),
                 high_watermark: hwm,
                 log_start_offset: start,
             })
@@ -93,30 +103,31 @@ async fn read_owned(
 /// Copied bytes count against the shard's fetch budget (`fetch_budget_bytes_per_shard`)
 /// until the response that holds them is sent. Over budget, the partition answers with
 /// no records this time (the consumer fetches again); a read always goes ahead when
-/// nothing else is held, so consumers always progress.
-async fn take_records(shard: &Shard, slice: FetchSlice) -> Result<Records, KafkaError> {
+/// nothing else is held, so consumers always progress. `None`: deferred.
+async fn take_records(shard: &Shard, slice: FetchSlice) -> Result<Option<Records>, KafkaError> {
     let len = slice.len();
     if shard.config.fetch_zero_copy && slice.is_cached() {
-        return Ok(Records::Files {
+        return Ok(Some(Records::Files {
             ranges: slice.send_ranges(),
             len,
-        });
+        }));
     }
     let held = COPY_HELD.with(Arc::clone);
-    let before = held.fetch_add(len, Ordering::Relaxed);
-    let copy = Held {
+    let before = held.load(Ordering::Relaxed);
+    if before > 0 && before + len > shard.config.fetch_budget_bytes_per_shard() {
+        shard.metrics.record_fetch_deferred();
+        return Ok(None);
+    }
+    held.fetch_add(len, Ordering::Relaxed);
+    // From here `copy` gives its count back when dropped, on any path.
+    let mut copy = Held {
         data: Vec::with_capacity(len),
         counter: held,
         counted: len,
     };
-    if before > 0 && before + len > shard.config.fetch_budget_bytes_per_shard() {
-        shard.metrics.record_fetch_deferred();
-        return Ok(Records::Empty); // `copy` gives its count back on drop
-    }
-    let mut copy = copy;
     slice.read_to_vec(&mut copy.data).await?;
     shard.metrics.record_fetch_copied(len);
-    Ok(Records::Mem(Bytes::from_owner(copy)))
+    Ok(Some(Records::Mem(Bytes::from_owner(copy))))
 }
 
 thread_local! {
@@ -206,10 +217,11 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<T
             .collect();
         plan.push(parts);
     }
+    // Kafka caps a response at the broker's fetch.max.bytes whatever the request asks.
     let max_bytes = if req.max_bytes <= 0 {
-        usize::MAX
+        FETCH_MAX_BYTES
     } else {
-        req.max_bytes as usize
+        (req.max_bytes as usize).min(FETCH_MAX_BYTES)
     };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -222,11 +234,23 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<T
             .map(|r| r.as_ref().map(|g| g.records.len()).unwrap_or(0))
             .sum();
         let errored = results.iter().flatten().any(|r| r.is_err());
+        let deferred = results
+            .iter()
+            .flatten()
+            .any(|r| r.as_ref().map(|g| g.deferred).unwrap_or(false));
         let now = Instant::now();
         if total >= min_bytes || errored || now >= deadline || shard.shutdown.is_fired() {
             break;
         }
-        wait_any(shard, &plan, deadline - now).await;
+        // What was read does not count against the budget while the request waits.
+        drop(results);
+        if deferred {
+            // Data is there but the budget is full: an append would not help, so
+            // retry after a short pause (under memory pressure only).
+            glommio::timer::sleep(DEFER_BACKOFF.min(deadline - now)).await;
+        } else {
+            wait_any(shard, &plan, deadline - now).await;
+        }
         results = read_all(shard, &plan, max_bytes).await;
     }
 
@@ -294,14 +318,24 @@ async fn read_all(
             }
         }
     }
-    // The connection's own shard reads first, so its data gets the KIP-74 exception.
+    // One owner gets the KIP-74 exception (its first batch even when over the limit):
+    // the connection's own shard if it owns any partition here, else the owner of the
+    // first partition asked for. Each owner reads within `max_bytes`, the whole
+    // response within i32 (its length prefix).
     let local = shard.id;
+    let first_owner = if per_owner[local].0.is_empty() {
+        plan.iter().flatten().flatten().map(|(o, _)| *o).next()
+    } else {
+        Some(local)
+    };
+    let owners = per_owner.iter().filter(|(pos, _)| !pos.is_empty()).count();
+    let max_bytes = max_bytes.min(RESPONSE_MAX_BYTES / owners.max(1));
     let calls = per_owner
         .into_iter()
         .enumerate()
         .filter(|(_, (pos, _))| !pos.is_empty())
         .map(|(owner, (pos, wants))| {
-            let first = owner == local;
+            let first = Some(owner) == first_owner;
             async move {
                 let reads = shard
                     .invoke_on(owner, move |s| read_owned(s, wants, max_bytes, first))

@@ -224,3 +224,18 @@ def test_copied_fetches_stay_within_the_fetch_budget_and_consumers_still_get_eve
         assert m.value() == payload(m.offset() * 4 + m.partition())
     c.close()
     assert len(seen) == 1024, f"consumed {len(seen)} of 1024 records"
+
+
+def test_a_batch_over_every_limit_is_still_returned_whichever_shard_the_connection_is_on(broker):
+    """KIP-74: the first batch of a fetch comes back whole even when it is
+    larger than partition_max_bytes and max_bytes, so a consumer never stalls
+    on a big batch. Eight connections (spread over both shards by the kernel;
+    the partition has one owner) each get the 16 KiB record with 100-byte limits."""
+    produce(broker, "big", 1)
+    for i in range(8):
+        sock = wire.connect(broker.port)
+        sock.sendall(wire.fetch_v4_request(i, "big", {0: 0}, max_wait_ms=0,
+                                           partition_max_bytes=100, max_bytes=100))
+        got = records_of(wire.read_frame(sock))
+        sock.close()
+        assert got == [(0, payload(0))], f"connection {i}: {len(got)} records"
