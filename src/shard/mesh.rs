@@ -65,7 +65,12 @@ impl Mesh {
         self.pending.borrow_mut().insert(id, tx);
         // If this future is dropped, the reply finds no waiter and is discarded.
         let guard = PendingGuard { mesh: self, id };
-        if self.senders.send_to(target, Msg::Call { id, from, job }).await.is_err() {
+        if self
+            .senders
+            .send_to(target, Msg::Call { id, from, job })
+            .await
+            .is_err()
+        {
             return Err(MeshClosed);
         }
         let r = rx.await.map_err(|_| MeshClosed);
@@ -111,7 +116,11 @@ pub fn serve_peers(mut receivers: Receivers<Msg>, shard: Rc<Shard>) {
                         glommio::spawn_local(async move {
                             let value = job(shard.clone()).await;
                             // The caller may be gone (shutdown): nothing to do then.
-                            let _ = shard.mesh.senders.send_to(from, Msg::Reply { id, value }).await;
+                            let _ = shard
+                                .mesh
+                                .senders
+                                .send_to(from, Msg::Reply { id, value })
+                                .await;
                         })
                         .detach();
                     }
