@@ -101,6 +101,8 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<Snapshot> {
                     partitions,
                     connections: sh.connections.get(),
                     group_offsets: sh.groups.committed(),
+                    fsync: crate::log::sync_latency::snapshot(),
+                    queued: sh.metrics.queued_snapshot(),
                 }
             })
             .await;

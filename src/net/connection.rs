@@ -82,10 +82,11 @@ async fn read_loop(
             }
             buf.advance(4);
             let frame = buf.split_to(len).freeze();
+            let cut_at = std::time::Instant::now();
             let start = protocol::peek_start(&frame).map_err(|e| e.0)?;
             let task = match protocol::precheck(&start).map_err(|e| e.0)? {
                 Some(immediate) => glommio::spawn_local(async move { Ok(Reply::Frame(immediate)) }),
-                None => glommio::spawn_local(protocol::handle(shard.clone(), frame)),
+                None => glommio::spawn_local(protocol::handle(shard.clone(), frame, cut_at)),
             };
             if tx.send(task.detach()).await.is_err() {
                 return Ok(()); // the writer stopped (it logged why)
