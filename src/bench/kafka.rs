@@ -1,5 +1,8 @@
 //! Producers and consumers against a Kafka broker through librdkafka (`rdkafka`, no
-//! tokio): one `BaseProducer` or `BaseConsumer` per thread, polled by that thread.
+//! tokio): one `ThreadedProducer` per producer thread (its own poll thread serves the
+//! delivery reports as they come: `BaseProducer::poll(0)` serves one event per call, so a
+//! sending thread that polls between sends falls behind and would show its own backlog as
+//! broker latency), one `BaseConsumer` per consumer thread.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::schedule::Schedule;
@@ -62,10 +65,10 @@ fn producer_config(args: &BenchArgs) -> ClientConfig {
     c
 }
 
-/// Records each acknowledgement from the producer's own poll calls.
+/// Records each acknowledgement, on the producer's poll thread.
 struct DeliveryCtx {
     shared: Arc<Shared>,
-    /// Locked only by the thread that polls this producer (uncontended).
+    /// Locked by the poll thread, and once by the producer thread at the end.
     hist: Mutex<Histogram<u64>>,
 }
 
@@ -97,7 +100,7 @@ pub fn produce(args: &BenchArgs, shared: Arc<Shared>, mut sched: Schedule, seed:
         shared: shared.clone(),
         hist: Mutex::new(new_histogram()),
     };
-    let producer: BaseProducer<DeliveryCtx> = match producer_config(args).create_with_context(ctx) {
+    let producer: ThreadedProducer<DeliveryCtx> = match producer_config(args).create_with_context(ctx) {
         Ok(p) => p,
         Err(e) => {
             shared.produce_errors.fetch_add(1, Ordering::Relaxed);
@@ -107,14 +110,14 @@ pub fn produce(args: &BenchArgs, shared: Arc<Shared>, mut sched: Schedule, seed:
     };
     let mut buf = payload::template(args.message_bytes, seed);
     let keys = super::key_names(args.keys);
-    let mut since_poll = 0u32;
     loop {
         let now = shared.now_ns();
         let Some(due) = sched.next_due(now) else {
             break;
         };
         if due > now {
-            wait(&producer, due - now);
+            // The poll thread serves acknowledgements meanwhile.
+            std::thread::sleep(Duration::from_nanos(due - now));
             continue;
         }
         payload::stamp(&mut buf, shared.run_id, due);
@@ -127,20 +130,15 @@ pub fn produce(args: &BenchArgs, shared: Arc<Shared>, mut sched: Schedule, seed:
         match producer.send(record) {
             Ok(()) => sched.advance(),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // The client's queue is full: serve acknowledgements, then retry this
-                // message with its original intended time.
-                producer.poll(Duration::from_millis(1));
+                // The client's queue is full: retry this message, with its original
+                // intended time, once some acknowledgements came back.
+                std::thread::sleep(Duration::from_micros(200));
             }
             Err((e, _)) => {
                 shared.produce_errors.fetch_add(1, Ordering::Relaxed);
                 shared.note_error(format!("send: {e}"));
                 sched.advance();
             }
-        }
-        since_poll += 1;
-        if since_poll >= 256 {
-            producer.poll(Duration::ZERO);
-            since_poll = 0;
         }
     }
     if let Err(e) = producer.flush(Duration::from_secs_f64(args.drain_timeout_s)) {
@@ -159,17 +157,6 @@ pub fn produce(args: &BenchArgs, shared: Arc<Shared>, mut sched: Schedule, seed:
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     shared.merge_produce(&h);
-}
-
-/// Waits `ns`, serving the producer's events meanwhile (librdkafka's poll timeout is in
-/// whole milliseconds; shorter waits sleep).
-fn wait(producer: &BaseProducer<DeliveryCtx>, ns: u64) {
-    if ns >= 1_000_000 {
-        producer.poll(Duration::from_millis(ns / 1_000_000));
-    } else {
-        producer.poll(Duration::ZERO);
-        std::thread::sleep(Duration::from_nanos(ns));
-    }
 }
 
 /// The partitions consumer `index` of `consumers` reads, each from `start`.
