@@ -100,14 +100,15 @@ pub fn produce(args: &BenchArgs, shared: Arc<Shared>, mut sched: Schedule, seed:
         shared: shared.clone(),
         hist: Mutex::new(new_histogram()),
     };
-    let producer: ThreadedProducer<DeliveryCtx> = match producer_config(args).create_with_context(ctx) {
-        Ok(p) => p,
-        Err(e) => {
-            shared.produce_errors.fetch_add(1, Ordering::Relaxed);
-            shared.note_error(format!("producer: {e}"));
-            return;
-        }
-    };
+    let producer: ThreadedProducer<DeliveryCtx> =
+        match producer_config(args).create_with_context(ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                shared.produce_errors.fetch_add(1, Ordering::Relaxed);
+                shared.note_error(format!("producer: {e}"));
+                return;
+            }
+        };
     let mut buf = payload::template(args.message_bytes, seed);
     let keys = super::key_names(args.keys);
     loop {
