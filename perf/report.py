@@ -63,6 +63,16 @@ def broker_metric(run: Path, scenario: str, name: str, q: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def produce_q(run: Path, scenario: str, q: str) -> float | None:
+    """A quantile (seconds) of the broker's Produce request latency in a Sluice scenario."""
+    path = run / f"{scenario}.sluice.metrics.txt"
+    if not path.exists():
+        return None
+    pat = rf'^sluice_request_latency_seconds\{{api="Produce",quantile="{re.escape(q)}"\}} (\S+)$'
+    m = re.search(pat, path.read_text(), re.M)
+    return float(m.group(1)) if m else None
+
+
 def us(v) -> str:
     if v is None:
         return "-"
@@ -84,6 +94,13 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or not b:
         return None
     return a / b
+
+
+def clean(r: dict) -> bool:
+    """A run whose figures can be compared: no errors, every acknowledged message consumed."""
+    if r["produce_errors"] or r["consume_errors"]:
+        return False
+    return not r["config"]["consumers"] or r["consumed_total"] >= r["produced_total"]
 
 
 def build(run: Path, mode: str) -> tuple[str, dict]:
@@ -120,6 +137,7 @@ def build(run: Path, mode: str) -> tuple[str, dict]:
       " ack p50 | ack p99 | ack p99.9 | ack max | e2e p50 | e2e p99 | e2e p99.9 | errors | consumed/acked | × redis |")
     w("|---|---:|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     summary = {"scenarios": {}}
+    broken = []
     for s in scen:
         for sys in SYSTEMS:
             r = res.get((s["name"], sys))
@@ -130,22 +148,38 @@ def build(run: Path, mode: str) -> tuple[str, dict]:
             cons = f'{r["consumed_total"]}/{r["produced_total"]}' if r["config"]["consumers"] else "-"
             x = ""
             if sys == "sluice" and (s["name"], "redis") in res:
-                rr = ratio(r["produce_msgs_per_sec"], res[(s["name"], "redis")]["produce_msgs_per_sec"])
-                x = f"{rr:.2f}" if rr is not None else "-"
-                summary["scenarios"][s["name"]] = rr
+                other = res[(s["name"], "redis")]
+                if clean(r) and clean(other):
+                    rr = ratio(r["produce_msgs_per_sec"], other["produce_msgs_per_sec"])
+                    x = f"{rr:.2f}" if rr is not None else "-"
+                    summary["scenarios"][s["name"]] = rr
+                else:
+                    x = "invalid"
+            if not clean(r):
+                errs = f"**{errs}**"
+                cons = f"**{cons}**"
+                broken.append((s["name"], sys, r.get("first_error")))
             rate = s["rate"] if s["rate"] == "max" else f'{s["rate"]} ({r["config"]["rate"]:.0f}/s)'
             w(f'| {s["name"]} | {s["size"]} | {s["acks"]} / {s["flush"]} | {s["producers"]}/{s["consumers"]} |'
               f' {s["partitions"]} | {rate} | {sys} | {num(r["produce_msgs_per_sec"])} |'
               f' {num(r["produce_mb_per_sec"], 1)} | {us(pl.get("p50"))} | {us(pl.get("p99"))} |'
               f' {us(pl.get("p99_9"))} | {us(pl.get("max"))} | {us(el.get("p50"))} | {us(el.get("p99"))} |'
               f' {us(el.get("p99_9"))} | {errs} | {cons} | {x} |')
+    if broken:
+        w("")
+        w("Runs with errors or unconsumed messages (their figures are not comparable and no"
+          " ratio or target is computed from them):")
+        w("")
+        for name, sys, err in broken:
+            w(f"- `{name}` on {sys}: {err}")
     w("")
     w("Sluice against the machine (MB/s of payload ÷ fio with the same durability —"
       " fdatasync-per-MiB for flush=always, buffered otherwise — and ÷ iperf3 loopback),"
-      " with the broker's own fsync and time-queued p99 from `/metrics` at the end of the run:")
+      " with the broker's own Produce request latency, fsync and time-queued from `/metrics`"
+      " at the end of the run (a broker per scenario, so these cover that scenario only):")
     w("")
-    w("| scenario | Sluice MB/s | ÷ fio | ÷ iperf3 | broker fsync p50 | fsync p99 | queued p99 |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| scenario | Sluice MB/s | ÷ fio | ÷ iperf3 | broker Produce p50 | Produce p99 | fsync p50 | fsync p99 | queued p99 |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in scen:
         r = res.get((s["name"], "sluice"))
         if r is None:
@@ -155,8 +189,12 @@ def build(run: Path, mode: str) -> tuple[str, dict]:
         f99 = broker_metric(run, s["name"], "sluice_fsync_latency_seconds", "0.99")
         q99 = broker_metric(run, s["name"], "sluice_request_queued_seconds", "0.99")
         mb = r["produce_mb_per_sec"]
+
+        def sec(v):
+            return us(v * 1e6) if v else "-"
         w(f'| {s["name"]} | {num(mb, 1)} | {num(ratio(mb, fio), 3)} | {num(ratio(mb, net), 3)} |'
-          f' {us(f50 * 1e6) if f50 else "-"} | {us(f99 * 1e6) if f99 else "-"} | {us(q99 * 1e6) if q99 is not None else "-"} |')
+          f' {sec(produce_q(run, s["name"], "0.5"))} | {sec(produce_q(run, s["name"], "0.99"))} |'
+          f' {sec(f50)} | {sec(f99)} | {us(q99 * 1e6) if q99 is not None else "-"} |')
     w("")
     w("Targets:")
     w("")
@@ -167,13 +205,16 @@ def build(run: Path, mode: str) -> tuple[str, dict]:
         w(f'- 1 KiB produce ≥ 3× Redis XADD, same durability — `{s["name"]}` (acks={s["acks"]},'
           f' flush={s["flush"]}, {s["producers"]} producer(s)): {num(rr, 2)}× — {verdict}')
     half = res.get(("never-half", "sluice"))
-    if half and half.get("e2e_latency_us"):
+    if half and not clean(half):
+        w("- end-to-end at half the maximum throughput: the `never-half` run had errors")
+    elif half and half.get("e2e_latency_us"):
         e = half["e2e_latency_us"]
         ok99 = e["p99"] is not None and e["p99"] <= 2000
         ok999 = e["p99_9"] is not None and e["p99_9"] <= 5000
         w(f'- end-to-end at half the maximum throughput, flush=never (`never-half`,'
           f' {half["config"]["rate"]:.0f} msg/s): p99 {us(e["p99"])} (≤ 2 ms: {"met" if ok99 else "**missed**"}),'
-          f' p99.9 {us(e["p99_9"])} (≤ 5 ms: {"met" if ok999 else "**missed**"})')
+          f' p99.9 {us(e["p99_9"])} (≤ 5 ms: {"met" if ok999 else "**missed**"});'
+          f' the broker\'s own Produce p99 in that run: {us((produce_q(run, "never-half", "0.99") or 0) * 1e6)}')
         summary["half"] = {"p99": e["p99"], "p99_9": e["p99_9"]}
     else:
         w("- end-to-end at half the maximum throughput: no `never-half` result in this run")
@@ -184,6 +225,7 @@ def plot(run: Path, mode: str, outdir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "sluice"  # stable SVG ids: plots diff cleanly
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullLocator
 
@@ -206,7 +248,7 @@ def plot(run: Path, mode: str, outdir: Path) -> list[Path]:
     ax.legend()
     fig.tight_layout()
     p = outdir / f"{mode}-throughput.svg"
-    fig.savefig(p)
+    fig.savefig(p, metadata={"Date": None})
     plt.close(fig)
     made.append(p)
     # Latency percentile curves, x = 1 / (1 - percentile) on a log axis.
@@ -242,7 +284,7 @@ def plot(run: Path, mode: str, outdir: Path) -> list[Path]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = outdir / f'{mode}-latency-{s["name"]}.svg'
-        fig.savefig(p)
+        fig.savefig(p, metadata={"Date": None})
         plt.close(fig)
         made.append(p)
     return made
