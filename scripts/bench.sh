@@ -3,8 +3,9 @@
 # Streams and (when `tansu` is on PATH) Tansu, with the machine's limits (fio, iperf3)
 # measured in the same run, figures and ratios printed and written to perf/RESULTS.md.
 #
-#   scripts/bench.sh            # every scenario (~10 min on 2 cores)
-#   scripts/bench.sh --quick    # the scenarios marked quick, shorter runs (< 5 min)
+#   scripts/bench.sh            # every scenario (7.5-8 min measured on 2 cores)
+#   scripts/bench.sh --quick    # the scenarios marked quick, shorter runs (5m06s measured
+#                               # with --plot, 27 s of it creating perf/.venv the first time)
 #   scripts/bench.sh --plot     # also latency percentile curves and throughput bars (SVG)
 #   scripts/bench.sh --only p1k-all-1p,never-max   # just these scenarios
 #
@@ -30,7 +31,7 @@ while (($#)); do
     --quick) QUICK=1 ;;
     --plot) PLOT=1 ;;
     --only) ONLY="${2:?--only needs scenario names}"; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--quick] [--plot] [--only NAME,...]" >&2; exit 2 ;;
   esac
   shift
