@@ -31,7 +31,7 @@ while (($#)); do
     --quick) QUICK=1 ;;
     --plot) PLOT=1 ;;
     --only) ONLY="${2:?--only needs scenario names}"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--quick] [--plot] [--only NAME,...]" >&2; exit 2 ;;
   esac
   shift
