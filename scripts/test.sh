@@ -40,11 +40,17 @@ done
 export PATH
 
 # --- 1. system packages ---------------------------------------------------------
-step "system packages: kcat, python3-venv"
+# make and zlib1g-dev: the `rdkafka` crate (sluice bench) builds librdkafka from its
+# bundled source with ./configure and make, against zlib; redis-server: the bench's
+# Redis Streams mode is tested against a real one.
+step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server"
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if command -v dpkg >/dev/null 2>&1; then
   dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv)
+  dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 fi
 if ((${#missing[@]})); then
   note "installing: ${missing[*]}"

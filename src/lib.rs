@@ -5,6 +5,7 @@
 //! `shard::Shard::invoke_on`, the owner calls `log`, and the response travels back the
 //! same way to be written in request order. See ARCHITECTURE.md.
 
+pub mod bench;
 pub mod config;
 pub mod group;
 pub mod log;

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the broker (defaults: 127.0.0.1:9092, data in ./data). Logs go to stderr; set RUST_LOG to change the level.
     Serve(ServeArgs),
+    /// Load generator: producers and consumers against a Kafka broker (or Redis Streams) at
+    /// a target rate, with HDR percentiles of produce-ack and end-to-end latency.
+    Bench(sluice::bench::BenchArgs),
 }
 
 fn main() {
@@ -35,6 +38,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => BrokerConfig::resolve(&args).and_then(sluice::server::serve),
+        Command::Bench(args) => sluice::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("sluice: {e}");

@@ -14,6 +14,7 @@ pub mod index;
 pub mod partition;
 mod recovery;
 mod segment;
+pub mod sync_latency;
 mod wait;
 
 #[cfg(test)]

@@ -198,10 +198,10 @@ impl Segment {
     }
 
     pub async fn sync(&self) -> Result<(), LogError> {
-        self.file
-            .fdatasync()
-            .await
-            .map_err(|e| LogError::io("syncing", &self.path(), e))
+        let started = std::time::Instant::now();
+        let res = self.file.fdatasync().await;
+        super::sync_latency::record(started.elapsed());
+        res.map_err(|e| LogError::io("syncing", &self.path(), e))
     }
 
     /// Finds the batch containing `offset` (which must be below `next_offset` and inside the

@@ -102,6 +102,8 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<Snapshot> {
                     connections: sh.connections.get(),
                     group_offsets: sh.groups.committed(),
                     produce_credit_in_use_bytes: sh.produce_credit.in_use() as u64,
+                    fsync: crate::log::sync_latency::snapshot(),
+                    queued: sh.metrics.queued_snapshot(),
                 }
             })
             .await;

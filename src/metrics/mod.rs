@@ -44,6 +44,8 @@ pub struct ShardMetrics {
     /// Produce requests that had to wait for credit (`net::credit`).
     pub produce_credit_waits: Cell<u64>,
     requests: RefCell<BTreeMap<i16, Histogram<u64>>>,
+    /// Time from a frame being cut off the socket to its handler starting (µs).
+    queued: RefCell<Histogram<u64>>,
 }
 
 /// A copy of one shard's metrics, sent to the shard that renders a scrape.
@@ -59,6 +61,10 @@ pub struct Snapshot {
     pub group_offsets: Vec<(String, String, i32, i64)>,
     /// Produce credit granted and not yet returned (bytes).
     pub produce_credit_in_use_bytes: u64,
+    /// fdatasync latency of segment data on this shard (µs), from `log::sync_latency`.
+    pub fsync: Histogram<u64>,
+    /// Request time queued (µs): frame cut to handler start.
+    pub queued: Histogram<u64>,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -82,7 +88,18 @@ impl ShardMetrics {
             protocol_errors: Cell::new(0),
             produce_credit_waits: Cell::new(0),
             requests: RefCell::new(BTreeMap::new()),
+            queued: RefCell::new(new_histogram()),
         }
+    }
+
+    /// A request's handler started `waited` after its frame was cut off the socket.
+    pub fn record_queued(&self, waited: Duration) {
+        let us = (waited.as_micros() as u64).clamp(1, 60_000_000);
+        self.queued.borrow_mut().saturating_record(us);
+    }
+
+    pub fn queued_snapshot(&self) -> Histogram<u64> {
+        self.queued.borrow().clone()
     }
 
     pub fn record_request(&self, key: ApiKey, took: Duration) {
@@ -254,7 +271,52 @@ pub fn render(snaps: &[Snapshot]) -> String {
         }
     }
     render_group_lag(&mut out, snaps);
-    // Request latency: merged over shards, as a summary with HDR quantiles.
+    render_request_latency(&mut out, snaps);
+    render_summary(
+        &mut out,
+        "sluice_fsync_latency_seconds",
+        "fdatasync of segment data (group commit, flush, seal)",
+        snaps.iter().map(|s| &s.fsync),
+    );
+    render_summary(
+        &mut out,
+        "sluice_request_queued_seconds",
+        "time from a request frame being cut off the socket to its handler starting",
+        snaps.iter().map(|s| &s.queued),
+    );
+    out
+}
+
+/// HDR quantiles shown for every latency summary.
+const QUANTILES: [f64; 6] = [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0];
+
+/// One latency summary (µs histograms merged over shards, rendered in seconds).
+fn render_summary<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    hists: impl Iterator<Item = &'a Histogram<u64>>,
+) {
+    use std::fmt::Write;
+    let mut merged = new_histogram();
+    for h in hists {
+        let _ = merged.add(h);
+    }
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} summary");
+    for q in QUANTILES {
+        let _ = writeln!(
+            out,
+            "{name}{{quantile=\"{q}\"}} {}",
+            merged.value_at_quantile(q) as f64 / 1e6
+        );
+    }
+    let _ = writeln!(out, "{name}_count {}", merged.len());
+}
+
+/// Request latency: merged over shards, as a summary with HDR quantiles by API.
+fn render_request_latency(out: &mut String, snaps: &[Snapshot]) {
+    use std::fmt::Write;
     let mut merged: BTreeMap<i16, Histogram<u64>> = BTreeMap::new();
     for s in snaps {
         for (k, h) in &s.requests {
@@ -267,7 +329,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
         let api = ApiKey::try_from(*k)
             .map(|a| format!("{a:?}"))
             .unwrap_or_else(|_| k.to_string());
-        for q in [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+        for q in QUANTILES {
             let _ = writeln!(
                 out,
                 "sluice_request_latency_seconds{{api=\"{api}\",quantile=\"{q}\"}} {}",
@@ -280,5 +342,107 @@ pub fn render(snaps: &[Snapshot]) -> String {
             h.len()
         );
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(values_us: &[u64]) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for v in values_us {
+            h.record(*v).unwrap();
+        }
+        h
+    }
+
+    fn snap(shard: usize, fsync: &[u64], queued: &[u64]) -> Snapshot {
+        let m = ShardMetrics::new(shard);
+        m.record_append(1000, 10);
+        m.record_request(
+            ApiKey::Produce,
+            Duration::from_micros(300 * (shard as u64 + 1)),
+        );
+        let (counters, requests) = m.snapshot();
+        Snapshot {
+            shard,
+            counters,
+            requests,
+            partitions: vec![(format!("t{shard}"), 0, 100, 5, 4096)],
+            connections: 1,
+            group_offsets: vec![("g".into(), format!("t{shard}"), 0, 40)],
+            fsync: hist(fsync),
+            queued: hist(queued),
+        }
+    }
+
+    /// The value of the one sample line that starts with `prefix` (name and labels).
+    fn sample(text: &str, prefix: &str) -> f64 {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one line starting with {prefix:?} in:\n{text}"
+        );
+        lines[0].rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn fsync_and_queued_latencies_are_merged_across_shards() {
+        let text = render(&[snap(0, &[200, 300], &[5]), snap(1, &[4000], &[7, 9000])]);
+        assert_eq!(sample(&text, "sluice_fsync_latency_seconds_count"), 3.0);
+        let max = sample(&text, "sluice_fsync_latency_seconds{quantile=\"1\"}");
+        assert!((max - 0.004).abs() < 0.00001, "fsync max {max}");
+        let p50 = sample(&text, "sluice_fsync_latency_seconds{quantile=\"0.5\"}");
+        assert!((p50 - 0.0003).abs() < 0.000001, "fsync p50 {p50}");
+        assert_eq!(sample(&text, "sluice_request_queued_seconds_count"), 3.0);
+        let qmax = sample(&text, "sluice_request_queued_seconds{quantile=\"1\"}");
+        assert!((qmax - 0.009).abs() < 0.00001, "queued max {qmax}");
+        assert!(text.contains("# TYPE sluice_fsync_latency_seconds summary"));
+        assert!(text.contains("# TYPE sluice_request_queued_seconds summary"));
+    }
+
+    #[test]
+    fn request_latency_counters_sizes_and_lag_are_still_rendered() {
+        let text = render(&[snap(0, &[], &[]), snap(1, &[], &[])]);
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_request_latency_seconds_count{api=\"Produce\"}"
+            ),
+            2.0
+        );
+        assert_eq!(
+            sample(&text, "sluice_produced_bytes_total{shard=\"1\"}"),
+            1000.0
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_partition_size_bytes{topic=\"t1\",partition=\"0\",shard=\"1\"}"
+            ),
+            4096.0
+        );
+        // Lag is the high watermark (100) less the committed offset (40).
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_group_lag{group=\"g\",topic=\"t0\",partition=\"0\"}"
+            ),
+            60.0
+        );
+        // No fsync yet: an empty summary with a zero count, not a missing metric.
+        assert_eq!(sample(&text, "sluice_fsync_latency_seconds_count"), 0.0);
+    }
+
+    #[test]
+    fn time_queued_is_recorded_per_shard() {
+        let m = ShardMetrics::new(0);
+        m.record_queued(Duration::from_micros(42));
+        m.record_queued(Duration::ZERO);
+        let h = m.queued_snapshot();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.min(), 1, "zero waits are clamped to the 1 µs floor");
+        assert_eq!(h.max(), h.highest_equivalent(42));
+    }
 }

@@ -104,7 +104,8 @@ async fn read_loop(
             }
             r.buf.advance(4);
             let frame = r.buf.split_to(len).freeze();
-            if !r.start_request(frame, &tx).await? {
+            let cut_at = Instant::now();
+            if !r.start_request(frame, cut_at, &tx).await? {
                 return Ok(());
             }
         }
@@ -202,6 +203,7 @@ impl Reader<'_> {
     async fn start_request(
         &mut self,
         frame: Bytes,
+        cut_at: Instant,
         tx: &LocalSender<Pending>,
     ) -> Result<bool, String> {
         let start = protocol::peek_start(&frame).map_err(|e| e.0)?;
@@ -228,7 +230,7 @@ impl Reader<'_> {
                 glommio::spawn_local(async move {
                     let _busy = busy;
                     let _credit = credit;
-                    protocol::handle(shard, frame, throttle_ms).await
+                    protocol::handle(shard, frame, throttle_ms, cut_at).await
                 })
             }
         };

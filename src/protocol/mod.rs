@@ -144,11 +144,15 @@ fn decode<T: Decodable>(key: ApiKey, body: &mut Bytes, version: i16) -> Result<T
 /// Handle one request frame (without its length prefix), after `precheck` passed.
 /// `throttle_time_ms`: what the connection decided the client should be told
 /// (waited for produce credit, or over its quota); Produce responses carry it.
+/// `cut_at` is when the connection cut the frame off the socket: the wait until this
+/// handler starts is recorded as the request's time queued.
 pub async fn handle(
     shard: Rc<Shard>,
     mut frame: Bytes,
     throttle_time_ms: i32,
+    cut_at: std::time::Instant,
 ) -> Result<Reply, ProtocolError> {
+    shard.metrics.record_queued(cut_at.elapsed());
     let start = peek_start(&frame)?;
     let key = ApiKey::try_from(start.api_key)
         .map_err(|_| ProtocolError(format!("unknown API key {}", start.api_key)))?;
