@@ -279,6 +279,10 @@ impl BrokerConfig {
     }
 
     fn validate(&mut self) -> Result<(), String> {
+        // Relative paths are resolved once, here: glommio's directory operations (the
+        // fsync of a state file's directory) fail on a relative path.
+        self.data_dir = std::path::absolute(&self.data_dir)
+            .map_err(|e| format!("cannot resolve data_dir {}: {e}", self.data_dir.display()))?;
         if self.shards == 0 || self.shards > 256 {
             return Err(format!("shards must be 1..=256, got {}", self.shards));
         }

@@ -22,8 +22,6 @@ use crate::shard::Shard;
 
 /// The most record bytes one response carries, as Kafka's broker `fetch.max.bytes`.
 const FETCH_MAX_BYTES: usize = 57_671_680;
-/// All owners' reads together stay well inside a frame's i32 length.
-const RESPONSE_MAX_BYTES: usize = 1 << 30;
 /// How long a fetch whose reads were deferred (fetch budget full) waits to retry.
 const DEFER_BACKOFF: Duration = Duration::from_millis(5);
 
@@ -318,18 +316,15 @@ async fn read_all(
             }
         }
     }
-    // One owner gets the KIP-74 exception (its first batch even when over the limit):
-    // the connection's own shard if it owns any partition here, else the owner of the
-    // first partition asked for. Each owner reads within `max_bytes`, the whole
-    // response within i32 (its length prefix).
-    let local = shard.id;
-    let first_owner = if per_owner[local].0.is_empty() {
-        plan.iter().flatten().flatten().map(|(o, _)| *o).next()
-    } else {
-        Some(local)
-    };
+    // The owners read at the same time, so each gets an equal share of `max_bytes`
+    // and the response stays within it (librdkafka refuses a response larger than
+    // its receive.message.max.bytes, 100 MB). As in Kafka, the first batch of the
+    // first partition asked for is returned whole even when over every limit
+    // (KIP-74), so its owner gets that exception; clients rotate their partition
+    // order, so every partition gets its turn.
+    let first_owner = plan.iter().flatten().flatten().map(|(o, _)| *o).next();
     let owners = per_owner.iter().filter(|(pos, _)| !pos.is_empty()).count();
-    let max_bytes = max_bytes.min(RESPONSE_MAX_BYTES / owners.max(1));
+    let max_bytes = (max_bytes / owners.max(1)).max(1);
     let calls = per_owner
         .into_iter()
         .enumerate()

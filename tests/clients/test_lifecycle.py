@@ -48,3 +48,45 @@ def test_starts_with_every_shard_and_stops_under_cpu_load(broker_factory, busy_c
             code = broker.stop()
             assert code == 0, f"start #{attempt} ({run}): SIGTERM exit code {code}\n{broker.log_tail()}"
     print(f"{2 * STARTS} starts under load; slowest start {slowest:.2f} s")
+
+
+def test_the_readme_command_with_its_default_relative_data_dir_serves_topics(tmp_path, sluice_bin):
+    """`sluice serve` run as the README says — no --data-dir, so data goes to the
+    relative ./data — creates topics (explicitly and on first use), stores and
+    serves records, and keeps them in ./data of the directory it was started in."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from conftest import free_ports, port_accepts
+
+    port, admin = free_ports(2)
+    proc = subprocess.Popen(
+        [sluice_bin, "serve", "--listen", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}"],
+        cwd=tmp_path, stdout=open(tmp_path / "broker.log", "w"), stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_accepts(port):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "broker.log").read_text()
+            time.sleep(0.05)
+        bootstrap = f"127.0.0.1:{port}"
+        admin_client = AdminClient({"bootstrap.servers": bootstrap})
+        for fut in admin_client.create_topics([NewTopic("explicit", 3, 1)]).values():
+            fut.result(30)
+        p = Producer({"bootstrap.servers": bootstrap})
+        p.produce("explicit", value=b"one", partition=2)
+        p.produce("on-first-use", value=b"two")
+        assert p.flush(30) == 0
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "readme"})
+        c.assign([TopicPartition("explicit", 2, 0), TopicPartition("on-first-use", 0, 0)])
+        got = set()
+        while len(got) < 2 and time.monotonic() < deadline + 30:
+            m = c.poll(1.0)
+            if m is not None and not m.error():
+                got.add(m.value())
+        c.close()
+        assert got == {b"one", b"two"}
+        assert (tmp_path / "data" / "explicit-2").is_dir()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
