@@ -371,6 +371,7 @@ mod tests {
             partitions: vec![(format!("t{shard}"), 0, 100, 5, 4096)],
             connections: 1,
             group_offsets: vec![("g".into(), format!("t{shard}"), 0, 40)],
+            produce_credit_in_use_bytes: 0,
             fsync: hist(fsync),
             queued: hist(queued),
         }
