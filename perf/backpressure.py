@@ -42,24 +42,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from proc_util import free_port, rss_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 RECORD_BYTES = 1024
 # Latency histogram: log buckets of 1% width over microseconds.
 BUCKET_BASE = 1.01
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def scrape(admin: str) -> str:
