@@ -18,6 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use glommio::io::{BufferedFile, OpenOptions};
 use glommio::sync::Semaphore;
 
+use crate::fifo_gate::FifoGate;
+
 use super::batch::{self, BatchInfo};
 use super::checkpoint::{self, Checkpoint};
 use super::config::{FlushPolicy, LogConfig, TimestampType};
@@ -217,8 +219,10 @@ pub struct PartitionLog {
     config: RefCell<LogConfig>,
     /// Sorted by base offset; the last one is the active segment, all others are sealed.
     segments: RefCell<Vec<Rc<Segment>>>,
-    /// Serializes reservations in call order (FIFO); uncontended except during a roll.
-    reserve_gate: Semaphore,
+    /// Serializes reservations strictly in call order (`FifoGate`: glommio's Semaphore
+    /// lets a newcomer overtake a woken waiter); uncontended except during a roll or a
+    /// preallocation.
+    reserve_gate: FifoGate,
     /// Log end offset: the offset the next appended batch gets.
     next_offset: Cell<i64>,
     high_watermark: Cell<i64>,
@@ -264,7 +268,7 @@ impl PartitionLog {
             me: me.clone(),
             config: RefCell::new(config),
             segments: RefCell::new(recovered.segments),
-            reserve_gate: Semaphore::new(1),
+            reserve_gate: FifoGate::default(),
             next_offset: Cell::new(recovered.next_offset),
             high_watermark: Cell::new(recovered.next_offset),
             log_start_offset: Cell::new(recovered.log_start_offset),
@@ -340,11 +344,7 @@ impl PartitionLog {
             TimestampType::LogAppendTime => now,
             TimestampType::CreateTime => -1,
         };
-        let permit = self
-            .reserve_gate
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogError::Offline("gate closed".into()))?;
+        let permit = self.reserve_gate.lock().await;
         self.check_online()?;
         self.check_queue_limit(&config, buf.len())?;
         let count: i64 = infos.iter().map(BatchInfo::offset_count).sum();
@@ -961,11 +961,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.closed.set(true);
-        let _p = self
-            .reserve_gate
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogError::Offline("gate closed".into()))?;
+        let _p = self.reserve_gate.lock().await;
         let next = self.next_offset.get();
         OffsetWait::new(
             &self.hwm_waiters,

@@ -18,6 +18,7 @@ use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 
 use super::Shard;
+use crate::fifo_gate::FifoGate;
 
 /// A job's result, type-erased for the trip back.
 pub type Reply = Box<dyn Any + Send>;
@@ -43,6 +44,11 @@ impl std::fmt::Display for MeshClosed {
 
 pub struct Mesh {
     senders: Senders<Msg>,
+    /// One per peer: calls to a peer leave in the order they were made. glommio's
+    /// channel lets a new sender overtake blocked ones, and wakes blocked senders in
+    /// reverse order, when a full channel drains; pipelined Produce requests of one
+    /// connection to a partition of that peer must not be reordered.
+    send_order: Vec<FifoGate>,
     next_id: Cell<u64>,
     /// Calls of this shard waiting for their reply, by id.
     pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
@@ -50,7 +56,9 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn new(senders: Senders<Msg>) -> Mesh {
+        let peers = senders.nr_consumers();
         Mesh {
+            send_order: (0..peers).map(|_| FifoGate::default()).collect(),
             senders,
             next_id: Cell::new(0),
             pending: RefCell::new(HashMap::new()),
@@ -65,6 +73,7 @@ impl Mesh {
         self.pending.borrow_mut().insert(id, tx);
         // If this future is dropped, the reply finds no waiter and is discarded.
         let guard = PendingGuard { mesh: self, id };
+        let in_order = self.send_order[target].lock().await;
         if self
             .senders
             .send_to(target, Msg::Call { id, from, job })
@@ -73,6 +82,7 @@ impl Mesh {
         {
             return Err(MeshClosed);
         }
+        drop(in_order);
         let r = rx.await.map_err(|_| MeshClosed);
         drop(guard);
         r
