@@ -21,6 +21,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
 QUICK=0
@@ -60,12 +62,7 @@ command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ((${#missing[@]})); then
-  note "installing: ${missing[*]}"
-  SUDO=()
-  if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo -n); fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -q
-  "${SUDO[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
 else
   note "already installed"
 fi

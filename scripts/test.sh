@@ -17,6 +17,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 SETUP_ONLY=0
 case "${1:-}" in
@@ -53,16 +55,7 @@ if command -v dpkg >/dev/null 2>&1; then
   dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 fi
 if ((${#missing[@]})); then
-  note "installing: ${missing[*]}"
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: ${missing[*]} missing and no apt-get here; install them by hand" >&2
-    exit 1
-  fi
-  SUDO=()
-  if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo -n); fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -q
-  "${SUDO[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
 else
   note "already installed"
 fi
