@@ -45,9 +45,13 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
                 // back off, and say so at most once a second.
                 let now = std::time::Instant::now();
                 if last_accept_warning.is_none_or(|t| now - t >= Duration::from_secs(1)) {
-                    warn!(
-                        "accept failed: {e} (raise the open-files limit, or lower max_connections)"
-                    );
+                    let hint = match e.raw_os_error() {
+                        Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                            " (out of file descriptors: raise the open-files limit, or lower max_connections)"
+                        }
+                        _ => "",
+                    };
+                    warn!("accept failed: {e}{hint}");
                     last_accept_warning = Some(now);
                 }
                 glommio::timer::sleep(Duration::from_millis(100)).await;
