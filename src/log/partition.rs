@@ -77,12 +77,13 @@ impl FetchSlice {
         self.len() == 0
     }
 
-    /// The ranges as `SendRange`s, for a zero-copy send on any shard.
-    pub fn send_ranges(&self) -> Vec<SendRange> {
+    /// The ranges as `SendRange`s, for a zero-copy send on any shard (the shared
+    /// descriptors move over; nothing is cloned).
+    pub fn into_send_ranges(self) -> Vec<SendRange> {
         self.ranges
-            .iter()
+            .into_iter()
             .map(|r| SendRange {
-                fd: r.fd.clone(),
+                fd: r.fd,
                 position: r.position,
                 len: r.len,
             })

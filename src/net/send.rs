@@ -11,7 +11,7 @@
 //!
 //! Resources per response: one `sendmsg` per run of memory parts (gathered, with
 //! MSG_MORE while more follows) and one `sendfile` per file range in the common case
-//! of a socket with room; two small vectors (slices and iovecs) per memory run.
+//! of a socket with room; no allocation.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -77,44 +77,55 @@ pub async fn send_parts(stream: &mut TcpStream, parts: &[Part]) -> io::Result<Se
     Ok(stats)
 }
 
-/// Send a run of memory parts with gathered `sendmsg` calls.
+/// Send a run of memory parts with gathered `sendmsg` calls (iovecs on the stack).
 async fn send_mem(
     stream: &mut TcpStream,
     parts: &[Part],
     more: bool,
     stats: &mut SendStats,
 ) -> io::Result<()> {
-    let chunks: Vec<&[u8]> = parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Mem(b) if !b.is_empty() => Some(&b[..]),
-            _ => None,
-        })
-        .collect();
-    let (mut idx, mut skip) = (0usize, 0usize); // next chunk, bytes of it already sent
-    while idx < chunks.len() {
-        let end = (idx + MAX_IOVECS).min(chunks.len());
-        let iov: Vec<libc::iovec> = chunks[idx..end]
-            .iter()
-            .enumerate()
-            .map(|(k, c)| {
-                let c = if k == 0 { &c[skip..] } else { c };
-                libc::iovec {
-                    iov_base: c.as_ptr() as *mut libc::c_void,
-                    iov_len: c.len(),
-                }
-            })
-            .collect();
+    let bytes = |i: usize| match &parts[i] {
+        Part::Mem(b) => &b[..],
+        Part::File(_) => &[][..], // not in a memory run
+    };
+    let (mut idx, mut skip) = (0usize, 0usize); // next part, bytes of it already sent
+    while idx < parts.len() {
+        if bytes(idx).len() == skip {
+            idx += 1;
+            skip = 0;
+            continue;
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOVECS];
+        let mut n_iov = 0;
+        let mut end = idx;
+        while end < parts.len() && n_iov < MAX_IOVECS {
+            let b = if end == idx {
+                &bytes(end)[skip..]
+            } else {
+                bytes(end)
+            };
+            if !b.is_empty() {
+                iov[n_iov] = libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                };
+                n_iov += 1;
+            }
+            end += 1;
+        }
         let mut flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        if more || end < chunks.len() {
+        if more || end < parts.len() {
             flags |= libc::MSG_MORE;
         }
-        // SAFETY: every iovec points into a `Bytes` borrowed for this call; the msghdr
-        // carries no address and no control data.
+        // SAFETY: the first `n_iov` iovecs point into `Bytes` borrowed for this call;
+        // the msghdr carries no address and no control data.
         let n = unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = iov.len();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = n_iov;
             libc::sendmsg(stream.as_raw_fd(), &msg, flags)
         };
         if n < 0 {
@@ -122,9 +133,9 @@ async fn send_mem(
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
-                    // Full: let glommio wait for room and send the rest of this chunk.
+                    // Full: let glommio wait for room and send the rest of this part.
                     stats.socket_waits += 1;
-                    stream.write_all(&chunks[idx][skip..]).await?;
+                    stream.write_all(&bytes(idx)[skip..]).await?;
                     idx += 1;
                     skip = 0;
                     continue;
@@ -134,7 +145,7 @@ async fn send_mem(
         }
         let mut n = n as usize;
         while n > 0 {
-            let left = chunks[idx].len() - skip;
+            let left = bytes(idx).len() - skip;
             if n >= left {
                 n -= left;
                 idx += 1;

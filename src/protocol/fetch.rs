@@ -106,7 +106,7 @@ async fn take_records(shard: &Shard, slice: FetchSlice) -> Result<Option<Records
     let len = slice.len();
     if shard.config.fetch_zero_copy && slice.is_cached() {
         return Ok(Some(Records::Files {
-            ranges: slice.send_ranges(),
+            ranges: slice.into_send_ranges(),
             len,
         }));
     }

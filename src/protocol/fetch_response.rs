@@ -57,6 +57,8 @@ pub struct TopicOut {
 struct Writer {
     parts: Vec<Part>,
     cur: BytesMut,
+    /// The first memory part, kept mutable until the frame length is patched into it.
+    head: Option<BytesMut>,
     flexible: bool,
 }
 
@@ -98,8 +100,26 @@ impl Writer {
         if !self.cur.is_empty() {
             let next = BytesMut::with_capacity(256);
             let done = std::mem::replace(&mut self.cur, next);
-            self.parts.push(Part::Mem(done.freeze()));
+            if self.parts.is_empty() && self.head.is_none() {
+                self.head = Some(done); // parts[0], filled in by `finish`
+                self.parts.push(Part::Mem(Bytes::new()));
+            } else {
+                self.parts.push(Part::Mem(done.freeze()));
+            }
         }
+    }
+
+    /// Patch the frame length (all bytes after it) into the head and hand out the parts.
+    fn finish(mut self) -> Vec<Part> {
+        self.flush_cur();
+        let mut head = self
+            .head
+            .take()
+            .expect("the response header is never empty");
+        let len = head.len() - 4 + self.parts[1..].iter().map(Part::len).sum::<usize>();
+        head[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        self.parts[0] = Part::Mem(head.freeze());
+        self.parts
     }
 
     fn put_records(&mut self, records: Records) {
@@ -123,12 +143,12 @@ impl Writer {
 pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicOut>) -> Vec<Part> {
     let flexible = version >= 12;
     let mut w = Writer {
-        // The frame length goes first once it is known (the writer gathers
-        // neighbouring memory parts into one send).
-        parts: vec![Part::Mem(Bytes::new())],
+        parts: Vec::new(),
         cur: BytesMut::with_capacity(256),
+        head: None,
         flexible,
     };
+    w.cur.put_i32(0); // frame length, patched by `finish`
     w.cur.put_i32(correlation_id);
     w.put_no_tags(); // response header v1 from v12
     w.cur.put_i32(0); // throttle_time_ms
@@ -168,10 +188,7 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicOut>) -> Vec<P
         w.put_no_tags();
     }
     w.put_no_tags();
-    w.flush_cur();
-    let frame_len = w.parts.iter().map(Part::len).sum::<usize>() as i32;
-    w.parts[0] = Part::Mem(Bytes::copy_from_slice(&frame_len.to_be_bytes()));
-    w.parts
+    w.finish()
 }
 
 #[cfg(test)]

@@ -315,8 +315,8 @@ pub fn run(
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mesh_builder: MeshBuilder<Msg, _> = MeshBuilder::full(count, 1024);
     let mut handles = Vec::with_capacity(count);
-    let draining = Arc::new(std::sync::atomic::AtomicUsize::new(count));
-    let starting = Arc::new(StartBarrier::new(count));
+    let draining = Arc::new(Barrier::new(count));
+    let starting = Arc::new(Barrier::new(count));
     let mut groups = crate::group::recover(&config.data_dir, count)?.into_iter();
     for (id, stop) in stop.into_iter().enumerate() {
         let groups = groups.next().unwrap_or_default();
@@ -362,16 +362,17 @@ pub fn run(
     result
 }
 
-/// Shards wait here until every shard has loaded its partitions and groups; if one
-/// failed, all stop. Startup only, so a short poll is fine.
-struct StartBarrier {
+/// Every shard arrives, then all go on: at startup once every shard has loaded its
+/// partitions and groups (if one failed, all stop), at shutdown once every shard has
+/// drained its connections. Startup and shutdown only, so a short poll is fine.
+struct Barrier {
     left: std::sync::atomic::AtomicUsize,
     failed: std::sync::atomic::AtomicBool,
 }
 
-impl StartBarrier {
+impl Barrier {
     fn new(shards: usize) -> Self {
-        StartBarrier {
+        Barrier {
             left: std::sync::atomic::AtomicUsize::new(shards),
             failed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -389,7 +390,7 @@ impl StartBarrier {
         use std::sync::atomic::Ordering;
         loop {
             if self.failed.load(Ordering::Acquire) {
-                return Err("another shard failed to start".into());
+                return Err("another shard failed".into());
             }
             if self.left.load(Ordering::Acquire) == 0 {
                 return Ok(());
@@ -408,9 +409,9 @@ struct ShardStart {
     mesh_builder: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
     main: ShardMain,
     stop: oneshot::Receiver<()>,
-    draining: Arc<std::sync::atomic::AtomicUsize>,
+    draining: Arc<Barrier>,
     /// Shards that have not finished loading their partitions and groups yet.
-    starting: Arc<StartBarrier>,
+    starting: Arc<Barrier>,
     groups: crate::group::Recovered,
 }
 
@@ -494,12 +495,9 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
     starting.wait().await?;
     main(shard.clone()).await;
     // Other shards may still forward in-flight requests to our partitions: close the
-    // logs only once every shard has drained its connections. Shutdown only, so a
-    // short poll is fine here.
-    draining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    while draining.load(std::sync::atomic::Ordering::Acquire) > 0 {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
+    // logs only once every shard has drained its connections.
+    draining.arrive(true);
+    let _ = draining.wait().await; // no shard arrives failed here
     shard.close_logs().await;
     shard.mesh.close();
     CURRENT.with(|c| *c.borrow_mut() = None);
