@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod crc;
 pub(crate) mod fifo_gate;
 pub mod group;
 pub mod log;

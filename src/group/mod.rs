@@ -37,7 +37,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// The owner shard of a group: CRC-32C of its id, modulo the shard count. Stable across
 /// runs and processes (unlike `std`'s hasher).
 pub fn owner_shard(group_id: &str, shards: usize) -> usize {
-    crc32c::crc32c(group_id.as_bytes()) as usize % shards.max(1)
+    crate::crc::crc32c(group_id.as_bytes()) as usize % shards.max(1)
 }
 
 /// Read the group logs of every shard and split the groups by their owner under the

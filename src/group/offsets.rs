@@ -161,7 +161,7 @@ pub fn encode_frame(rec: &OffsetRecord, out: &mut Vec<u8>) {
         .expect("serializing an OffsetRecord into memory cannot fail");
     assert!(payload.len() <= MAX_RECORD_BYTES, "offset record too large");
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&crate::crc::crc32c(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
 }
 
@@ -191,7 +191,7 @@ pub fn decode_file(bytes: &[u8]) -> Result<(Vec<OffsetRecord>, usize), String> {
             break;
         }
         let payload = &bytes[start..start + len];
-        if crc32c::crc32c(payload) != crc {
+        if crate::crc::crc32c(payload) != crc {
             break;
         }
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(len);

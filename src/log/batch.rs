@@ -120,7 +120,7 @@ pub fn set_partition_leader_epoch(b: &mut [u8], epoch: i32) {
 }
 /// CRC-32C of `[21, end)` of one whole batch.
 pub fn compute_crc(batch: &[u8]) -> u32 {
-    crc32c::crc32c(&batch[ATTRIBUTES_AT..])
+    crate::crc::crc32c(&batch[ATTRIBUTES_AT..])
 }
 /// KIP-32 LogAppendTime: the broker stamps maxTimestamp, sets attributes bit 3 and re-CRCs.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {

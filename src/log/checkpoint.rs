@@ -36,7 +36,7 @@ impl Checkpoint {
         out.extend_from_slice(&self.position.to_be_bytes());
         out.extend_from_slice(&self.next_offset.to_be_bytes());
         out.extend_from_slice(&self.log_start_offset.to_be_bytes());
-        let crc = crc32c::crc32c(&out);
+        let crc = crate::crc::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
     }
@@ -51,7 +51,7 @@ impl Checkpoint {
             a
         };
         let crc = u32::from_be_bytes([b[36], b[37], b[38], b[39]]);
-        if crc32c::crc32c(&b[..36]) != crc {
+        if crate::crc::crc32c(&b[..36]) != crc {
             return None;
         }
         let c = Checkpoint {

@@ -156,7 +156,7 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 /// Stable placement: consecutive partitions of a topic go to consecutive shards,
 /// starting from a shard picked by the topic name's hash.
 pub fn place_partition(topic: &str, partition: i32, shards: usize) -> usize {
-    (crc32c::crc32c(topic.as_bytes()) as usize + partition as usize) % shards
+    (crate::crc::crc32c(topic.as_bytes()) as usize + partition as usize) % shards
 }
 
 /// Kafka's rule for topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.

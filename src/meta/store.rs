@@ -46,7 +46,7 @@ where
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&crate::crc::crc32c(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
 
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -103,7 +103,7 @@ where
             payload.len()
         )));
     }
-    if crc32c::crc32c(payload) != crc {
+    if crate::crc::crc32c(payload) != crc {
         return Err(corrupt("checksum mismatch".into()));
     }
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
