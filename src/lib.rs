@@ -18,3 +18,4 @@ pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod txn;

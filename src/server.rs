@@ -131,6 +131,7 @@ fn shard_main(shard: Rc<Shard>) -> std::pin::Pin<Box<dyn std::future::Future<Out
             glommio::spawn_local(crate::metrics::serve_admin(shard.clone())).detach();
         }
         spawn_retention(shard.clone());
+        crate::txn::spawn_background(shard.clone());
         if let Err(e) = crate::net::serve(shard.clone()).await {
             error!("{e}");
             std::process::exit(1);

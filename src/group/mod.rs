@@ -296,7 +296,7 @@ impl Coordinator {
 
     // --- offsets ---
 
-    fn validate_commit(&self, r: &CommitRequest) -> Result<(), i16> {
+    pub(crate) fn validate_commit(&self, r: &CommitRequest) -> Result<(), i16> {
         if !self.loaded.get() {
             return Err(COORDINATOR_LOAD_IN_PROGRESS);
         }
@@ -323,6 +323,19 @@ impl Coordinator {
     /// OffsetCommit: validate, write durably, then answer.
     pub async fn commit(&self, reg: &Registry, r: CommitRequest) -> Result<TopicCodes, i16> {
         self.validate_commit(&r)?;
+        self.commit_unchecked(reg, r).await
+    }
+
+    /// Write offsets durably without checking the member: the offsets of a committed
+    /// transaction, whose TxnOffsetCommit was checked when it arrived.
+    pub async fn commit_unchecked(
+        &self,
+        reg: &Registry,
+        r: CommitRequest,
+    ) -> Result<TopicCodes, i16> {
+        if !self.loaded.get() {
+            return Err(COORDINATOR_LOAD_IN_PROGRESS);
+        }
         let store = self.store().map_err(|e| e.code)?;
         let mut records = Vec::new();
         let mut codes: TopicCodes = Vec::with_capacity(r.topics.len());

@@ -26,6 +26,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
+    // Transactions (txn/): the client versions; AddPartitionsToTxn v4+ is broker-to-broker.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
     // Consumer groups (group/): classic protocol and KIP-848. librdkafka enables
     // KIP-848 only with ConsumerGroupHeartbeat, OffsetCommit >= 9 and OffsetFetch >= 9.
     (ApiKey::OffsetCommit, 2, 9),

@@ -1,26 +1,41 @@
-//! InitProducerId for idempotent producers (KIP-98). Without a transactional id Kafka
-//! always hands out a fresh producer id with epoch 0, also when a KIP-360 client
-//! sends its current id and epoch to recover from an error; Sluice does the same.
-//! Transactional ids are refused until transactions are implemented.
+//! InitProducerId (KIP-98). Without a transactional id Kafka always hands out a fresh
+//! producer id with epoch 0, also when a KIP-360 client sends its current id and epoch to
+//! recover from an error; Sluice does the same. With one, the transactional id's owner shard
+//! answers (`txn::init_producer_id`): the id's producer id with a bumped epoch.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::*;
 
-use super::errors;
+use super::txn::on_txn;
 use crate::shard::Shard;
 
 pub async fn handle(
     shard: &Rc<Shard>,
     req: InitProducerIdRequest,
-    _version: i16,
+    version: i16,
 ) -> InitProducerIdResponse {
-    if req.transactional_id.is_some() {
-        // No error message field exists in this response: the code is all clients see.
-        return InitProducerIdResponse::default()
-            .with_error_code(errors::INVALID_REQUEST)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+    if let Some(id) = req.transactional_id {
+        let id = id.to_string();
+        let (timeout, pid, epoch) = (
+            req.transaction_timeout_ms,
+            req.producer_id.0,
+            req.producer_epoch,
+        );
+        let r = on_txn(shard, &id.clone(), move |s| async move {
+            crate::txn::init_producer_id(&s, id, timeout, pid, epoch, version).await
+        })
+        .await;
+        return match r {
+            Ok((pid, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            // No error message field exists in this response: the code is all clients see.
+            Err(code) => InitProducerIdResponse::default()
+                .with_error_code(code)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        };
     }
     match shard.new_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()

@@ -17,6 +17,7 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod txn;
 
 use std::rc::Rc;
 
@@ -197,6 +198,10 @@ pub async fn handle(
         ApiKey::FindCoordinator => call!(FindCoordinatorRequest, metadata::find_coordinator),
         ApiKey::DescribeCluster => call!(DescribeClusterRequest, metadata::describe_cluster),
         ApiKey::InitProducerId => call!(InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::AddPartitionsToTxn => call!(AddPartitionsToTxnRequest, txn::add_partitions),
+        ApiKey::AddOffsetsToTxn => call!(AddOffsetsToTxnRequest, txn::add_offsets),
+        ApiKey::EndTxn => call!(EndTxnRequest, txn::end_txn),
+        ApiKey::TxnOffsetCommit => call!(TxnOffsetCommitRequest, txn::txn_offset_commit),
         ApiKey::CreateTopics => call!(CreateTopicsRequest, admin::create_topics),
         ApiKey::DeleteTopics => call!(DeleteTopicsRequest, admin::delete_topics),
         ApiKey::CreatePartitions => call!(CreatePartitionsRequest, admin::create_partitions),

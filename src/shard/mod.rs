@@ -150,6 +150,8 @@ pub struct Shard {
     pub producer_ids: IdBlock,
     /// The consumer groups this shard coordinates (`group::owner_shard`).
     pub groups: crate::group::Coordinator,
+    /// The transactional ids this shard coordinates (`txn::owner_shard`).
+    pub txns: crate::txn::Coordinator,
     /// Produce credit of this shard's connections (`net::credit`).
     pub produce_credit: Rc<crate::net::CreditPool>,
     /// Produce byte-rate quotas of this shard's clients (`net::quota`).
@@ -460,6 +462,7 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         connections: Cell::new(0),
         producer_ids: IdBlock::default(),
         groups: crate::group::Coordinator::new(),
+        txns: crate::txn::Coordinator::new(),
         produce_credit,
         produce_quotas,
     });
@@ -472,7 +475,8 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
             .map_err(|e| format!("recovering partitions failed: {e}"))?;
         crate::group::start(&shard, groups)
             .await
-            .map_err(|e| format!("loading consumer groups failed: {e}"))
+            .map_err(|e| format!("loading consumer groups failed: {e}"))?;
+        crate::txn::start(&shard).map_err(|e| format!("loading transactions failed: {e}"))
     }
     .await;
     starting.arrive(loaded.is_ok());

@@ -1,0 +1,730 @@
+//! Transaction coordinator (KIP-98): transactional ids, their producer id and epoch, the
+//! partitions and consumer groups of the open transaction, and its end.
+//!
+//! Every transactional id has one owner shard, `owner_shard(id)` (the same stable hash as
+//! groups); only the owner touches its entry. Ending a transaction is two-phase, as in
+//! Kafka: the entry moves to PrepareCommit/PrepareAbort and is saved, then a marker (a
+//! control batch) is appended to every partition of the transaction on that partition's
+//! owner and, on commit, the transaction's consumer offsets are committed; then the entry
+//! moves to CompleteCommit/CompleteAbort and is saved again. An entry found in a Prepare
+//! phase (a crash or a failed marker write in between) is completed again by the
+//! background tick, which also aborts transactions open longer than their timeout.
+//!
+//! State: one rkyv file per shard, `txn/shard-N.state`, rewritten atomically on every
+//! change (`meta::store`). That costs two fsyncs per change; a transaction makes three or
+//! four changes, which bounds one shard to a few hundred transactions a second.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use rkyv::{Archive, Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::fifo_gate::FifoGate;
+use crate::group::{CommitPartition, CommitRequest};
+use crate::meta::store;
+use crate::protocol::errors::*;
+use crate::shard::Shard;
+
+/// How often timeouts and unfinished Prepare phases are checked.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Kafka's `transaction.max.timeout.ms` default: a longer InitProducerId timeout is refused.
+pub const MAX_TIMEOUT_MS: i32 = 900_000;
+/// Kafka's `offset.metadata.max.bytes`, as for OffsetCommit.
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// The owner shard of a transactional id (stable across runs and processes).
+pub fn owner_shard(transactional_id: &str, shards: usize) -> usize {
+    crate::crc::crc32c(transactional_id.as_bytes()) as usize % shards.max(1)
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+/// An offset committed by TxnOffsetCommit, applied to its group when the transaction
+/// commits and dropped when it aborts.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PendingOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TxnEntry {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub timeout_ms: i32,
+    pub phase: Phase,
+    /// Partitions of the open transaction (sorted, unique).
+    pub partitions: Vec<(String, i32)>,
+    /// Groups added by AddOffsetsToTxn.
+    pub groups: Vec<String>,
+    pub offsets: Vec<PendingOffset>,
+    /// When the open transaction started (its first AddPartitions/AddOffsets).
+    pub started_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl TxnEntry {
+    fn clear(&mut self) {
+        self.partitions.clear();
+        self.groups.clear();
+        self.offsets.clear();
+    }
+}
+
+/// What one shard saves.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct TxnFile {
+    pub entries: Vec<TxnEntry>,
+}
+
+fn state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("txn")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// PRODUCER_FENCED exists from Kafka 2.7 (KIP-588); older request versions get
+/// INVALID_PRODUCER_EPOCH for the same condition.
+pub fn fenced(version: i16, first_version_with_fenced: i16) -> i16 {
+    if version >= first_version_with_fenced {
+        PRODUCER_FENCED
+    } else {
+        INVALID_PRODUCER_EPOCH
+    }
+}
+
+/// The transactions one shard coordinates.
+#[derive(Default)]
+pub struct Coordinator {
+    entries: RefCell<HashMap<String, TxnEntry>>,
+    /// Orders changes and their saves.
+    gate: FifoGate,
+    path: RefCell<Option<PathBuf>>,
+    loaded: Cell<bool>,
+    /// Ids whose Prepare phase a task is completing right now.
+    completing: RefCell<HashSet<String>>,
+}
+
+/// The result of a state change: done, or a Prepare phase that must now be completed.
+enum Next<T> {
+    Done(T),
+    Complete(TxnEntry),
+}
+
+impl Coordinator {
+    pub fn new() -> Coordinator {
+        Coordinator::default()
+    }
+
+    /// Read every shard's state file and keep the entries this shard owns under the
+    /// current shard count (the newest copy of an id wins if the count changed).
+    /// Blocking; runs while the shard starts.
+    pub fn load(&self, data_dir: &Path, shard: usize, shards: usize) -> Result<(), String> {
+        let dir = state_dir(data_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut found: HashMap<String, TxnEntry> = HashMap::new();
+        let listing =
+            std::fs::read_dir(&dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+        for f in listing {
+            let f = f.map_err(|e| format!("listing {}: {e}", dir.display()))?;
+            let path = f.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("state") {
+                continue;
+            }
+            let file: TxnFile = store::load(&path)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            for e in file.entries {
+                if owner_shard(&e.transactional_id, shards) != shard {
+                    continue;
+                }
+                let newer = found
+                    .get(&e.transactional_id)
+                    .is_none_or(|old| (e.updated_ms, e.epoch) > (old.updated_ms, old.epoch));
+                if newer {
+                    found.insert(e.transactional_id.clone(), e);
+                }
+            }
+        }
+        if !found.is_empty() {
+            info!(
+                shard,
+                transactional_ids = found.len(),
+                "transactions loaded"
+            );
+        }
+        *self.entries.borrow_mut() = found;
+        *self.path.borrow_mut() = Some(dir.join(format!("shard-{shard}.state")));
+        self.loaded.set(true);
+        Ok(())
+    }
+
+    pub fn entry(&self, transactional_id: &str) -> Option<TxnEntry> {
+        self.entries.borrow().get(transactional_id).cloned()
+    }
+
+    async fn save(&self) -> Result<(), String> {
+        let Some(path) = self.path.borrow().clone() else {
+            return Err("transaction state is not loaded".into());
+        };
+        let mut entries: Vec<TxnEntry> = self.entries.borrow().values().cloned().collect();
+        entries.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        store::save(&path, &TxnFile { entries })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Change one entry under the gate and save it; on a failed save the old entry is
+    /// put back and the client told KAFKA_STORAGE_ERROR.
+    async fn update<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(Option<&TxnEntry>) -> Result<(Option<TxnEntry>, T), i16>,
+    ) -> Result<T, i16> {
+        if !self.loaded.get() {
+            return Err(COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        let _lock = self.gate.lock().await;
+        let old = self.entry(id);
+        let (new, out) = f(old.as_ref())?;
+        let Some(mut new) = new else {
+            return Ok(out);
+        };
+        if old.as_ref() == Some(&new) {
+            return Ok(out);
+        }
+        new.updated_ms = now_ms();
+        self.entries.borrow_mut().insert(id.to_string(), new);
+        if let Err(e) = self.save().await {
+            warn!(
+                transactional_id = id,
+                "saving transaction state failed: {e}"
+            );
+            let mut entries = self.entries.borrow_mut();
+            match old {
+                Some(o) => entries.insert(id.to_string(), o),
+                None => entries.remove(id),
+            };
+            return Err(KAFKA_STORAGE_ERROR);
+        }
+        Ok(out)
+    }
+}
+
+/// Checks shared by the requests of an open transaction: the id is known, the producer
+/// id is its own, the epoch current, and no Prepare phase is running.
+fn check_producer(
+    e: Option<&TxnEntry>,
+    producer_id: i64,
+    epoch: i16,
+    fenced_code: i16,
+) -> Result<&TxnEntry, i16> {
+    let e = e.ok_or(INVALID_PRODUCER_ID_MAPPING)?;
+    if e.producer_id != producer_id {
+        return Err(INVALID_PRODUCER_ID_MAPPING);
+    }
+    if e.epoch != epoch {
+        return Err(fenced_code);
+    }
+    if matches!(e.phase, Phase::PrepareCommit | Phase::PrepareAbort) {
+        return Err(CONCURRENT_TRANSACTIONS);
+    }
+    Ok(e)
+}
+
+/// The entry with its transaction open (a new one starts if none was).
+fn opened(e: &TxnEntry) -> TxnEntry {
+    let mut n = e.clone();
+    if n.phase != Phase::Ongoing {
+        n.clear();
+        n.phase = Phase::Ongoing;
+        n.started_ms = now_ms();
+    }
+    n
+}
+
+/// InitProducerId with a transactional id. A first call gets a new producer id, epoch 0;
+/// a later one bumps the epoch (fencing every older producer of the id) after aborting the
+/// transaction the old producer left open. `producer_id`/`epoch` are -1 except when a
+/// KIP-360 client asks to bump its own epoch, which must then be the current one.
+pub async fn init_producer_id(
+    shard: &Rc<Shard>,
+    id: String,
+    timeout_ms: i32,
+    producer_id: i64,
+    epoch: i16,
+    version: i16,
+) -> Result<(i64, i16), i16> {
+    if id.is_empty() {
+        return Err(INVALID_REQUEST);
+    }
+    if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
+        return Err(INVALID_TRANSACTION_TIMEOUT);
+    }
+    let txns = &shard.txns;
+    for _ in 0..3 {
+        // A fresh producer id is needed for a new id, or when the epoch would overflow.
+        let fresh = match txns.entry(&id) {
+            Some(e) if e.epoch < i16::MAX - 2 => None,
+            _ => Some(shard.new_producer_id().await.map_err(|e| e.code)?),
+        };
+        let next = txns
+            .update(&id, |old| {
+                let Some(e) = old else {
+                    let pid = fresh.ok_or(CONCURRENT_TRANSACTIONS)?;
+                    let n = TxnEntry {
+                        transactional_id: id.clone(),
+                        producer_id: pid,
+                        epoch: 0,
+                        timeout_ms,
+                        phase: Phase::Empty,
+                        partitions: Vec::new(),
+                        groups: Vec::new(),
+                        offsets: Vec::new(),
+                        started_ms: 0,
+                        updated_ms: 0,
+                    };
+                    return Ok((Some(n), Next::Done((pid, 0))));
+                };
+                if producer_id >= 0 && (producer_id != e.producer_id || epoch != e.epoch) {
+                    return Err(fenced(version, 4));
+                }
+                let mut n = e.clone();
+                match e.phase {
+                    Phase::PrepareCommit | Phase::PrepareAbort => Err(CONCURRENT_TRANSACTIONS),
+                    Phase::Ongoing => {
+                        // Fence the old producer and abort what it left open.
+                        bump_epoch(&mut n, fresh);
+                        n.phase = Phase::PrepareAbort;
+                        Ok((Some(n.clone()), Next::Complete(n)))
+                    }
+                    Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort => {
+                        bump_epoch(&mut n, fresh);
+                        n.clear();
+                        n.phase = Phase::Empty;
+                        n.timeout_ms = timeout_ms;
+                        let out = (n.producer_id, n.epoch);
+                        Ok((Some(n), Next::Done(out)))
+                    }
+                }
+            })
+            .await?;
+        match next {
+            Next::Done(out) => return Ok(out),
+            Next::Complete(entry) => {
+                info!(
+                    transactional_id = %id,
+                    producer_id = entry.producer_id,
+                    "a new producer took over the transactional id: aborting its open transaction"
+                );
+                complete(shard, entry).await?;
+            }
+        }
+    }
+    Err(CONCURRENT_TRANSACTIONS)
+}
+
+fn bump_epoch(e: &mut TxnEntry, fresh: Option<i64>) {
+    match fresh {
+        Some(pid) if e.epoch >= i16::MAX - 2 => {
+            e.producer_id = pid;
+            e.epoch = 0;
+        }
+        _ => e.epoch += 1,
+    }
+}
+
+/// AddPartitionsToTxn (v0–v3). Unknown partitions fail the whole request: they get
+/// UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED, as in Kafka.
+pub async fn add_partitions(
+    shard: &Rc<Shard>,
+    id: String,
+    producer_id: i64,
+    epoch: i16,
+    topics: Vec<(String, Vec<i32>)>,
+    version: i16,
+) -> Vec<(String, Vec<(i32, i16)>)> {
+    let reg = shard.registry();
+    let exists = |t: &str, p: i32| reg.topic(t).is_some_and(|m| m.owner(p).is_some());
+    let all = |code: &dyn Fn(&str, i32) -> i16| {
+        topics
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().map(|&p| (p, code(t, p))).collect()))
+            .collect::<Vec<_>>()
+    };
+    if topics
+        .iter()
+        .any(|(t, ps)| ps.iter().any(|&p| !exists(t, p)))
+    {
+        return all(&|t, p| {
+            if exists(t, p) {
+                OPERATION_NOT_ATTEMPTED
+            } else {
+                UNKNOWN_TOPIC_OR_PARTITION
+            }
+        });
+    }
+    let r = shard
+        .txns
+        .update(&id, |old| {
+            let e = check_producer(old, producer_id, epoch, fenced(version, 2))?;
+            let mut n = opened(e);
+            for (t, ps) in &topics {
+                for &p in ps {
+                    n.partitions.push((t.clone(), p));
+                }
+            }
+            n.partitions.sort();
+            n.partitions.dedup();
+            Ok((Some(n), ()))
+        })
+        .await;
+    let code = r.err().unwrap_or(NONE);
+    all(&|_, _| code)
+}
+
+/// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
+pub async fn add_offsets(
+    shard: &Rc<Shard>,
+    id: String,
+    producer_id: i64,
+    epoch: i16,
+    group: String,
+    version: i16,
+) -> Result<(), i16> {
+    if group.is_empty() {
+        return Err(INVALID_GROUP_ID);
+    }
+    shard
+        .txns
+        .update(&id, |old| {
+            let e = check_producer(old, producer_id, epoch, fenced(version, 2))?;
+            let mut n = opened(e);
+            if !n.groups.contains(&group) {
+                n.groups.push(group.clone());
+            }
+            Ok((Some(n), ()))
+        })
+        .await
+}
+
+/// One TxnOffsetCommit, already checked against the group's membership by the caller.
+pub struct TxnCommit {
+    pub id: String,
+    pub group: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+/// TxnOffsetCommit: keep the offsets with the transaction until it ends.
+pub async fn txn_offset_commit(
+    shard: &Rc<Shard>,
+    c: TxnCommit,
+    version: i16,
+) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
+    let reg = shard.registry();
+    shard
+        .txns
+        .update(&c.id, |old| {
+            let e = check_producer(old, c.producer_id, c.epoch, fenced(version, 3))?;
+            if e.phase != Phase::Ongoing || !e.groups.contains(&c.group) {
+                // AddOffsetsToTxn must come first (the client always sends it).
+                return Err(INVALID_TXN_STATE);
+            }
+            let mut n = e.clone();
+            let mut codes = Vec::with_capacity(c.topics.len());
+            for (t, ps) in &c.topics {
+                let meta = reg.topic(t);
+                let mut pc = Vec::with_capacity(ps.len());
+                for p in ps {
+                    let code = if !meta.is_some_and(|m| m.owner(p.partition).is_some()) {
+                        UNKNOWN_TOPIC_OR_PARTITION
+                    } else if p
+                        .metadata
+                        .as_ref()
+                        .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+                    {
+                        OFFSET_METADATA_TOO_LARGE
+                    } else {
+                        n.offsets.retain(|o| {
+                            !(o.group == c.group && o.topic == *t && o.partition == p.partition)
+                        });
+                        n.offsets.push(PendingOffset {
+                            group: c.group.clone(),
+                            topic: t.clone(),
+                            partition: p.partition,
+                            offset: p.offset,
+                            leader_epoch: p.leader_epoch,
+                            metadata: p.metadata.clone(),
+                        });
+                        NONE
+                    };
+                    pc.push((p.partition, code));
+                }
+                codes.push((t.clone(), pc));
+            }
+            Ok((Some(n), codes))
+        })
+        .await
+}
+
+/// EndTxn: commit or abort the open transaction. A retried EndTxn of a transaction that
+/// already ended the same way succeeds again.
+pub async fn end_txn(
+    shard: &Rc<Shard>,
+    id: String,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    version: i16,
+) -> Result<(), i16> {
+    let next = shard
+        .txns
+        .update(&id, |old| {
+            let e = check_producer(old, producer_id, epoch, fenced(version, 2))?;
+            match (e.phase, commit) {
+                (Phase::Ongoing, _) => {
+                    let mut n = e.clone();
+                    n.phase = if commit {
+                        Phase::PrepareCommit
+                    } else {
+                        Phase::PrepareAbort
+                    };
+                    Ok((Some(n.clone()), Next::Complete(n)))
+                }
+                (Phase::CompleteCommit, true) | (Phase::CompleteAbort, false) => {
+                    Ok((None, Next::Done(())))
+                }
+                _ => Err(INVALID_TXN_STATE),
+            }
+        })
+        .await?;
+    match next {
+        Next::Done(()) => Ok(()),
+        Next::Complete(entry) => complete(shard, entry).await,
+    }
+}
+
+/// Second phase of an entry saved in PrepareCommit/PrepareAbort: write the markers (and
+/// the offsets, on commit), then save it as CompleteCommit/CompleteAbort. On an error the
+/// entry stays in its Prepare phase and the tick tries again.
+async fn complete(shard: &Rc<Shard>, entry: TxnEntry) -> Result<(), i16> {
+    let id = entry.transactional_id.clone();
+    if !shard.txns.completing.borrow_mut().insert(id.clone()) {
+        return Err(CONCURRENT_TRANSACTIONS);
+    }
+    let r = write_markers_and_offsets(shard, &entry).await;
+    shard.txns.completing.borrow_mut().remove(&id);
+    r?;
+    let commit = entry.phase == Phase::PrepareCommit;
+    shard
+        .txns
+        .update(&id, |old| {
+            let Some(e) = old else { return Ok((None, ())) };
+            if e.producer_id != entry.producer_id
+                || e.epoch != entry.epoch
+                || e.phase != entry.phase
+            {
+                return Ok((None, ())); // someone else finished it
+            }
+            let mut n = e.clone();
+            n.clear();
+            n.phase = if commit {
+                Phase::CompleteCommit
+            } else {
+                Phase::CompleteAbort
+            };
+            Ok((Some(n), ()))
+        })
+        .await
+}
+
+async fn write_markers_and_offsets(shard: &Rc<Shard>, e: &TxnEntry) -> Result<(), i16> {
+    let commit = e.phase == Phase::PrepareCommit;
+    let reg = shard.registry();
+    let (pid, epoch) = (e.producer_id, e.epoch);
+    let markers = e.partitions.iter().filter_map(|(t, p)| {
+        // A partition deleted since it joined the transaction has nothing to mark.
+        let owner = reg.topic(t)?.owner(*p)?;
+        let (topic, partition) = (t.clone(), *p);
+        Some(async move {
+            let r = crate::protocol::on_owner(shard, owner, move |s| async move {
+                match s.partition(&topic, partition) {
+                    Some(part) => crate::producer::txn::write_marker(&part, pid, epoch, commit, 0)
+                        .await
+                        .map(|_| ()),
+                    None => Ok(()),
+                }
+            })
+            .await;
+            (t.clone(), *p, r)
+        })
+    });
+    let mut failed = None;
+    for (t, p, r) in join_all(markers).await {
+        if let Err(err) = r {
+            warn!(transactional_id = %e.transactional_id, topic = %t, partition = p,
+                  "writing the transaction marker failed: {}", err.message);
+            failed = Some(err.code);
+        }
+    }
+    if let Some(code) = failed {
+        return Err(code);
+    }
+    if commit && !e.offsets.is_empty() {
+        let mut by_group: HashMap<&str, Vec<&PendingOffset>> = HashMap::new();
+        for o in &e.offsets {
+            by_group.entry(&o.group).or_default().push(o);
+        }
+        for (group, offsets) in by_group {
+            let mut topics: Vec<(String, Vec<CommitPartition>)> = Vec::new();
+            for o in offsets {
+                let cp = CommitPartition {
+                    partition: o.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                };
+                match topics.iter_mut().find(|(t, _)| *t == o.topic) {
+                    Some((_, ps)) => ps.push(cp),
+                    None => topics.push((o.topic.clone(), vec![cp])),
+                }
+            }
+            let req = CommitRequest {
+                group: group.to_string(),
+                member_id: String::new(),
+                generation_or_epoch: -1,
+                instance_id: None,
+                topics,
+            };
+            let owner = crate::group::owner_shard(group, shard.count);
+            let r = crate::protocol::on_owner(shard, owner, move |s| async move {
+                let reg = s.registry();
+                Ok(s.groups.commit_unchecked(&reg, req).await)
+            })
+            .await
+            .map_err(|e| e.code)?;
+            let codes = r?;
+            if let Some(code) = codes
+                .iter()
+                .flat_map(|(_, ps)| ps.iter().map(|&(_, c)| c))
+                .find(|&c| c != NONE && c != UNKNOWN_TOPIC_OR_PARTITION)
+            {
+                warn!(transactional_id = %e.transactional_id, group,
+                      "committing the transaction's offsets failed with code {code}");
+                return Err(code);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Abort transactions open longer than their timeout (bumping the epoch, so the stalled
+/// producer is fenced), and finish Prepare phases left unfinished.
+async fn tick(shard: &Rc<Shard>) {
+    let now = now_ms();
+    let due: Vec<TxnEntry> = shard
+        .txns
+        .entries
+        .borrow()
+        .values()
+        .filter(|e| match e.phase {
+            Phase::Ongoing => now - e.started_ms > i64::from(e.timeout_ms),
+            Phase::PrepareCommit | Phase::PrepareAbort => {
+                !shard.txns.completing.borrow().contains(&e.transactional_id)
+            }
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    for e in due {
+        let id = e.transactional_id.clone();
+        let entry = if e.phase == Phase::Ongoing {
+            let r = shard
+                .txns
+                .update(&id, |old| {
+                    let Some(cur) = old else {
+                        return Ok((None, None));
+                    };
+                    if cur.phase != Phase::Ongoing || cur.epoch != e.epoch {
+                        return Ok((None, None));
+                    }
+                    let mut n = cur.clone();
+                    if n.epoch < i16::MAX - 1 {
+                        n.epoch += 1;
+                    }
+                    n.phase = Phase::PrepareAbort;
+                    Ok((Some(n.clone()), Some(n)))
+                })
+                .await;
+            match r {
+                Ok(Some(n)) => {
+                    info!(transactional_id = %id, timeout_ms = e.timeout_ms,
+                          "transaction timed out: aborting it and fencing its producer");
+                    n
+                }
+                _ => continue,
+            }
+        } else {
+            e
+        };
+        if let Err(code) = complete(shard, entry).await {
+            if code != CONCURRENT_TRANSACTIONS {
+                warn!(transactional_id = %id, "finishing the transaction failed with code {code}; will retry");
+            }
+        }
+    }
+}
+
+/// Load this shard's transactions (before the shard serves).
+pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
+    shard
+        .txns
+        .load(&shard.config.data_dir, shard.id, shard.count)
+}
+
+/// Timeouts and unfinished Prepare phases, until shutdown. Runs once every shard serves
+/// (markers go to other shards' partitions).
+pub fn spawn_background(shard: Rc<Shard>) {
+    glommio::spawn_local(async move {
+        loop {
+            let sleep = async {
+                glommio::timer::sleep(TICK).await;
+                true
+            };
+            let stop = async {
+                shard.shutdown.wait().await;
+                false
+            };
+            if !futures_lite::future::or(sleep, stop).await {
+                return;
+            }
+            tick(&shard).await;
+        }
+    })
+    .detach();
+}
