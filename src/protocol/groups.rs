@@ -357,8 +357,9 @@ pub async fn offset_fetch(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
-    // KIP-447 require_stable: Sluice keeps no pending transactional offsets in the
-    // coordinator, so every committed offset is stable.
+    // KIP-447 require_stable (v7+): offsets of a transaction that has not ended yet are
+    // unstable, and a consumer that asks for stable offsets must wait for them.
+    let stable = version >= 7 && req.require_stable;
     if version >= 8 {
         let work = req.groups.into_iter().map(|g| {
             let id = g.group_id.to_string();
@@ -373,7 +374,10 @@ pub async fn offset_fetch(
                     .collect()
             });
             async move {
-                let r = fetch_one(shard, id.clone(), member, topics).await;
+                let mut r = fetch_one(shard, id.clone(), member, topics).await;
+                if let (true, Ok(fetched)) = (stable, r.as_mut()) {
+                    mark_unstable(shard, &id, fetched).await;
+                }
                 fetch_group_v8(id, r)
             }
         });
@@ -385,8 +389,40 @@ pub async fn offset_fetch(
             .collect()
     });
     let asked = topics.clone();
-    let r = fetch_one(shard, req.group_id.to_string(), None, topics).await;
+    let group_id = req.group_id.to_string();
+    let mut r = fetch_one(shard, group_id.clone(), None, topics).await;
+    if let (true, Ok(fetched)) = (stable, r.as_mut()) {
+        mark_unstable(shard, &group_id, fetched).await;
+    }
     fetch_response_v1_7(r, asked, version)
+}
+
+/// Partitions with an offset committed by a transaction that has not ended get
+/// UNSTABLE_OFFSET_COMMIT and no offset (the client asks again). Transactions live on
+/// the owner shard of their transactional id, so every shard is asked.
+async fn mark_unstable(shard: &Rc<Shard>, group: &str, fetched: &mut group::FetchedTopics) {
+    let asks = (0..shard.count).map(|target| {
+        let g = group.to_string();
+        on_owner(shard, target, move |s| async move {
+            Ok(s.txns.pending_partitions(&g))
+        })
+    });
+    let mut pending = std::collections::HashSet::new();
+    for r in join_all(asks).await {
+        pending.extend(r.unwrap_or_default());
+    }
+    if pending.is_empty() {
+        return;
+    }
+    for (t, ps) in fetched.iter_mut() {
+        for p in ps.iter_mut() {
+            if pending.contains(&(t.clone(), p.partition)) {
+                p.offset = -1;
+                p.metadata = None;
+                p.error = errors::UNSTABLE_OFFSET_COMMIT;
+            }
+        }
+    }
 }
 
 fn fetch_group_v8(group: String, r: Result<FetchedTopics, i16>) -> OffsetFetchResponseGroup {

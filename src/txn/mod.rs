@@ -182,6 +182,23 @@ impl Coordinator {
         Ok(())
     }
 
+    /// (topic, partition) of `group` with an offset in a transaction that has not ended.
+    pub fn pending_partitions(&self, group: &str) -> Vec<(String, i32)> {
+        self.entries
+            .borrow()
+            .values()
+            .filter(|e| {
+                matches!(
+                    e.phase,
+                    Phase::Ongoing | Phase::PrepareCommit | Phase::PrepareAbort
+                )
+            })
+            .flat_map(|e| e.offsets.iter())
+            .filter(|o| o.group == group)
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect()
+    }
+
     pub fn entry(&self, transactional_id: &str) -> Option<TxnEntry> {
         self.entries.borrow().get(transactional_id).cloned()
     }
