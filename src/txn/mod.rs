@@ -745,3 +745,109 @@ pub fn spawn_background(shard: Rc<Shard>) {
     })
     .detach();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    fn entry(id: &str, epoch: i16, phase: Phase, updated_ms: i64) -> TxnEntry {
+        TxnEntry {
+            transactional_id: id.into(),
+            producer_id: 7,
+            epoch,
+            timeout_ms: 60_000,
+            phase,
+            partitions: vec![("t".into(), 0), ("t".into(), 3)],
+            groups: vec!["g".into()],
+            offsets: vec![PendingOffset {
+                group: "g".into(),
+                topic: "in".into(),
+                partition: 1,
+                offset: 42,
+                leader_epoch: -1,
+                metadata: Some("m".into()),
+            }],
+            started_ms: 1,
+            updated_ms,
+        }
+    }
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(move || async move { f().await })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
+    /// Every shard reads every file: an id keeps its newest copy and lands on its owner
+    /// under the current shard count, also when the count changed since it was saved.
+    #[test]
+    fn load_keeps_the_newest_copy_of_each_owned_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        run(move || async move {
+            let d = state_dir(&data);
+            std::fs::create_dir_all(&d).unwrap();
+            let ids: Vec<String> = (0..20).map(|i| format!("txn-{i}")).collect();
+            let old = TxnFile {
+                entries: ids
+                    .iter()
+                    .map(|i| entry(i, 1, Phase::Ongoing, 100))
+                    .collect(),
+            };
+            let new = TxnFile {
+                entries: ids
+                    .iter()
+                    .map(|i| entry(i, 2, Phase::CompleteCommit, 200))
+                    .collect(),
+            };
+            store::save(&d.join("shard-0.state"), &new).await.unwrap();
+            store::save(&d.join("shard-3.state"), &old).await.unwrap();
+            let mut seen = 0;
+            for shard in 0..2 {
+                let c = Coordinator::new();
+                c.load(&data, shard, 2).unwrap();
+                for id in &ids {
+                    match c.entry(id) {
+                        Some(e) => {
+                            assert_eq!(owner_shard(id, 2), shard);
+                            assert_eq!((e.epoch, e.phase), (2, Phase::CompleteCommit));
+                            assert_eq!(e, entry(id, 2, Phase::CompleteCommit, 200));
+                            seen += 1;
+                        }
+                        None => assert_ne!(owner_shard(id, 2), shard),
+                    }
+                }
+            }
+            assert_eq!(seen, ids.len());
+        });
+    }
+
+    #[test]
+    fn pending_partitions_are_those_of_transactions_not_ended() {
+        let c = Coordinator::new();
+        for (id, phase) in [
+            ("a", Phase::Ongoing),
+            ("b", Phase::PrepareCommit),
+            ("c", Phase::CompleteCommit),
+            ("d", Phase::CompleteAbort),
+        ] {
+            let mut e = entry(id, 0, phase, 0);
+            e.offsets[0].partition = id.as_bytes()[0] as i32;
+            c.entries.borrow_mut().insert(id.into(), e);
+        }
+        let mut p = c.pending_partitions("g");
+        p.sort();
+        assert_eq!(p, vec![("in".to_string(), 97), ("in".to_string(), 98)]);
+        assert!(c.pending_partitions("other").is_empty());
+    }
+
+    #[test]
+    fn fencing_code_follows_the_request_version() {
+        assert_eq!(fenced(1, 2), INVALID_PRODUCER_EPOCH);
+        assert_eq!(fenced(2, 2), PRODUCER_FENCED);
+    }
+}
