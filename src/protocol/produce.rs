@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{self, KafkaError};
 use super::on_owner;
-use crate::log::AppendInfo;
+use crate::log::{batch, AppendInfo};
 use crate::producer::state::Check;
 use crate::shard::Shard;
 
@@ -111,6 +111,53 @@ fn partition_response(
     }
 }
 
+/// A transactional Produce (records with the transactional bit, KIP-98) is checked with
+/// the transaction's coordinator first: the producer id and epoch must be the id's
+/// current ones and every partition must have been added to its open transaction
+/// (KIP-890's server-side defence). Without this, a fenced zombie could open a
+/// transaction on a partition that no coordinator will ever end, and the partition's
+/// last stable offset would never move again.
+async fn verify_transaction(shard: &Rc<Shard>, req: &ProduceRequest) -> Result<(), KafkaError> {
+    let Some(first) = req
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .find_map(|p| p.records.as_ref().filter(|r| r.len() >= batch::HEADER_LEN))
+    else {
+        return Ok(());
+    };
+    if batch::attributes(first) & batch::TRANSACTIONAL_BIT == 0 {
+        return Ok(());
+    }
+    let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) else {
+        return Err(KafkaError::new(
+            errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            "transactional records without a transactional id",
+        ));
+    };
+    let (pid, epoch) = (batch::producer_id(first), batch::producer_epoch(first));
+    let parts: Vec<(String, i32)> = req
+        .topic_data
+        .iter()
+        .flat_map(|t| {
+            t.partition_data
+                .iter()
+                .map(|p| (t.name.to_string(), p.index))
+        })
+        .collect();
+    let id = id.to_string();
+    super::txn::on_txn(shard, &id.clone(), move |s| async move {
+        s.txns.verify(&id, pid, epoch, &parts)
+    })
+    .await
+    .map_err(|code| {
+        KafkaError::new(
+            code,
+            format!("the transaction of producer {pid} epoch {epoch} does not cover every partition of this request"),
+        )
+    })
+}
+
 /// `None` when acks=0: the client expects no response. `throttle_time_ms` (v1+) is
 /// what the connection measured: time waited for produce credit, or a quota's
 /// throttle (KIP-219).
@@ -122,12 +169,14 @@ pub async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let bad_acks = !matches!(acks, -1..=1);
+    let txn_refused = verify_transaction(shard, &req).await.err();
     let reg = shard.registry();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let meta = reg.topic(t.name.as_str()).cloned();
         let work = t.partition_data.into_iter().map(|p| {
             let meta = meta.clone();
+            let txn_refused = txn_refused.clone();
             let topic_name = t.name.0.as_str().to_string();
             async move {
                 let index = p.index;
@@ -137,6 +186,9 @@ pub async fn handle(
                             errors::INVALID_REQUIRED_ACKS,
                             format!("acks must be 0, 1 or -1, got {acks}"),
                         ));
+                    }
+                    if let Some(e) = txn_refused {
+                        return Err(e);
                     }
                     let meta = meta.ok_or_else(|| {
                         KafkaError::new(

@@ -199,6 +199,30 @@ impl Coordinator {
             .collect()
     }
 
+    /// A transactional Produce of `producer_id`/`epoch` to `partitions`: allowed when the
+    /// transaction is open and includes every one of them.
+    pub fn verify(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), i16> {
+        let entries = self.entries.borrow();
+        let e = entries.get(id).ok_or(INVALID_PRODUCER_ID_MAPPING)?;
+        if e.producer_id != producer_id {
+            return Err(INVALID_PRODUCER_ID_MAPPING);
+        }
+        if e.epoch != epoch {
+            return Err(INVALID_PRODUCER_EPOCH);
+        }
+        let added = |p: &(String, i32)| e.partitions.binary_search(p).is_ok();
+        if e.phase != Phase::Ongoing || !partitions.iter().all(added) {
+            return Err(INVALID_TXN_STATE);
+        }
+        Ok(())
+    }
+
     pub fn entry(&self, transactional_id: &str) -> Option<TxnEntry> {
         self.entries.borrow().get(transactional_id).cloned()
     }
