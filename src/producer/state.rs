@@ -761,8 +761,7 @@ mod tests {
     }
 
     #[test]
-    fn fetch_ranges_see_only_the_aborted_transactions_they_overlap_and_pruning_drops_old_ones(
-    ) {
+    fn fetch_ranges_see_only_the_aborted_transactions_they_overlap_and_pruning_drops_old_ones() {
         let mut t = ProducerTable::default();
         let mut next = 0;
         for (pid, len) in [(1, 3), (2, 5), (3, 2)] {
@@ -826,14 +825,21 @@ mod tests {
         // Offsets 2 (producer 2's abort) and 3 are reserved but not below the hwm (2).
         t.end_txn(1, false, 4);
         let snap = t.snapshot(2);
-        assert_eq!(snap.aborted, vec![], "the abort at 2 is replayed, not saved");
+        assert_eq!(
+            snap.aborted,
+            vec![],
+            "the abort at 2 is replayed, not saved"
+        );
         let back = ProducerTable::from_snapshot(snap);
         let open: Vec<(i64, i64)> = back.ongoing.iter().copied().collect();
         assert_eq!(open, vec![(0, 1), (1, 2)], "both open as of 2; 3 not yet");
         // With everything below the hwm, the snapshot is the state itself.
         t.prune(0, 5);
         let back = ProducerTable::from_snapshot(t.snapshot(5));
-        assert_eq!(back.ongoing.iter().copied().collect::<Vec<_>>(), vec![(3, 3)]);
+        assert_eq!(
+            back.ongoing.iter().copied().collect::<Vec<_>>(),
+            vec![(3, 3)]
+        );
         assert_eq!(back.aborted_in(0, 5).len(), 2);
         assert_eq!(back.last_stable_offset(5, 0), 3);
     }

@@ -109,7 +109,11 @@ async fn read_owned(
     out
 }
 
-fn owned_partition(shard: &Shard, topic: &str, partition: i32) -> Result<Rc<Partition>, KafkaError> {
+fn owned_partition(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+) -> Result<Rc<Partition>, KafkaError> {
     shard.partition(topic, partition).ok_or_else(|| {
         KafkaError::new(
             errors::UNKNOWN_TOPIC_OR_PARTITION,

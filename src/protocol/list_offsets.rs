@@ -102,8 +102,10 @@ pub async fn handle(
                     )),
                     Some((m, owner)) => {
                         let topic = m.name.clone();
-                        on_owner(shard, owner, move |s| lookup(s, topic, index, ts, committed))
-                            .await
+                        on_owner(shard, owner, move |s| {
+                            lookup(s, topic, index, ts, committed)
+                        })
+                        .await
                     }
                 };
                 let resp = ListOffsetsPartitionResponse::default().with_partition_index(index);
