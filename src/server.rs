@@ -106,6 +106,7 @@ async fn save_producer_state(
     let snapshot = {
         let mut table = part.producers.borrow_mut();
         table.expire(now_ms(), expiration_ms);
+        table.prune(part.log.log_start_offset(), part.log.high_watermark());
         if !table.is_dirty() {
             return;
         }

@@ -336,6 +336,19 @@ impl PartitionLog {
     }
 
     pub async fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        self.append_with(records, |_, _| {}).await
+    }
+
+    /// `append`, calling `on_offsets(base_offset, last_offset)` the moment the offsets are
+    /// reserved: synchronously, in offset order, before the write starts and so before
+    /// the high watermark can pass them. State that must be in place before a reader can
+    /// see the batch (a transaction's first offset, KIP-98) is updated there. Not called
+    /// when the append fails before it reserves offsets.
+    pub async fn append_with(
+        &self,
+        records: &[u8],
+        on_offsets: impl FnOnce(i64, i64),
+    ) -> Result<AppendInfo, LogError> {
         self.check_online()?;
         let config = self.config.borrow().clone();
         let infos = batch::validate_batches(records, config.max_message_bytes)?;
@@ -375,6 +388,7 @@ impl PartitionLog {
         let len = buf.len() as u64;
         seg.reserved_end.set(position + len);
         self.next_offset.set(offset);
+        on_offsets(base_offset, offset - 1);
         self.size_bytes.set(self.size_bytes.get() + len);
         let seq = self.in_flight_front.get() + self.in_flight.borrow().len() as u64;
         self.in_flight.borrow_mut().push_back(InFlight {
@@ -747,6 +761,19 @@ impl PartitionLog {
     }
 
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchSlice, LogError> {
+        self.read_below(offset, max_bytes, i64::MAX).await
+    }
+
+    /// `read`, leaving out every batch at or beyond `end_offset` (a read_committed fetch
+    /// stops at the last stable offset, KIP-98). `end_offset` is meant to be a batch's base
+    /// offset; a batch that contains it is left out whole. Offsets between `end_offset`
+    /// and the high watermark are in range and read as empty.
+    pub async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        end_offset: i64,
+    ) -> Result<FetchSlice, LogError> {
         if self.offline.get() {
             self.check_online()?;
         }
@@ -755,12 +782,22 @@ impl PartitionLog {
             return Err(self.out_of_range(offset));
         }
         let mut slice = FetchSlice::default();
-        if offset == hwm {
+        let stop_offset = end_offset.min(hwm);
+        if offset >= stop_offset {
             return Ok(slice);
         }
         let mut budget = max_bytes as u64;
         for seg in self.segments_from(offset) {
-            let end = seg.readable_end.get();
+            if seg.base_offset >= stop_offset {
+                break;
+            }
+            // The segment holding `stop_offset` is the last one read, up to its batch.
+            let cut = stop_offset < hwm && stop_offset < seg.next_offset.get();
+            let end = if cut {
+                seg.find_batch(stop_offset).await?.0
+            } else {
+                seg.readable_end.get()
+            };
             let first = slice.ranges.is_empty();
             let start = if first {
                 seg.find_batch(offset).await?.0
@@ -768,7 +805,7 @@ impl PartitionLog {
                 0
             };
             if start >= end {
-                if first {
+                if first && !cut {
                     continue;
                 }
                 break;

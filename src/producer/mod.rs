@@ -1,8 +1,11 @@
-//! Producers: producer id allocation (InitProducerId) and the per-partition
-//! idempotence state (`state`). Transactions are not implemented yet.
+//! Producers: producer id allocation (InitProducerId), the per-partition
+//! idempotence and transaction state (`state`, saved and replayed by `recovery`), and
+//! the partition side of transactions: markers, last stable offset, aborted
+//! transactions (`txn`).
 
 pub mod recovery;
 pub mod state;
+pub mod txn;
 
 use std::cell::Cell;
 use std::rc::Rc;

@@ -16,9 +16,9 @@ use kafka_protocol::messages::*;
 
 use super::errors::{self, KafkaError};
 use super::fetch_response::{PartitionOut, Records, TopicOut};
-use super::owned_log;
 use crate::log::FetchSlice;
-use crate::shard::Shard;
+use crate::producer::txn;
+use crate::shard::{Partition, Shard};
 
 /// The most record bytes one response carries, as Kafka's broker `fetch.max.bytes`.
 const FETCH_MAX_BYTES: usize = 57_671_680;
@@ -32,6 +32,8 @@ struct Want {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// isolation_level 1 (read_committed): nothing at or beyond the last stable offset.
+    committed: bool,
 }
 
 /// What an owner read for one partition.
@@ -40,7 +42,11 @@ struct Got {
     /// The records were left out because the shard's fetch budget was full.
     deferred: bool,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    /// read_committed only: (producer id, first offset) of the aborted transactions
+    /// overlapping the records.
+    aborted: Option<Vec<(i64, i64)>>,
 }
 
 type PartResult = Result<Got, KafkaError>;
@@ -60,20 +66,29 @@ async fn read_owned(
     let mut any = !first;
     for w in wants {
         let r = async {
-            let log = owned_log(&shard, &w.topic, w.partition)?;
+            let part = owned_partition(&shard, &w.topic, w.partition)?;
+            let log = &part.log;
             let (hwm, start) = (log.high_watermark(), log.log_start_offset());
+            let lso = txn::last_stable_offset(&part);
+            let end = if w.committed { lso } else { hwm };
             let limit = w.max_bytes.min(budget);
             let mut records = Some(Records::Empty);
             if limit > 0 || !any {
-                let slice = log.read(w.offset, limit.max(1)).await?;
+                let slice = log.read_below(w.offset, limit.max(1), end).await?;
                 if !slice.is_empty() && (slice.len() <= limit || !any) {
                     records = take_records(&shard, slice).await?;
                 }
             }
+            let records = records.map(|r| (r.len(), r));
             Ok(Got {
                 deferred: records.is_none(),
-                records: records.unwrap_or_default(),
+                aborted: w.committed.then(|| match &records {
+                    Some((n, _)) if *n > 0 => aborted(&part, w.offset, end),
+                    _ => Vec::new(),
+                }),
+                records: records.map(|(_, r)| r).unwrap_or_default(),
                 high_watermark: hwm,
+                last_stable_offset: lso,
                 log_start_offset: start,
             })
         }
@@ -92,6 +107,32 @@ async fn read_owned(
             .sum(),
     );
     out
+}
+
+fn owned_partition(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+) -> Result<Rc<Partition>, KafkaError> {
+    shard.partition(topic, partition).ok_or_else(|| {
+        KafkaError::new(
+            errors::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("partition {topic}-{partition} does not exist"),
+        )
+    })
+}
+
+/// The aborted transactions a read_committed response carries for records read from
+/// `from`. Kafka bounds them by the offset after the last batch returned; the slice
+/// does not know that offset, so this bounds them by where the read stopped looking
+/// (the LSO): a superset by entries that start after the returned records, which
+/// clients skip (they apply an entry only once a batch of its producer reaches its
+/// first offset).
+fn aborted(part: &Partition, from: i64, upper: i64) -> Vec<(i64, i64)> {
+    txn::aborted_transactions(part, from, upper)
+        .into_iter()
+        .map(|t| (t.producer_id, t.first_offset))
+        .collect()
 }
 
 /// The slice as file ranges for `sendfile` when its bytes are in the page cache (so the
@@ -158,8 +199,16 @@ impl Drop for Held {
 async fn wait_owned(shard: Rc<Shard>, wants: Vec<Want>, timeout: Duration) {
     let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
     for w in wants {
-        if let Some(log) = shard.log(&w.topic, w.partition) {
-            waits.push(async move { log.wait_for_append(w.offset).await }.boxed_local());
+        if let Some(part) = shard.partition(&w.topic, w.partition) {
+            // read_committed waits on the last stable offset, which moves only with the
+            // high watermark: wait for the next append past what is already there.
+            let target = if w.committed {
+                txn::committed_wait_target(&part, w.offset)
+            } else {
+                w.offset
+            };
+            let log = part.log.clone();
+            waits.push(async move { log.wait_for_append(target).await }.boxed_local());
         }
     }
     let timer = glommio::timer::Timer::new(timeout).boxed_local();
@@ -176,6 +225,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<T
     let by_id = version >= 13;
     // Resolve every requested partition: (topic index, partition index) → owner and Want.
     let mut plan: Vec<Vec<Result<(usize, Want), KafkaError>>> = Vec::new();
+    let committed = req.isolation_level == 1;
     for t in &req.topics {
         let meta = if by_id {
             reg.topic_by_id(&t.topic_id)
@@ -209,6 +259,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<T
                         partition: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        committed,
                     },
                 ))
             })
@@ -252,7 +303,6 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<T
         results = read_all(shard, &plan, max_bytes).await;
     }
 
-    let isolation_committed = req.isolation_level == 1;
     req.topics
         .into_iter()
         .zip(results)
@@ -263,22 +313,21 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Vec<T
                 .partitions
                 .iter()
                 .zip(parts)
-                .map(|(p, r)| partition_out(p.partition, r, isolation_committed))
+                .map(|(p, r)| partition_out(p.partition, r))
                 .collect(),
         })
         .collect()
 }
 
-fn partition_out(partition: i32, r: PartResult, committed: bool) -> PartitionOut {
+fn partition_out(partition: i32, r: PartResult) -> PartitionOut {
     match r {
         Ok(g) => PartitionOut {
             partition_index: partition,
             error_code: 0,
             high_watermark: g.high_watermark,
-            // No transactions yet: everything below the high watermark is stable.
-            last_stable_offset: g.high_watermark,
+            last_stable_offset: g.last_stable_offset,
             log_start_offset: g.log_start_offset,
-            aborted_transactions: committed.then(Vec::new),
+            aborted_transactions: g.aborted,
             records: g.records,
         },
         Err(e) => PartitionOut {

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), earliest local (-4), max timestamp (-3),
-//! or the first offset whose timestamp is at or after a given time.
+//! or the first offset whose timestamp is at or after a given time. With
+//! isolation_level 1 (read_committed, v2+) latest is the last stable offset (KIP-98).
 
 use std::rc::Rc;
 
@@ -11,6 +12,7 @@ use kafka_protocol::messages::*;
 
 use super::errors::{self, KafkaError};
 use super::{on_owner, owned_log};
+use crate::producer::txn;
 use crate::shard::Shard;
 
 const LATEST: i64 = -1;
@@ -24,7 +26,13 @@ async fn lookup(
     topic: std::sync::Arc<str>,
     partition: i32,
     ts: i64,
+    committed: bool,
 ) -> Result<(i64, i64), KafkaError> {
+    if ts == LATEST && committed {
+        if let Some(part) = shard.partition(&topic, partition) {
+            return Ok((txn::last_stable_offset(&part), -1));
+        }
+    }
     let log = owned_log(&shard, &topic, partition)?;
     match ts {
         LATEST => Ok((log.high_watermark(), -1)),
@@ -78,6 +86,7 @@ pub async fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let reg = shard.registry();
+    let committed = req.isolation_level == 1;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let meta = reg.topic(t.name.as_str()).cloned();
@@ -93,7 +102,10 @@ pub async fn handle(
                     )),
                     Some((m, owner)) => {
                         let topic = m.name.clone();
-                        on_owner(shard, owner, move |s| lookup(s, topic, index, ts)).await
+                        on_owner(shard, owner, move |s| {
+                            lookup(s, topic, index, ts, committed)
+                        })
+                        .await
                     }
                 };
                 let resp = ListOffsetsPartitionResponse::default().with_partition_index(index);

@@ -47,7 +47,16 @@ async fn append_owned(
             log_start_offset: log.log_start_offset(),
         },
         Check::Plain => log.append(&records).await?,
-        Check::Append(pb) => match log.append(&records).await {
+        // A transactional batch starts its producer's transaction here when its offsets
+        // are reserved, before any reader can see it (one branch when not).
+        Check::Append(pb) => match log
+            .append_with(&records, |base, _| {
+                if pb.transactional {
+                    part.producers.borrow_mut().begin_txn(&pb, base, now_ms());
+                }
+            })
+            .await
+        {
             Ok(info) => {
                 part.producers
                     .borrow_mut()
