@@ -502,7 +502,7 @@ pub async fn txn_offset_commit(
                 let meta = reg.topic(t);
                 let mut pc = Vec::with_capacity(ps.len());
                 for p in ps {
-                    let code = if !meta.is_some_and(|m| m.owner(p.partition).is_some()) {
+                    let code = if meta.is_none_or(|m| m.owner(p.partition).is_none()) {
                         UNKNOWN_TOPIC_OR_PARTITION
                     } else if p
                         .metadata
