@@ -326,13 +326,18 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, in
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int,
-                      isolation: str = "read_committed") -> dict[int, int]:
+                      isolation: str = "read_committed", timeout: float = 15) -> dict[int, int]:
     """OffsetFetch through a fresh consumer that does not join the group. Under
-    read_committed librdkafka asks for stable offsets only (KIP-447 require_stable)."""
+    read_committed librdkafka asks for stable offsets only (KIP-447 require_stable)
+    and asks again while the broker answers UNSTABLE_OFFSET_COMMIT. Raises
+    KafkaException on an error, also one of a single partition."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": isolation,
                   "enable.auto.commit": False})
     try:
-        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout)
+        errors = [tp.error for tp in tps if tp.error is not None]
+        if errors:
+            raise KafkaException(errors[0])
         return {tp.partition: tp.offset for tp in tps}
     finally:
         c.close()
@@ -516,7 +521,9 @@ def test_consume_transform_produce_commits_offsets_with_the_output_or_neither(br
     those positions — the end of the input — and the output holds each
     transformed record once. Then 90 more inputs go through the same loop but
     the transaction aborts: while it was open the pending offsets were not
-    visible, and after the abort the group's offsets are not advanced and none
+    committed (read_uncommitted OffsetFetch returns the old ones, a
+    require_stable OffsetFetch gets no answer but UNSTABLE_OFFSET_COMMIT),
+    and after the abort the group's offsets are not advanced and none
     of the 90 outputs is readable."""
     source, sink, group, partitions = "ctp-in", "ctp-out", "ctp-group", 3
     rdkafka_io.create_topic(broker.bootstrap, source, partitions)
@@ -569,6 +576,13 @@ def test_consume_transform_produce_commits_offsets_with_the_output_or_neither(br
         assert committed_offsets(broker.bootstrap, group, source, partitions,
                                  isolation="read_uncommitted") == ends, (
             "offsets sent in an open transaction are not committed yet")
+        # KIP-447: a read_committed consumer asks for stable offsets (require_stable);
+        # the broker answers UNSTABLE_OFFSET_COMMIT while the transaction is open
+        # and librdkafka asks again until its timeout.
+        with pytest.raises(KafkaException) as unstable:
+            committed_offsets(broker.bootstrap, group, source, partitions, timeout=3)
+        assert unstable.value.args[0].code() in (
+            KafkaError.UNSTABLE_OFFSET_COMMIT, KafkaError._TIMED_OUT), unstable.value.args[0].str()
         producer.abort()
     finally:
         consumer.close()
