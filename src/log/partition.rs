@@ -360,7 +360,11 @@ impl PartitionLog {
         };
         let permit = self.reserve_gate.lock().await;
         self.check_online()?;
-        self.check_queue_limit(&config, buf.len())?;
+        // A transaction marker ends a transaction the queue already holds: refusing it
+        // would leave the transaction open (and read_committed consumers stuck) for good.
+        if !infos.iter().all(BatchInfo::is_control) {
+            self.check_queue_limit(&config, buf.len())?;
+        }
         let count: i64 = infos.iter().map(BatchInfo::offset_count).sum();
         let seg = self
             .segment_for_append(&config, buf.len() as u64, count, now)

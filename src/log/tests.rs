@@ -565,6 +565,11 @@ fn a_bounded_queue_refuses_appends_when_full() {
         log.append(&b).await.unwrap();
         log.append(&b).await.unwrap();
         assert_eq!(log.append(&b).await.unwrap_err().error_code(), 44);
+        // A transaction marker still goes in: it ends a transaction the queue holds.
+        let marker = crate::producer::txn::marker_batch(7, 0, false, 0, 1_700_000_000_000);
+        let info = log.append(&marker).await.unwrap();
+        assert_eq!(info.base_offset, 5);
+        assert_eq!(log.append(&b).await.unwrap_err().error_code(), 44);
     });
 }
 
