@@ -550,9 +550,18 @@ impl PartitionLog {
     }
 
     pub async fn wait_durable(&self, last_offset: i64) -> Result<(), LogError> {
-        if self.config.borrow().flush != FlushPolicy::Always
-            || self.durable_offset.get() > last_offset
-        {
+        if self.config.borrow().flush != FlushPolicy::Always {
+            return Ok(());
+        }
+        self.sync_through(last_offset).await
+    }
+
+    /// Waits until everything through `last_offset` is fdatasync'd, whatever the flush
+    /// policy (group commit with other waiters): for records that must be on disk before
+    /// something else is, like a transaction marker before the coordinator records the
+    /// transaction's end.
+    pub async fn sync_through(&self, last_offset: i64) -> Result<(), LogError> {
+        if self.durable_offset.get() > last_offset {
             return Ok(());
         }
         self.request_sync();

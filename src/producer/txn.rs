@@ -17,8 +17,8 @@ use crate::protocol::errors::KafkaError;
 use crate::shard::Partition;
 
 /// Appends a transaction marker (control batch) for `producer_id` to the partition and
-/// ends its ongoing transaction there. Returns the marker's offset. Waits for durability
-/// as the topic's flush policy requires for acks=all (flush=always: the fdatasync).
+/// ends its ongoing transaction there. Returns the marker's offset once it is fdatasync'd,
+/// whatever the topic's flush policy.
 ///
 /// Refused with PRODUCER_FENCED when the partition knows the producer with a newer
 /// epoch; otherwise the producer's epoch here is raised to `epoch`. An ABORT of an
@@ -50,7 +50,10 @@ pub async fn write_marker(
     part.producers
         .borrow_mut()
         .prune(part.log.log_start_offset(), part.log.high_watermark());
-    part.log.wait_durable(info.last_offset).await?;
+    // Durable whatever the topic's flush policy: the coordinator records the transaction's
+    // end (fsync'd) once every marker is written, and a marker lost to a power failure
+    // after that would leave the partition's transaction open for good.
+    part.log.sync_through(info.last_offset).await?;
     Ok(info.base_offset)
 }
 

@@ -408,15 +408,20 @@ async fn mark_unstable(shard: &Rc<Shard>, group: &str, fetched: &mut group::Fetc
         })
     });
     let mut pending = std::collections::HashSet::new();
+    let mut unknown = false;
     for r in join_all(asks).await {
-        pending.extend(r.unwrap_or_default());
+        match r {
+            Ok(p) => pending.extend(p),
+            // A shard that cannot answer may hold a pending offset: nothing is stable.
+            Err(_) => unknown = true,
+        }
     }
-    if pending.is_empty() {
+    if pending.is_empty() && !unknown {
         return;
     }
     for (t, ps) in fetched.iter_mut() {
         for p in ps.iter_mut() {
-            if pending.contains(&(t.clone(), p.partition)) {
+            if unknown || pending.contains(&(t.clone(), p.partition)) {
                 p.offset = -1;
                 p.metadata = None;
                 p.error = errors::UNSTABLE_OFFSET_COMMIT;

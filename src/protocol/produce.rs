@@ -127,24 +127,47 @@ fn partition_response(
 /// transaction on a partition that no coordinator will ever end, and the partition's
 /// last stable offset would never move again.
 async fn verify_transaction(shard: &Rc<Shard>, req: &ProduceRequest) -> Result<(), KafkaError> {
-    let Some(first) = req
-        .topic_data
-        .iter()
-        .flat_map(|t| t.partition_data.iter())
-        .find_map(|p| p.records.as_ref().filter(|r| r.len() >= batch::HEADER_LEN))
-    else {
+    // Every batch of the request (headers only; the append validates them fully) is
+    // transactional with one producer id and epoch, or none is.
+    let mut txn: Option<(bool, i64, i16)> = None;
+    for p in req.topic_data.iter().flat_map(|t| t.partition_data.iter()) {
+        let Some(records) = p.records.as_ref() else {
+            continue;
+        };
+        let mut pos = 0;
+        while records.len() >= pos + batch::HEADER_LEN {
+            let b = &records[pos..];
+            let this = (
+                batch::attributes(b) & batch::TRANSACTIONAL_BIT != 0,
+                batch::producer_id(b),
+                batch::producer_epoch(b),
+            );
+            match txn {
+                None => txn = Some(this),
+                Some(first) if first.0 != this.0 || (this.0 && first != this) => {
+                    return Err(KafkaError::new(
+                        errors::INVALID_RECORD,
+                        "a produce request mixes transactional and other batches, or producers",
+                    ));
+                }
+                Some(_) => {}
+            }
+            let len = usize::try_from(batch::batch_length(b)).unwrap_or(0) + batch::LOG_OVERHEAD;
+            if len < batch::HEADER_LEN {
+                break; // corrupt: the append refuses it
+            }
+            pos += len;
+        }
+    }
+    let Some((true, pid, epoch)) = txn else {
         return Ok(());
     };
-    if batch::attributes(first) & batch::TRANSACTIONAL_BIT == 0 {
-        return Ok(());
-    }
     let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) else {
         return Err(KafkaError::new(
             errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             "transactional records without a transactional id",
         ));
     };
-    let (pid, epoch) = (batch::producer_id(first), batch::producer_epoch(first));
     let parts: Vec<(String, i32)> = req
         .topic_data
         .iter()

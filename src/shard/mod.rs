@@ -476,7 +476,9 @@ async fn shard_main(start: ShardStart) -> Result<(), String> {
         crate::group::start(&shard, groups)
             .await
             .map_err(|e| format!("loading consumer groups failed: {e}"))?;
-        crate::txn::start(&shard).map_err(|e| format!("loading transactions failed: {e}"))
+        crate::txn::start(&shard)
+            .await
+            .map_err(|e| format!("loading transactions failed: {e}"))
     }
     .await;
     starting.arrive(loaded.is_ok());

@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -79,6 +79,9 @@ pub struct TxnEntry {
     /// When the open transaction started (its first AddPartitions/AddOffsets).
     pub started_ms: i64,
     pub updated_ms: i64,
+    /// Raised by every saved change: the newest copy of an id wins when several shards'
+    /// files hold one (the shard count changed).
+    pub version: u64,
 }
 
 impl TxnEntry {
@@ -116,6 +119,9 @@ pub fn fenced(version: i16, first_version_with_fenced: i16) -> i16 {
     }
 }
 
+/// Producer id, epoch, and the partitions whose marker for them is written.
+type Marked = (i64, i16, HashSet<(String, i32)>);
+
 /// The transactions one shard coordinates.
 #[derive(Default)]
 pub struct Coordinator {
@@ -124,8 +130,19 @@ pub struct Coordinator {
     gate: FifoGate,
     path: RefCell<Option<PathBuf>>,
     loaded: Cell<bool>,
-    /// Ids whose Prepare phase a task is completing right now.
+    /// Ids whose Prepare phase a task is completing right now. Set in the same change
+    /// that saves the Prepare phase (or by the tick, under the gate), so only one task
+    /// ever writes an entry's markers.
     completing: RefCell<HashSet<String>>,
+    /// Partitions whose marker is written, per id and (producer id, epoch): a retry
+    /// writes only the missing ones.
+    marked: RefCell<HashMap<String, Marked>>,
+    /// When the tick may retry an id whose completion failed, and the next backoff.
+    retry_at: RefCell<HashMap<String, (Instant, Duration)>>,
+    /// Entries of this shard's own file that another shard owns now (the shard count
+    /// changed): written back unchanged, so no id is ever in no file; the owner's copy
+    /// has the higher version once it changes.
+    foreign: RefCell<Vec<TxnEntry>>,
 }
 
 /// The result of a state change: done, or a Prepare phase that must now be completed.
@@ -146,6 +163,8 @@ impl Coordinator {
         let dir = state_dir(data_dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let mut found: HashMap<String, TxnEntry> = HashMap::new();
+        let own_file = format!("shard-{shard}.state");
+        let mut foreign = Vec::new();
         let listing =
             std::fs::read_dir(&dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
         for f in listing {
@@ -157,13 +176,17 @@ impl Coordinator {
             let file: TxnFile = store::load(&path)
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default();
+            let own = path.file_name().and_then(|n| n.to_str()) == Some(own_file.as_str());
             for e in file.entries {
                 if owner_shard(&e.transactional_id, shards) != shard {
+                    if own {
+                        foreign.push(e);
+                    }
                     continue;
                 }
                 let newer = found
                     .get(&e.transactional_id)
-                    .is_none_or(|old| (e.updated_ms, e.epoch) > (old.updated_ms, old.epoch));
+                    .is_none_or(|old| e.version > old.version);
                 if newer {
                     found.insert(e.transactional_id.clone(), e);
                 }
@@ -177,6 +200,7 @@ impl Coordinator {
             );
         }
         *self.entries.borrow_mut() = found;
+        *self.foreign.borrow_mut() = foreign;
         *self.path.borrow_mut() = Some(dir.join(format!("shard-{shard}.state")));
         self.loaded.set(true);
         Ok(())
@@ -232,6 +256,7 @@ impl Coordinator {
             return Err("transaction state is not loaded".into());
         };
         let mut entries: Vec<TxnEntry> = self.entries.borrow().values().cloned().collect();
+        entries.extend(self.foreign.borrow().iter().cloned());
         entries.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         store::save(&path, &TxnFile { entries })
             .await
@@ -258,6 +283,7 @@ impl Coordinator {
             return Ok(out);
         }
         new.updated_ms = now_ms();
+        new.version = old.as_ref().map_or(0, |o| o.version) + 1;
         self.entries.borrow_mut().insert(id.to_string(), new);
         if let Err(e) = self.save().await {
             warn!(
@@ -347,6 +373,7 @@ pub async fn init_producer_id(
                         offsets: Vec::new(),
                         started_ms: 0,
                         updated_ms: 0,
+                        version: 0,
                     };
                     return Ok((Some(n), Next::Done((pid, 0))));
                 };
@@ -357,9 +384,14 @@ pub async fn init_producer_id(
                 match e.phase {
                     Phase::PrepareCommit | Phase::PrepareAbort => Err(CONCURRENT_TRANSACTIONS),
                     Phase::Ongoing => {
-                        // Fence the old producer and abort what it left open.
-                        bump_epoch(&mut n, fresh);
+                        // Fence the old producer and abort what it left open, under its
+                        // own producer id (the markers must end its transactions); a new
+                        // producer id, if the epoch runs out, comes on the next pass.
+                        if n.epoch < i16::MAX - 1 {
+                            n.epoch += 1;
+                        }
                         n.phase = Phase::PrepareAbort;
+                        txns.completing.borrow_mut().insert(id.clone());
                         Ok((Some(n.clone()), Next::Complete(n)))
                     }
                     Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort => {
@@ -372,7 +404,8 @@ pub async fn init_producer_id(
                     }
                 }
             })
-            .await?;
+            .await;
+        let next = unmark_on_error(txns, &id, next)?;
         match next {
             Next::Done(out) => return Ok(out),
             Next::Complete(entry) => {
@@ -386,6 +419,15 @@ pub async fn init_producer_id(
         }
     }
     Err(CONCURRENT_TRANSACTIONS)
+}
+
+/// Resolves `update` for a change that saved a Prepare phase and marked the id as
+/// completing: if the save failed, the mark goes too.
+fn unmark_on_error<T>(txns: &Coordinator, id: &str, r: Result<T, i16>) -> Result<T, i16> {
+    if r.is_err() {
+        txns.completing.borrow_mut().remove(id);
+    }
+    r
 }
 
 fn bump_epoch(e: &mut TxnEntry, fresh: Option<i64>) {
@@ -555,6 +597,7 @@ pub async fn end_txn(
                     } else {
                         Phase::PrepareAbort
                     };
+                    shard.txns.completing.borrow_mut().insert(id.clone());
                     Ok((Some(n.clone()), Next::Complete(n)))
                 }
                 (Phase::CompleteCommit, true) | (Phase::CompleteAbort, false) => {
@@ -563,24 +606,50 @@ pub async fn end_txn(
                 _ => Err(INVALID_TXN_STATE),
             }
         })
-        .await?;
-    match next {
+        .await;
+    match unmark_on_error(&shard.txns, &id, next)? {
         Next::Done(()) => Ok(()),
-        Next::Complete(entry) => complete(shard, entry).await,
+        Next::Complete(entry) => {
+            // The outcome is decided and saved: the client is told so even if a marker
+            // could not be written yet (the tick writes the missing ones), as Kafka answers
+            // once its Prepare record is written.
+            if let Err(code) = complete(shard, entry).await {
+                warn!(transactional_id = %id, "the transaction is decided but finishing it failed with code {code}; the tick will retry");
+            }
+            Ok(())
+        }
     }
 }
 
 /// Second phase of an entry saved in PrepareCommit/PrepareAbort: write the markers (and
 /// the offsets, on commit), then save it as CompleteCommit/CompleteAbort. On an error the
 /// entry stays in its Prepare phase and the tick tries again.
+///
+/// The caller has put the id in `completing` (in the change that saved the Prepare
+/// phase, or under the gate); this removes it when done.
 async fn complete(shard: &Rc<Shard>, entry: TxnEntry) -> Result<(), i16> {
     let id = entry.transactional_id.clone();
-    if !shard.txns.completing.borrow_mut().insert(id.clone()) {
-        return Err(CONCURRENT_TRANSACTIONS);
-    }
-    let r = write_markers_and_offsets(shard, &entry).await;
+    let r = complete_marked(shard, &entry).await;
     shard.txns.completing.borrow_mut().remove(&id);
-    r?;
+    if r.is_ok() {
+        shard.txns.marked.borrow_mut().remove(&id);
+        shard.txns.retry_at.borrow_mut().remove(&id);
+    }
+    r
+}
+
+async fn complete_marked(shard: &Rc<Shard>, entry: &TxnEntry) -> Result<(), i16> {
+    let id = entry.transactional_id.clone();
+    // Only the saved state counts: an entry that changed since (finished by another
+    // path) is left alone.
+    let current = shard.txns.entry(&id);
+    let same = |e: &TxnEntry| {
+        e.producer_id == entry.producer_id && e.epoch == entry.epoch && e.phase == entry.phase
+    };
+    if !current.as_ref().is_some_and(same) {
+        return Ok(());
+    }
+    write_markers_and_offsets(shard, entry).await?;
     let commit = entry.phase == Phase::PrepareCommit;
     shard
         .txns
@@ -608,29 +677,62 @@ async fn write_markers_and_offsets(shard: &Rc<Shard>, e: &TxnEntry) -> Result<()
     let commit = e.phase == Phase::PrepareCommit;
     let reg = shard.registry();
     let (pid, epoch) = (e.producer_id, e.epoch);
-    let markers = e.partitions.iter().filter_map(|(t, p)| {
-        // A partition deleted since it joined the transaction has nothing to mark.
-        let owner = reg.topic(t)?.owner(*p)?;
-        let (topic, partition) = (t.clone(), *p);
-        Some(async move {
-            let r = crate::protocol::on_owner(shard, owner, move |s| async move {
-                match s.partition(&topic, partition) {
-                    Some(part) => crate::producer::txn::write_marker(&part, pid, epoch, commit, 0)
-                        .await
-                        .map(|_| ()),
-                    None => Ok(()),
-                }
+    let id = e.transactional_id.clone();
+    let done: HashSet<(String, i32)> = match shard.txns.marked.borrow().get(&id) {
+        Some((p, ep, done)) if *p == pid && *ep == epoch => done.clone(),
+        _ => HashSet::new(),
+    };
+    let markers = e
+        .partitions
+        .iter()
+        .filter(|tp| !done.contains(*tp))
+        .filter_map(|(t, p)| {
+            // A partition deleted since it joined the transaction has nothing to mark.
+            let owner = reg.topic(t)?.owner(*p)?;
+            let (topic, partition) = (t.clone(), *p);
+            Some(async move {
+                let r = crate::protocol::on_owner(shard, owner, move |s| async move {
+                    match s.partition(&topic, partition) {
+                        Some(part) => {
+                            crate::producer::txn::write_marker(&part, pid, epoch, commit, 0)
+                                .await
+                                .map(|_| ())
+                        }
+                        None => Ok(()),
+                    }
+                })
+                .await;
+                (t.clone(), *p, r)
             })
-            .await;
-            (t.clone(), *p, r)
-        })
-    });
+        });
     let mut failed = None;
-    for (t, p, r) in join_all(markers).await {
-        if let Err(err) = r {
-            warn!(transactional_id = %e.transactional_id, topic = %t, partition = p,
-                  "writing the transaction marker failed: {}", err.message);
-            failed = Some(err.code);
+    let results = join_all(markers).await;
+    {
+        let mut marked = shard.txns.marked.borrow_mut();
+        let slot = marked
+            .entry(id)
+            .or_insert_with(|| (pid, epoch, HashSet::new()));
+        if (slot.0, slot.1) != (pid, epoch) {
+            *slot = (pid, epoch, HashSet::new());
+        }
+        for (t, p, r) in results {
+            match r {
+                Ok(()) => {
+                    slot.2.insert((t, p));
+                }
+                // The partition knows a newer epoch of this producer: its transaction there
+                // was ended by a later marker already.
+                Err(err) if err.code == PRODUCER_FENCED => {
+                    warn!(transactional_id = %e.transactional_id, topic = %t, partition = p,
+                          "transaction marker fenced by a newer epoch; counted as written");
+                    slot.2.insert((t, p));
+                }
+                Err(err) => {
+                    warn!(transactional_id = %e.transactional_id, topic = %t, partition = p,
+                          "writing the transaction marker failed: {}", err.message);
+                    failed = Some(err.code);
+                }
+            }
         }
     }
     if let Some(code) = failed {
@@ -688,64 +790,88 @@ async fn write_markers_and_offsets(shard: &Rc<Shard>, e: &TxnEntry) -> Result<()
 /// producer is fenced), and finish Prepare phases left unfinished.
 async fn tick(shard: &Rc<Shard>) {
     let now = now_ms();
-    let due: Vec<TxnEntry> = shard
-        .txns
-        .entries
-        .borrow()
-        .values()
-        .filter(|e| match e.phase {
-            Phase::Ongoing => now - e.started_ms > i64::from(e.timeout_ms),
-            Phase::PrepareCommit | Phase::PrepareAbort => {
-                !shard.txns.completing.borrow().contains(&e.transactional_id)
-            }
-            _ => false,
-        })
-        .cloned()
-        .collect();
-    for e in due {
-        let id = e.transactional_id.clone();
-        let entry = if e.phase == Phase::Ongoing {
-            let r = shard
-                .txns
-                .update(&id, |old| {
-                    let Some(cur) = old else {
-                        return Ok((None, None));
-                    };
-                    if cur.phase != Phase::Ongoing || cur.epoch != e.epoch {
-                        return Ok((None, None));
-                    }
-                    let mut n = cur.clone();
-                    if n.epoch < i16::MAX - 1 {
-                        n.epoch += 1;
-                    }
-                    n.phase = Phase::PrepareAbort;
-                    Ok((Some(n.clone()), Some(n)))
-                })
-                .await;
-            match r {
-                Ok(Some(n)) => {
-                    info!(transactional_id = %id, timeout_ms = e.timeout_ms,
-                          "transaction timed out: aborting it and fencing its producer");
-                    n
+    let txns = &shard.txns;
+    // Under the gate: only saved state is seen, and no change is half done.
+    let (timed_out, unfinished) = {
+        let _lock = txns.gate.lock().await;
+        let entries = txns.entries.borrow();
+        let mut completing = txns.completing.borrow_mut();
+        let retry = txns.retry_at.borrow();
+        let at = Instant::now();
+        let mut timed_out = Vec::new();
+        let mut unfinished = Vec::new();
+        for e in entries.values() {
+            match e.phase {
+                Phase::Ongoing if now - e.started_ms > i64::from(e.timeout_ms) => {
+                    timed_out.push((e.transactional_id.clone(), e.epoch, e.timeout_ms));
                 }
-                _ => continue,
-            }
-        } else {
-            e
-        };
-        if let Err(code) = complete(shard, entry).await {
-            if code != CONCURRENT_TRANSACTIONS {
-                warn!(transactional_id = %id, "finishing the transaction failed with code {code}; will retry");
+                Phase::PrepareCommit | Phase::PrepareAbort => {
+                    let due = retry
+                        .get(&e.transactional_id)
+                        .is_none_or(|(when, _)| *when <= at);
+                    if due && completing.insert(e.transactional_id.clone()) {
+                        unfinished.push(e.clone());
+                    }
+                }
+                _ => {}
             }
         }
+        (timed_out, unfinished)
+    };
+    for (id, epoch, timeout_ms) in timed_out {
+        let r = txns
+            .update(&id, |old| {
+                let Some(cur) = old else {
+                    return Ok((None, None));
+                };
+                if cur.phase != Phase::Ongoing || cur.epoch != epoch {
+                    return Ok((None, None));
+                }
+                let mut n = cur.clone();
+                if n.epoch < i16::MAX - 1 {
+                    n.epoch += 1;
+                }
+                n.phase = Phase::PrepareAbort;
+                txns.completing.borrow_mut().insert(id.clone());
+                Ok((Some(n.clone()), Some(n)))
+            })
+            .await;
+        if let Ok(Some(n)) = unmark_on_error(txns, &id, r) {
+            info!(transactional_id = %id, timeout_ms,
+                  "transaction timed out: aborting it and fencing its producer");
+            finish(shard, n).await;
+        }
+    }
+    for e in unfinished {
+        finish(shard, e).await;
     }
 }
 
-/// Load this shard's transactions (before the shard serves).
-pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
-    shard
-        .txns
-        .load(&shard.config.data_dir, shard.id, shard.count)
+/// `complete` for the tick: a failure is retried later, backing off up to 30 s.
+async fn finish(shard: &Rc<Shard>, e: TxnEntry) {
+    let id = e.transactional_id.clone();
+    if let Err(code) = complete(shard, e).await {
+        let mut retry = shard.txns.retry_at.borrow_mut();
+        let backoff = retry
+            .get(&id)
+            .map_or(TICK, |(_, b)| (*b * 2).min(Duration::from_secs(30)));
+        retry.insert(id.clone(), (Instant::now() + backoff, backoff));
+        warn!(transactional_id = %id, retry_in_ms = backoff.as_millis() as u64,
+              "finishing the transaction failed with code {code}");
+    }
+}
+
+/// Load this shard's transactions and save them in its own file before the shard
+/// serves: if the shard count changed, the ids this shard now owns may sit in another
+/// shard's file, which that shard will rewrite without them.
+pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
+    let txns = &shard.txns;
+    txns.load(&shard.config.data_dir, shard.id, shard.count)?;
+    if txns.entries.borrow().is_empty() {
+        return Ok(());
+    }
+    let _lock = txns.gate.lock().await;
+    txns.save().await
 }
 
 /// Timeouts and unfinished Prepare phases, until shutdown. Runs once every shard serves
@@ -794,6 +920,7 @@ mod tests {
             }],
             started_ms: 1,
             updated_ms,
+            version: updated_ms as u64,
         }
     }
 
@@ -844,6 +971,13 @@ mod tests {
                         }
                         None => assert_ne!(owner_shard(id, 2), shard),
                     }
+                }
+                if shard == 0 {
+                    // Shard 0's own file keeps the ids shard 1 owns now: saving it must
+                    // not drop them before shard 1 has saved them in its own file.
+                    c.save().await.unwrap();
+                    let back: TxnFile = store::load(&d.join("shard-0.state")).unwrap().unwrap();
+                    assert_eq!(back.entries.len(), ids.len());
                 }
             }
             assert_eq!(seen, ids.len());
