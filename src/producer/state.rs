@@ -193,11 +193,22 @@ pub struct ProducerTable {
     /// The aborted transaction index, ordered by `last_offset` (markers are appended in
     /// offset order). Pruned below the log start offset.
     aborted: Vec<AbortedTxn>,
+    /// Producers whose transaction coordinator added this partition to their open
+    /// transaction (AddPartitionsToTxn), with the epoch (KIP-890's verification): a
+    /// transactional batch needs this, and a marker clears it. Not saved: after a restart
+    /// the coordinator sends it again for its open transactions.
+    verified: HashMap<i64, i16>,
     /// Changed since the last snapshot.
     dirty: bool,
 }
 
 impl ProducerTable {
+    /// AddPartitionsToTxn added this partition to the open transaction of
+    /// `producer_id` at `epoch`.
+    pub fn allow_txn(&mut self, producer_id: i64, epoch: i16) {
+        self.verified.insert(producer_id, epoch);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -211,6 +222,22 @@ impl ProducerTable {
         let Some(pb) = producer_batch(records)? else {
             return Ok(Check::Plain);
         };
+        // (A fenced epoch is refused below with INVALID_PRODUCER_EPOCH, as Kafka does.)
+        let stale = self
+            .entries
+            .get(&pb.producer_id)
+            .is_some_and(|e| pb.epoch < e.epoch);
+        if pb.transactional && !stale && self.verified.get(&pb.producer_id) != Some(&pb.epoch) {
+            // Not (or no longer) part of an open transaction of this producer here: a
+            // batch let in now would open a transaction no coordinator will end.
+            return Err(KafkaError::new(
+                errors::INVALID_TXN_STATE,
+                format!(
+                    "producer {} epoch {} has no open transaction on this partition (AddPartitionsToTxn first)",
+                    pb.producer_id, pb.epoch
+                ),
+            ));
+        }
         let reserve = SeqBatch {
             first_seq: pb.first_seq,
             last_seq: pb.last_seq,
@@ -393,6 +420,8 @@ impl ProducerTable {
         }
         raise_epoch(e, epoch);
         e.last_update_ms = e.last_update_ms.max(now_ms);
+        // Batches that arrive after the marker was called belong to no open transaction.
+        self.verified.remove(&producer_id);
         self.dirty = true;
         Ok(())
     }
@@ -574,6 +603,7 @@ impl ProducerTable {
             ongoing,
             ending: Vec::new(),
             aborted: s.aborted,
+            verified: HashMap::new(),
             dirty: false,
         }
     }
@@ -602,7 +632,7 @@ pub fn snapshot_path(partition_dir: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::log::batch::{BatchBuilder, Record};
 
@@ -703,6 +733,50 @@ mod tests {
         ));
     }
 
+    /// What the coordinator's AddPartitionsToTxn tells the partition.
+    pub(crate) fn allow_if_transactional(t: &mut ProducerTable, records: &[u8]) {
+        use crate::log::batch;
+        if batch::attributes(records) & batch::TRANSACTIONAL_BIT != 0 {
+            t.allow_txn(batch::producer_id(records), batch::producer_epoch(records));
+        }
+    }
+
+    #[test]
+    fn a_transactional_batch_needs_its_partition_added_to_the_open_transaction() {
+        let mut t = ProducerTable::default();
+        let code = |r: Result<Check, KafkaError>| r.err().map(|e| e.code);
+        // No AddPartitionsToTxn yet: a batch here would open a transaction nobody ends.
+        assert_eq!(
+            code(t.check(&txn_batch(5, 0, 0, 2), 0)),
+            Some(errors::INVALID_TXN_STATE)
+        );
+        t.allow_txn(5, 0);
+        let pb = append(&mut t, &txn_batch(5, 0, 0, 2), 0);
+        assert!(pb.transactional);
+        // Another epoch of the same producer is not covered.
+        assert_eq!(
+            code(t.check(&txn_batch(5, 1, 0, 2), 0)),
+            Some(errors::INVALID_TXN_STATE)
+        );
+        // The marker ends the transaction: later batches need a new AddPartitionsToTxn.
+        t.fence_for_marker(5, 0, 0).unwrap();
+        t.end_txn(5, true, 2);
+        assert_eq!(
+            code(t.check(&txn_batch(5, 0, 2, 2), 0)),
+            Some(errors::INVALID_TXN_STATE)
+        );
+        t.allow_txn(5, 0);
+        assert!(matches!(
+            t.check(&txn_batch(5, 0, 2, 2), 0),
+            Ok(Check::Append(_))
+        ));
+        // Plain idempotent batches never need it.
+        assert!(matches!(
+            t.check(&batch(6, 0, 0, 1), 0),
+            Ok(Check::Append(_))
+        ));
+    }
+
     fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
         let mut b = batch(pid, epoch, seq, n);
         let attrs = crate::log::batch::attributes(&b) | crate::log::batch::TRANSACTIONAL_BIT;
@@ -712,8 +786,10 @@ mod tests {
         b
     }
 
-    /// check + the append hook + complete, as `produce::append_owned` does them.
+    /// AddPartitionsToTxn (for a transactional batch), then check + the append hook +
+    /// complete, as `produce::append_owned` does them.
     fn append(t: &mut ProducerTable, records: &[u8], base: i64) -> ProducerBatch {
+        allow_if_transactional(t, records);
         let Check::Append(pb) = t.check(records, 0).unwrap() else {
             panic!("not appended")
         };

@@ -174,6 +174,10 @@ mod tests {
     /// What `produce::append_owned` does on the owner: check, append with the
     /// transaction hook, complete.
     async fn produce(part: &Partition, records: &[u8]) -> i64 {
+        crate::producer::state::tests::allow_if_transactional(
+            &mut part.producers.borrow_mut(),
+            records,
+        );
         let check = part.producers.borrow_mut().check(records, 0).unwrap();
         let pb = match check {
             Check::Append(pb) => Some(pb),

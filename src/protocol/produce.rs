@@ -120,13 +120,12 @@ fn partition_response(
     }
 }
 
-/// A transactional Produce (records with the transactional bit, KIP-98) is checked with
-/// the transaction's coordinator first: the producer id and epoch must be the id's
-/// current ones and every partition must have been added to its open transaction
-/// (KIP-890's server-side defence). Without this, a fenced zombie could open a
-/// transaction on a partition that no coordinator will ever end, and the partition's
-/// last stable offset would never move again.
-async fn verify_transaction(shard: &Rc<Shard>, req: &ProduceRequest) -> Result<(), KafkaError> {
+/// A transactional Produce (records with the transactional bit, KIP-98): every batch of
+/// the request is transactional with one producer id and epoch, or none is, and the
+/// request names its transactional id. Whether each partition is in the producer's open
+/// transaction is checked on the partition's owner (`ProducerTable::check`, KIP-890's
+/// verification, set by AddPartitionsToTxn and cleared by the marker).
+fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
     // Every batch of the request (headers only; the append validates them fully) is
     // transactional with one producer id and epoch, or none is.
     let mut txn: Option<(bool, i64, i16)> = None;
@@ -159,35 +158,16 @@ async fn verify_transaction(shard: &Rc<Shard>, req: &ProduceRequest) -> Result<(
             pos += len;
         }
     }
-    let Some((true, pid, epoch)) = txn else {
+    if !matches!(txn, Some((true, _, _))) {
         return Ok(());
-    };
-    let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) else {
+    }
+    if req.transactional_id.as_ref().is_none_or(|id| id.is_empty()) {
         return Err(KafkaError::new(
             errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             "transactional records without a transactional id",
         ));
-    };
-    let parts: Vec<(String, i32)> = req
-        .topic_data
-        .iter()
-        .flat_map(|t| {
-            t.partition_data
-                .iter()
-                .map(|p| (t.name.to_string(), p.index))
-        })
-        .collect();
-    let id = id.to_string();
-    super::txn::on_txn(shard, &id.clone(), move |s| async move {
-        s.txns.verify(&id, pid, epoch, &parts)
-    })
-    .await
-    .map_err(|code| {
-        KafkaError::new(
-            code,
-            format!("the transaction of producer {pid} epoch {epoch} does not cover every partition of this request"),
-        )
-    })
+    }
+    Ok(())
 }
 
 /// `None` when acks=0: the client expects no response. `throttle_time_ms` (v1+) is
@@ -201,7 +181,7 @@ pub async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let bad_acks = !matches!(acks, -1..=1);
-    let txn_refused = verify_transaction(shard, &req).await.err();
+    let txn_refused = verify_transaction(&req).err();
     let reg = shard.registry();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {

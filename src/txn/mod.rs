@@ -223,30 +223,6 @@ impl Coordinator {
             .collect()
     }
 
-    /// A transactional Produce of `producer_id`/`epoch` to `partitions`: allowed when the
-    /// transaction is open and includes every one of them.
-    pub fn verify(
-        &self,
-        id: &str,
-        producer_id: i64,
-        epoch: i16,
-        partitions: &[(String, i32)],
-    ) -> Result<(), i16> {
-        let entries = self.entries.borrow();
-        let e = entries.get(id).ok_or(INVALID_PRODUCER_ID_MAPPING)?;
-        if e.producer_id != producer_id {
-            return Err(INVALID_PRODUCER_ID_MAPPING);
-        }
-        if e.epoch != epoch {
-            return Err(INVALID_PRODUCER_EPOCH);
-        }
-        let added = |p: &(String, i32)| e.partitions.binary_search(p).is_ok();
-        if e.phase != Phase::Ongoing || !partitions.iter().all(added) {
-            return Err(INVALID_TXN_STATE);
-        }
-        Ok(())
-    }
-
     pub fn entry(&self, transactional_id: &str) -> Option<TxnEntry> {
         self.entries.borrow().get(transactional_id).cloned()
     }
@@ -485,8 +461,59 @@ pub async fn add_partitions(
             Ok((Some(n), ()))
         })
         .await;
-    let code = r.err().unwrap_or(NONE);
-    all(&|_, _| code)
+    if let Err(code) = r {
+        return all(&|_, _| code);
+    }
+    // Only now may the producer's transactional batches go to these partitions; the
+    // client sends none before this answer.
+    let parts: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |&p| (t.clone(), p)))
+        .collect();
+    let failed = allow_on_partitions(shard, &parts, producer_id, epoch).await;
+    all(&|t, p| {
+        failed
+            .iter()
+            .find(|(ft, fp, _)| ft == t && *fp == p)
+            .map_or(NONE, |f| f.2)
+    })
+}
+
+/// Tells each partition's owner that `producer_id` at `epoch` may write transactional
+/// batches there (until its next marker). The partitions that could not be told, with
+/// the error code.
+async fn allow_on_partitions(
+    shard: &Rc<Shard>,
+    parts: &[(String, i32)],
+    producer_id: i64,
+    epoch: i16,
+) -> Vec<(String, i32, i16)> {
+    let reg = shard.registry();
+    let calls = parts.iter().map(|(t, p)| {
+        let (topic, partition) = (t.clone(), *p);
+        let owner = reg.topic(t).and_then(|m| m.owner(partition));
+        async move {
+            let Some(owner) = owner else {
+                return Some((topic, partition, UNKNOWN_TOPIC_OR_PARTITION));
+            };
+            let (t2, p2) = (topic.clone(), partition);
+            let r = crate::protocol::on_owner(shard, owner, move |s| async move {
+                match s.partition(&t2, p2) {
+                    Some(part) => {
+                        part.producers.borrow_mut().allow_txn(producer_id, epoch);
+                        Ok(())
+                    }
+                    None => Err(crate::protocol::errors::KafkaError::new(
+                        UNKNOWN_TOPIC_OR_PARTITION,
+                        "partition is not open",
+                    )),
+                }
+            })
+            .await;
+            r.err().map(|e| (topic, partition, e.code))
+        }
+    });
+    join_all(calls).await.into_iter().flatten().collect()
 }
 
 /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
@@ -878,6 +905,22 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
 /// (markers go to other shards' partitions).
 pub fn spawn_background(shard: Rc<Shard>) {
     glommio::spawn_local(async move {
+        // The partitions forgot on restart which producers their open transactions cover.
+        let open: Vec<TxnEntry> = shard
+            .txns
+            .entries
+            .borrow()
+            .values()
+            .filter(|e| e.phase == Phase::Ongoing)
+            .cloned()
+            .collect();
+        for e in open {
+            let failed = allow_on_partitions(&shard, &e.partitions, e.producer_id, e.epoch).await;
+            for (t, p, code) in failed {
+                warn!(transactional_id = %e.transactional_id, topic = %t, partition = p,
+                      "could not restore the open transaction's partition (code {code})");
+            }
+        }
         loop {
             let sleep = async {
                 glommio::timer::sleep(TICK).await;
