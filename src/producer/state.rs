@@ -25,7 +25,9 @@ use crate::protocol::errors::{self, KafkaError};
 /// Kafka keeps the metadata of the last 5 batches per producer and partition, the
 /// most `max.in.flight.requests.per.connection` an idempotent producer may use.
 pub const BATCHES_KEPT: usize = 5;
-const SNAPSHOT_FILE: &str = "producer-state";
+/// Versioned by name: a snapshot of another layout (before transactions: `producer-state`)
+/// is never read as this one; the state is then rebuilt from the log.
+const SNAPSHOT_FILE: &str = "producer-state-v2";
 
 /// A batch's sequence range and where it landed (offsets -1 while the append runs).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
