@@ -33,6 +33,7 @@ pub struct BrokerConfig {
     pub retention_bytes: Option<u64>,
     pub retention_check_interval_ms: u64,
     pub producer_id_expiration_ms: u64,
+    pub transactional_id_expiration_ms: u64,
     pub io_memory_bytes: usize,
     /// Bytes the broker may hold in memory for clients' data; see `produce_budget_bytes_per_shard`.
     pub memory_budget: u64,
@@ -64,6 +65,7 @@ impl Default for BrokerConfig {
             retention_bytes: None,
             retention_check_interval_ms: 30_000,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
             io_memory_bytes: 1 << 20,
             memory_budget: 512 << 20,
             idle_connection_timeout_ms: 600_000,
@@ -142,6 +144,10 @@ pub struct ServeArgs {
     /// (Kafka's producer.id.expiration.ms). Default 86400000.
     #[arg(long, env = "SLUICE_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
+    /// Forget a transactional id after this long without a transaction (Kafka's
+    /// transactional.id.expiration.ms). Default 604800000.
+    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    pub transactional_id_expiration_ms: Option<u64>,
     /// io_uring registered-buffer memory per shard (bytes). The locked-memory limit must
     /// hold shards × this. Default 1048576.
     #[arg(long, env = "SLUICE_IO_MEMORY_BYTES")]
@@ -182,6 +188,7 @@ struct FileConfig {
     retention_bytes: Option<i64>,
     retention_check_interval_ms: Option<u64>,
     producer_id_expiration_ms: Option<u64>,
+    transactional_id_expiration_ms: Option<u64>,
     io_memory_bytes: Option<usize>,
     memory_budget: Option<u64>,
     idle_connection_timeout_ms: Option<u64>,
@@ -221,6 +228,7 @@ impl BrokerConfig {
             segment_bytes,
             retention_check_interval_ms,
             producer_id_expiration_ms,
+            transactional_id_expiration_ms,
             io_memory_bytes,
             memory_budget,
             idle_connection_timeout_ms,
@@ -259,6 +267,7 @@ impl BrokerConfig {
             segment_bytes,
             retention_check_interval_ms,
             producer_id_expiration_ms,
+            transactional_id_expiration_ms,
             io_memory_bytes,
             memory_budget,
             idle_connection_timeout_ms,

@@ -82,6 +82,10 @@ pub struct TxnEntry {
     /// Raised by every saved change: the newest copy of an id wins when several shards'
     /// files hold one (the shard count changed).
     pub version: u64,
+    /// The epoch before the last bump (-1: none). A KIP-360 InitProducerId carrying it
+    /// is the fenced-by-timeout producer recovering, or a retry whose answer was lost:
+    /// it gets the current epoch instead of PRODUCER_FENCED, as in Kafka.
+    pub last_epoch: i16,
 }
 
 impl TxnEntry {
@@ -350,13 +354,23 @@ pub async fn init_producer_id(
                         started_ms: 0,
                         updated_ms: 0,
                         version: 0,
+                        last_epoch: -1,
                     };
                     return Ok((Some(n), Next::Done((pid, 0))));
                 };
+                let idle = matches!(
+                    e.phase,
+                    Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort
+                );
+                if producer_id >= 0 && producer_id == e.producer_id && epoch == e.last_epoch && idle
+                {
+                    return Ok((None, Next::Done((e.producer_id, e.epoch))));
+                }
                 if producer_id >= 0 && (producer_id != e.producer_id || epoch != e.epoch) {
                     return Err(fenced(version, 4));
                 }
                 let mut n = e.clone();
+                n.last_epoch = e.epoch;
                 match e.phase {
                     Phase::PrepareCommit | Phase::PrepareAbort => Err(CONCURRENT_TRANSACTIONS),
                     Phase::Ongoing => {
@@ -819,6 +833,7 @@ async fn tick(shard: &Rc<Shard>) {
     let now = now_ms();
     let txns = &shard.txns;
     // Under the gate: only saved state is seen, and no change is half done.
+    expire(shard, now).await;
     let (timed_out, unfinished) = {
         let _lock = txns.gate.lock().await;
         let entries = txns.entries.borrow();
@@ -855,6 +870,7 @@ async fn tick(shard: &Rc<Shard>) {
                     return Ok((None, None));
                 }
                 let mut n = cur.clone();
+                n.last_epoch = cur.epoch;
                 if n.epoch < i16::MAX - 1 {
                     n.epoch += 1;
                 }
@@ -872,6 +888,42 @@ async fn tick(shard: &Rc<Shard>) {
     for e in unfinished {
         finish(shard, e).await;
     }
+}
+
+/// Forget ids without a transaction for `transactional_id_expiration_ms` (Kafka's
+/// transactional.id.expiration.ms): their next InitProducerId starts afresh.
+async fn expire(shard: &Rc<Shard>, now: i64) {
+    let txns = &shard.txns;
+    let ttl = i64::try_from(shard.config.transactional_id_expiration_ms).unwrap_or(i64::MAX);
+    let _lock = txns.gate.lock().await;
+    let gone: Vec<String> = txns
+        .entries
+        .borrow()
+        .values()
+        .filter(|e| {
+            matches!(
+                e.phase,
+                Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort
+            ) && now.saturating_sub(e.updated_ms) > ttl
+        })
+        .map(|e| e.transactional_id.clone())
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    let removed: Vec<TxnEntry> = {
+        let mut entries = txns.entries.borrow_mut();
+        gone.iter().filter_map(|id| entries.remove(id)).collect()
+    };
+    if let Err(e) = txns.save().await {
+        warn!("saving transaction state after expiring ids failed: {e}");
+        let mut entries = txns.entries.borrow_mut();
+        for e in removed {
+            entries.insert(e.transactional_id.clone(), e);
+        }
+        return;
+    }
+    info!(count = removed.len(), "expired idle transactional ids");
 }
 
 /// `complete` for the tick: a failure is retried later, backing off up to 30 s.
@@ -964,6 +1016,7 @@ mod tests {
             started_ms: 1,
             updated_ms,
             version: updated_ms as u64,
+            last_epoch: -1,
         }
     }
 
