@@ -18,7 +18,7 @@ pub mod sync_latency;
 mod wait;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use error::LogError;

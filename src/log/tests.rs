@@ -12,7 +12,8 @@ use super::batch::{self, BatchBuilder};
 use super::*;
 
 /// Runs `f` on a fresh executor with little io memory (the locked-memory limit is 8 MiB).
-fn run<F, Fut>(f: F)
+/// Runs a test body on a fresh glommio executor (io memory sized for tests).
+pub(crate) fn run<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,

@@ -115,7 +115,7 @@ mod tests {
     use std::cell::RefCell;
     use std::path::Path;
 
-    use glommio::{LocalExecutorBuilder, Placement};
+    use crate::log::tests::run;
 
     use super::*;
     use crate::log::batch::{self, Record};
@@ -123,19 +123,6 @@ mod tests {
     use crate::producer::recovery;
     use crate::producer::state::Check;
     use crate::protocol::errors;
-
-    fn run<F, Fut>(f: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .io_memory(1 << 20)
-            .spawn(f)
-            .expect("executor starts")
-            .join()
-            .expect("test body ran");
-    }
 
     fn config() -> LogConfig {
         LogConfig {

@@ -994,7 +994,7 @@ pub fn spawn_background(shard: Rc<Shard>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glommio::{LocalExecutorBuilder, Placement};
+    use crate::log::tests::run;
 
     fn entry(id: &str, epoch: i16, phase: Phase, updated_ms: i64) -> TxnEntry {
         TxnEntry {
@@ -1018,15 +1018,6 @@ mod tests {
             version: updated_ms as u64,
             last_epoch: -1,
         }
-    }
-
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .io_memory(1 << 20)
-            .spawn(move || async move { f().await })
-            .expect("executor")
-            .join()
-            .expect("join");
     }
 
     /// Every shard reads every file: an id keeps its newest copy and lands on its owner
