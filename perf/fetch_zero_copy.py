@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 import wire  # noqa: E402
-from conftest import free_ports, port_accepts  # noqa: E402
+from conftest import free_ports  # noqa: E402
+from proc_util import start_sluice  # noqa: E402
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 DATA_GIB = float(os.environ.get("DATA_GIB", "1"))
@@ -47,18 +48,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def start(data: Path, port: int, admin: int, zero_copy: bool) -> subprocess.Popen:
-    log = open(data.parent / "broker.log", "a")
-    proc = subprocess.Popen(
-        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
-         "--data-dir", str(data), "--shards", "2", "--flush", "never",
-         "--default-partitions", str(PARTITIONS), "--fetch-zero-copy", str(zero_copy).lower()],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not port_accepts(port):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("broker did not start; see broker.log")
-        time.sleep(0.05)
-    return proc
+    return start_sluice(BIN, data, port, admin, "--flush", "never",
+                        "--default-partitions", str(PARTITIONS),
+                        "--fetch-zero-copy", str(zero_copy).lower())
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -1,8 +1,12 @@
-"""Small helpers shared by the perf scenarios: free loopback ports and a process's RSS."""
+"""Small helpers shared by the perf scenarios: free loopback ports, a process's RSS, and
+a broker started on loopback."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -19,3 +23,23 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def start_sluice(binary: str, data: Path, port: int, admin: int, *args: str) -> subprocess.Popen:
+    """`sluice serve` on 127.0.0.1:`port` (2 shards, admin endpoint on `admin`) with `args`,
+    logging to broker.log next to `data`; returns once it accepts connections."""
+    log = open(data.parent / "broker.log", "a")
+    proc = subprocess.Popen(
+        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
+         "--data-dir", str(data), "--shards", "2", *args],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("broker did not start; see broker.log")
+        time.sleep(0.05)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
-from conftest import free_ports, port_accepts  # noqa: E402
+from conftest import free_ports  # noqa: E402
+from proc_util import start_sluice  # noqa: E402
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 FLUSH = os.environ.get("FLUSH", "always")
@@ -42,20 +42,6 @@ RECORDS_SMALL = int(os.environ.get("RECORDS_SMALL", "10"))
 TOTAL = int(os.environ.get("TOTAL", "200000"))
 BATCH = int(os.environ.get("BATCH", "5000"))
 PARTITIONS = 4
-
-
-def start(data: Path, port: int, admin: int) -> subprocess.Popen:
-    log = open(data.parent / "broker.log", "a")
-    proc = subprocess.Popen(
-        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
-         "--data-dir", str(data), "--shards", "2", "--flush", FLUSH],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not port_accepts(port):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("broker did not start; see broker.log")
-        time.sleep(0.05)
-    return proc
 
 
 def create(bootstrap: str, topic: str) -> None:
@@ -121,7 +107,7 @@ def throughput(bootstrap: str, transactional: bool) -> float:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sluice-txn-perf-"))
     port, admin = free_ports(2)
-    proc = start(tmp / "data", port, admin)
+    proc = start_sluice(BIN, tmp / "data", port, admin, "--flush", FLUSH)
     bootstrap = f"127.0.0.1:{port}"
     try:
         lat = commit_latency(bootstrap)

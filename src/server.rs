@@ -150,18 +150,7 @@ fn spawn_retention(shard: Rc<Shard>) {
     let every = Duration::from_millis(shard.config.retention_check_interval_ms.max(100));
     let task = glommio::spawn_local_into(
         async move {
-            loop {
-                let tick = async {
-                    glommio::timer::sleep(every).await;
-                    true
-                };
-                let stop = async {
-                    shard.shutdown.wait().await;
-                    false
-                };
-                if !futures_lite::future::or(tick, stop).await {
-                    return;
-                }
+            while shard.shutdown.sleep(every).await {
                 let expiration = shard.config.producer_id_expiration_ms as i64;
                 for (topic, p, part) in shard.owned_partitions() {
                     if let Err(e) = part.log.enforce_retention(now_ms()).await {

@@ -751,18 +751,7 @@ pub async fn start(shard: &Rc<crate::shard::Shard>, recovered: Recovered) -> Res
         .await?;
     let s = shard.clone();
     glommio::spawn_local(async move {
-        loop {
-            let tick = async {
-                glommio::timer::sleep(TICK).await;
-                true
-            };
-            let stop = async {
-                s.shutdown.wait().await;
-                false
-            };
-            if !futures_lite::future::or(tick, stop).await {
-                return;
-            }
+        while s.shutdown.sleep(TICK).await {
             s.groups.tick(&s.registry());
         }
     })

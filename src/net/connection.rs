@@ -240,15 +240,7 @@ impl Reader<'_> {
         if !mute.is_zero() {
             // KIP-219: over its quota, the client is answered at once and its
             // connection is not read for the throttle time.
-            let sleep = async {
-                glommio::timer::sleep(mute).await;
-                true
-            };
-            let stop = async {
-                self.shard.shutdown.wait().await;
-                false
-            };
-            return Ok(futures_lite::future::or(sleep, stop).await);
+            return Ok(self.shard.shutdown.sleep(mute).await);
         }
         Ok(true)
     }

@@ -16,6 +16,7 @@ use kafka_protocol::messages::*;
 
 use super::errors::{self, KafkaError};
 use super::fetch_response::{PartitionOut, Records, TopicOut};
+use super::owned_partition;
 use crate::log::FetchSlice;
 use crate::producer::txn;
 use crate::shard::{Partition, Shard};
@@ -107,19 +108,6 @@ async fn read_owned(
             .sum(),
     );
     out
-}
-
-fn owned_partition(
-    shard: &Shard,
-    topic: &str,
-    partition: i32,
-) -> Result<Rc<Partition>, KafkaError> {
-    shard.partition(topic, partition).ok_or_else(|| {
-        KafkaError::new(
-            errors::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("partition {topic}-{partition} does not exist"),
-        )
-    })
 }
 
 /// The aborted transactions a read_committed response carries for records read from

@@ -264,33 +264,54 @@ pub async fn leave_group(
 
 // --- OffsetCommit ---
 
+/// The topics of an OffsetCommit or TxnOffsetCommit request (the same fields in two
+/// generated types) as `CommitPartition`s; the leader epoch only when `$with_epoch`.
+macro_rules! commit_topics {
+    ($topics:expr, $with_epoch:expr) => {
+        $topics
+            .iter()
+            .map(|t| {
+                let parts = t
+                    .partitions
+                    .iter()
+                    .map(|p| crate::group::CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if $with_epoch {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    })
+                    .collect::<Vec<_>>();
+                (t.name.to_string(), parts)
+            })
+            .collect::<Vec<(String, Vec<crate::group::CommitPartition>)>>()
+    };
+}
+pub(super) use commit_topics;
+
+/// The codes of a commit, or its one error on every partition asked.
+pub(super) fn codes_or_error(
+    res: Result<TopicCodes, i16>,
+    asked: Vec<(String, Vec<CommitPartition>)>,
+) -> TopicCodes {
+    res.unwrap_or_else(|code| {
+        asked
+            .into_iter()
+            .map(|(t, ps)| (t, ps.into_iter().map(|p| (p.partition, code)).collect()))
+            .collect()
+    })
+}
+
 pub async fn offset_commit(
     shard: &Rc<Shard>,
     req: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
     let group = req.group_id.to_string();
-    let topics: Vec<(String, Vec<CommitPartition>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| CommitPartition {
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 6 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect();
-            (t.name.to_string(), parts)
-        })
-        .collect();
+    let topics = commit_topics!(req.topics, version >= 6);
     let r = CommitRequest {
         group: group.clone(),
         member_id: req.member_id.to_string(),
@@ -303,14 +324,7 @@ pub async fn offset_commit(
         s.groups.commit(&reg, r).await
     })
     .await;
-    let codes: TopicCodes = match res {
-        Ok(c) => c,
-        Err(code) => topics
-            .into_iter()
-            .map(|(t, ps)| (t, ps.into_iter().map(|p| (p.partition, code)).collect()))
-            .collect(),
-    };
-    commit_response(codes)
+    commit_response(codes_or_error(res, topics))
 }
 
 fn commit_response(codes: TopicCodes) -> OffsetCommitResponse {

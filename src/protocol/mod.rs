@@ -276,16 +276,25 @@ where
     }
 }
 
+/// An open partition this shard owns, or the error a client should see.
+pub(crate) fn owned_partition(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+) -> Result<Rc<crate::shard::Partition>, errors::KafkaError> {
+    shard.partition(topic, partition).ok_or_else(|| {
+        errors::KafkaError::new(
+            errors::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("partition {topic}-{partition} does not exist"),
+        )
+    })
+}
+
 /// The open log of a partition this shard owns, or the error a client should see.
 pub(crate) fn owned_log(
     shard: &Shard,
     topic: &str,
     partition: i32,
 ) -> Result<Rc<crate::log::PartitionLog>, errors::KafkaError> {
-    shard.log(topic, partition).ok_or_else(|| {
-        errors::KafkaError::new(
-            errors::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("partition {topic}-{partition} does not exist"),
-        )
-    })
+    owned_partition(shard, topic, partition).map(|p| p.log.clone())
 }

@@ -28,12 +28,7 @@ async fn append_owned(
     records: Bytes,
     acks: i16,
 ) -> Result<AppendInfo, KafkaError> {
-    let part = shard.partition(&topic, partition).ok_or_else(|| {
-        KafkaError::new(
-            errors::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("partition {topic}-{partition} does not exist"),
-        )
-    })?;
+    let part = super::owned_partition(&shard, &topic, partition)?;
     let log = &part.log;
     let check = part.producers.borrow_mut().check(&records, now_ms())?;
     let info = match check {
@@ -120,42 +115,38 @@ fn partition_response(
     }
 }
 
-/// A transactional Produce (records with the transactional bit, KIP-98): every batch of
-/// the request is transactional with one producer id and epoch, or none is, and the
-/// request names its transactional id. Whether each partition is in the producer's open
-/// transaction is checked on the partition's owner (`ProducerTable::check`, KIP-890's
-/// verification, set by AddPartitionsToTxn and cleared by the marker).
+/// A transactional Produce (records with the transactional bit, KIP-98): the partitions
+/// of the request are all transactional with one producer id and epoch, or none is, and
+/// the request names its transactional id. The first batch header of each partition is
+/// enough: the owner refuses a record set whose batches disagree (`producer_batch`), and
+/// checks that the partition is in the producer's open transaction (`ProducerTable::check`,
+/// KIP-890's verification, set by AddPartitionsToTxn and cleared by the marker).
 fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
-    // Every batch of the request (headers only; the append validates them fully) is
-    // transactional with one producer id and epoch, or none is.
     let mut txn: Option<(bool, i64, i16)> = None;
-    for p in req.topic_data.iter().flat_map(|t| t.partition_data.iter()) {
-        let Some(records) = p.records.as_ref() else {
-            continue;
-        };
-        let mut pos = 0;
-        while records.len() >= pos + batch::HEADER_LEN {
-            let b = &records[pos..];
-            let this = (
-                batch::attributes(b) & batch::TRANSACTIONAL_BIT != 0,
-                batch::producer_id(b),
-                batch::producer_epoch(b),
-            );
-            match txn {
-                None => txn = Some(this),
-                Some(first) if first.0 != this.0 || (this.0 && first != this) => {
-                    return Err(KafkaError::new(
-                        errors::INVALID_RECORD,
-                        "a produce request mixes transactional and other batches, or producers",
-                    ));
-                }
-                Some(_) => {}
+    let firsts = req
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .filter_map(|p| {
+            p.records
+                .as_deref()
+                .filter(|r| r.len() >= batch::HEADER_LEN)
+        });
+    for b in firsts {
+        let this = (
+            batch::attributes(b) & batch::TRANSACTIONAL_BIT != 0,
+            batch::producer_id(b),
+            batch::producer_epoch(b),
+        );
+        match txn {
+            None => txn = Some(this),
+            Some(first) if first.0 != this.0 || (this.0 && first != this) => {
+                return Err(KafkaError::new(
+                    errors::INVALID_RECORD,
+                    "a produce request mixes transactional and other batches, or producers",
+                ));
             }
-            let len = usize::try_from(batch::batch_length(b)).unwrap_or(0) + batch::LOG_OVERHEAD;
-            if len < batch::HEADER_LEN {
-                break; // corrupt: the append refuses it
-            }
-            pos += len;
+            Some(_) => {}
         }
     }
     if !matches!(txn, Some((true, _, _))) {

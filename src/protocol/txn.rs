@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::{self, KafkaError};
 use super::on_owner;
-use crate::group::{CommitPartition, CommitRequest};
+use crate::group::CommitRequest;
 use crate::shard::Shard;
 use crate::txn;
 
@@ -110,27 +110,7 @@ pub async fn txn_offset_commit(
     version: i16,
 ) -> TxnOffsetCommitResponse {
     let group = req.group_id.to_string();
-    let topics: Vec<(String, Vec<CommitPartition>)> = req
-        .topics
-        .iter()
-        .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| CommitPartition {
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 2 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect();
-            (t.name.to_string(), parts)
-        })
-        .collect();
+    let topics = super::groups::commit_topics!(req.topics, version >= 2);
     let asked = topics.clone();
     let r = async {
         // KIP-447 (v3): a zombie member of the consumer group must not commit. The
@@ -164,12 +144,7 @@ pub async fn txn_offset_commit(
         .await
     }
     .await;
-    let codes = r.unwrap_or_else(|code| {
-        asked
-            .into_iter()
-            .map(|(t, ps)| (t, ps.into_iter().map(|p| (p.partition, code)).collect()))
-            .collect()
-    });
+    let codes = super::groups::codes_or_error(r, asked);
     TxnOffsetCommitResponse::default().with_topics(
         codes
             .into_iter()

@@ -70,6 +70,20 @@ impl Signal {
         }
     }
 
+    /// Sleeps for `d`: true when the time passed, false if the signal fired first (the
+    /// pace of every background loop, which must stop at shutdown).
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        let sleep = async {
+            glommio::timer::sleep(d).await;
+            true
+        };
+        let stop = async {
+            self.wait().await;
+            false
+        };
+        futures_lite::future::or(sleep, stop).await
+    }
+
     /// Wakers registered right now (for tests and leak checks).
     pub fn waiter_count(&self) -> usize {
         self.waiters.borrow().len()

@@ -512,16 +512,9 @@ async fn allow_on_partitions(
             };
             let (t2, p2) = (topic.clone(), partition);
             let r = crate::protocol::on_owner(shard, owner, move |s| async move {
-                match s.partition(&t2, p2) {
-                    Some(part) => {
-                        part.producers.borrow_mut().allow_txn(producer_id, epoch);
-                        Ok(())
-                    }
-                    None => Err(crate::protocol::errors::KafkaError::new(
-                        UNKNOWN_TOPIC_OR_PARTITION,
-                        "partition is not open",
-                    )),
-                }
+                let part = crate::protocol::owned_partition(&s, &t2, p2)?;
+                part.producers.borrow_mut().allow_txn(producer_id, epoch);
+                Ok(())
             })
             .await;
             r.err().map(|e| (topic, partition, e.code))
@@ -973,18 +966,7 @@ pub fn spawn_background(shard: Rc<Shard>) {
                       "could not restore the open transaction's partition (code {code})");
             }
         }
-        loop {
-            let sleep = async {
-                glommio::timer::sleep(TICK).await;
-                true
-            };
-            let stop = async {
-                shard.shutdown.wait().await;
-                false
-            };
-            if !futures_lite::future::or(sleep, stop).await {
-                return;
-            }
+        while shard.shutdown.sleep(TICK).await {
             tick(&shard).await;
         }
     })
