@@ -2,17 +2,16 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_channel::oneshot;
-use glommio::{Latency, Shares};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
+use crate::broker::{shard_main, ShardInit};
+use crate::cluster::{registry_path, Registry, RegistryRecord, TopicConfigDefaults};
 use crate::config::BrokerConfig;
-use crate::meta::{registry_path, store, Registry, RegistryRecord, TopicConfigDefaults};
-use crate::shard::{self, Shard};
+use crate::runtime::{self, RuntimeSpec};
+use crate::store::atomic as store;
 
 /// Run the broker until a signal stops it. Errors name what went wrong (and which file).
 pub fn serve(config: BrokerConfig) -> Result<(), String> {
@@ -50,7 +49,21 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
         stops.push(rx);
     }
     spawn_signal_thread(senders)?;
-    shard::run(Arc::new(config), Arc::new(registry), shard_main, stops)?;
+    let groups = crate::coordinator::group::recover(&config.data_dir, config.shards)?;
+    let spec = RuntimeSpec {
+        shards: config.shards,
+        io_memory_bytes: config.io_memory_bytes,
+    };
+    let (config, registry) = (Arc::new(config), Arc::new(registry));
+    let inits = groups
+        .into_iter()
+        .map(|groups| ShardInit {
+            config: config.clone(),
+            registry: registry.clone(),
+            groups,
+        })
+        .collect();
+    runtime::run(spec, inits, stops, shard_main)?;
     info!("sluice stopped");
     Ok(())
 }
@@ -94,82 +107,6 @@ fn spawn_signal_thread(senders: Vec<oneshot::Sender<()>>) -> Result<(), String> 
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     Ok(())
-}
-
-/// Expire idle producers and snapshot the rest, so a restart replays little of the log.
-async fn save_producer_state(
-    topic: &str,
-    p: i32,
-    part: &crate::shard::Partition,
-    expiration_ms: i64,
-) {
-    let snapshot = {
-        let mut table = part.producers.borrow_mut();
-        table.expire(now_ms(), expiration_ms);
-        table.prune(part.log.log_start_offset(), part.log.high_watermark());
-        if !table.is_dirty() {
-            return;
-        }
-        table.snapshot(part.log.high_watermark())
-    };
-    let path = crate::producer::state::snapshot_path(part.log.dir());
-    if let Err(e) = store::save(&path, &snapshot).await {
-        warn!(%topic, partition = p, "saving producer state failed: {e}");
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// What every shard runs once its partitions are open.
-fn shard_main(shard: Rc<Shard>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-    Box::pin(async move {
-        if shard.id == 0 {
-            glommio::spawn_local(crate::metrics::serve_admin(shard.clone())).detach();
-        }
-        spawn_retention(shard.clone());
-        crate::txn::spawn_background(shard.clone());
-        if let Err(e) = crate::net::serve(shard.clone()).await {
-            error!("{e}");
-            std::process::exit(1);
-        }
-    })
-}
-
-/// Retention runs in its own low-share task queue so it never stalls produce or fetch.
-fn spawn_retention(shard: Rc<Shard>) {
-    let tq = glommio::executor().create_task_queue(
-        Shares::Static(50),
-        Latency::NotImportant,
-        "retention",
-    );
-    let every = Duration::from_millis(shard.config.retention_check_interval_ms.max(100));
-    let task = glommio::spawn_local_into(
-        async move {
-            while shard.shutdown.sleep(every).await {
-                let expiration = shard.config.producer_id_expiration_ms as i64;
-                for (topic, p, part) in shard.owned_partitions() {
-                    if let Err(e) = part.log.enforce_retention(now_ms()).await {
-                        warn!(%topic, partition = p, "retention failed: {e}");
-                    }
-                    save_producer_state(&topic, p, &part, expiration).await;
-                }
-            }
-        },
-        tq,
-    );
-    match task {
-        Ok(t) => {
-            t.detach();
-        }
-        Err(e) => {
-            warn!("cannot start retention: {e}");
-        }
-    }
 }
 
 /// Raise the soft limit on open files to the hard limit: every connection takes two

@@ -459,6 +459,21 @@ pub fn build_batch(timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
     BatchBuilder::new(timestamp).build(&records)
 }
 
+/// The control batch of a transaction marker: RecordBatch v2, attributes transactional |
+/// control, baseSequence -1, one record with key `0, type` and value `0, coordinator_epoch`.
+pub fn marker_batch(
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> Vec<u8> {
+    let mut b = BatchBuilder::new(now_ms);
+    b.producer_id = producer_id;
+    b.producer_epoch = epoch;
+    b.build_control(commit, coordinator_epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,41 +508,33 @@ mod tests {
         let good = build_batch(1, &[b"x"]);
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().unwrap() ^= 1;
-        assert_eq!(
-            validate_batches(&bad_crc, 1 << 20)
-                .unwrap_err()
-                .error_code(),
-            2
-        );
+        assert!(matches!(
+            validate_batches(&bad_crc, 1 << 20).unwrap_err(),
+            LogError::CorruptMessage(_)
+        ));
         let mut bad_magic = good.clone();
         bad_magic[MAGIC_AT] = 1;
-        assert_eq!(
-            validate_batches(&bad_magic, 1 << 20)
-                .unwrap_err()
-                .error_code(),
-            2
-        );
-        assert_eq!(
-            validate_batches(&good, good.len() - 1)
-                .unwrap_err()
-                .error_code(),
-            10
-        );
-        assert_eq!(
-            validate_batches(&good[..good.len() - 1], 1 << 20)
-                .unwrap_err()
-                .error_code(),
-            2
-        );
+        assert!(matches!(
+            validate_batches(&bad_magic, 1 << 20).unwrap_err(),
+            LogError::CorruptMessage(_)
+        ));
+        assert!(matches!(
+            validate_batches(&good, good.len() - 1).unwrap_err(),
+            LogError::MessageTooLarge { .. }
+        ));
+        assert!(matches!(
+            validate_batches(&good[..good.len() - 1], 1 << 20).unwrap_err(),
+            LogError::CorruptMessage(_)
+        ));
         // lastOffsetDelta lies (CRC recomputed so only the semantic check can catch it).
         let mut lie = good.clone();
         lie[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&5i32.to_be_bytes());
         let c = compute_crc(&lie);
         lie[CRC_AT..CRC_AT + 4].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(
-            validate_batches(&lie, 1 << 20).unwrap_err().error_code(),
-            87
-        );
+        assert!(matches!(
+            validate_batches(&lie, 1 << 20).unwrap_err(),
+            LogError::InvalidRecord(_)
+        ));
         // A compressed batch may have any lastOffsetDelta >= 0: its records are never looked at.
         let zipped = BatchBuilder {
             attributes: 4,
@@ -539,11 +546,14 @@ mod tests {
             10
         );
         let zero = BatchBuilder::new(1).build_raw(b"", 0, 0, 1);
-        assert_eq!(
-            validate_batches(&zero, 1 << 20).unwrap_err().error_code(),
-            87
-        );
-        assert_eq!(validate_batches(&[], 1 << 20).unwrap_err().error_code(), 87);
+        assert!(matches!(
+            validate_batches(&zero, 1 << 20).unwrap_err(),
+            LogError::InvalidRecord(_)
+        ));
+        assert!(matches!(
+            validate_batches(&[], 1 << 20).unwrap_err(),
+            LogError::InvalidRecord(_)
+        ));
     }
 
     #[test]

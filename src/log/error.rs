@@ -1,15 +1,16 @@
-//! Errors of the storage engine, each mapped to the Kafka error code a client should see.
+//! Errors of the storage engine. The log knows no Kafka codes: `partition::error` maps
+//! each case to the code a client should see.
 
 use std::fmt;
 
-/// Why a log operation failed. `error_code()` is what goes into the Kafka response.
+/// Why a log operation failed.
 #[derive(Debug)]
 pub enum LogError {
-    /// Bad lengths, magic or CRC: CORRUPT_MESSAGE (2).
+    /// Bad lengths, magic or CRC: the client sees CORRUPT_MESSAGE.
     CorruptMessage(String),
-    /// Well-formed bytes with wrong content (counts, deltas, codecs): INVALID_RECORD (87).
+    /// Well-formed bytes with wrong content (counts, deltas, codecs): INVALID_RECORD.
     InvalidRecord(String),
-    /// A batch bigger than `max.message.bytes`: MESSAGE_TOO_LARGE (10).
+    /// A batch bigger than `max.message.bytes`: MESSAGE_TOO_LARGE.
     MessageTooLarge { size: usize, max: usize },
     /// OFFSET_OUT_OF_RANGE (1).
     OffsetOutOfRange {
@@ -17,41 +18,19 @@ pub enum LogError {
         log_start_offset: i64,
         high_watermark: i64,
     },
-    /// The bounded queue is full, or another topic policy refused: POLICY_VIOLATION (44).
+    /// The bounded queue is full, or another topic policy refused: POLICY_VIOLATION.
     PolicyViolation(String),
-    /// An I/O error: KAFKA_STORAGE_ERROR (56). The log is offline after a failed write.
+    /// An I/O error: KAFKA_STORAGE_ERROR. The log is offline after a failed write.
     Io {
         op: &'static str,
         path: String,
         source: std::io::Error,
     },
-    /// The log was closed or removed, or went offline after an earlier I/O error: KAFKA_STORAGE_ERROR (56).
+    /// The log was closed or removed, or went offline after an earlier I/O error: KAFKA_STORAGE_ERROR.
     Offline(String),
 }
 
-/// Kafka error codes used here (see the Kafka protocol guide, "Error Codes").
-pub mod code {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const POLICY_VIOLATION: i16 = 44;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_RECORD: i16 = 87;
-}
-
 impl LogError {
-    /// The Kafka error code for this error.
-    pub fn error_code(&self) -> i16 {
-        match self {
-            LogError::CorruptMessage(_) => code::CORRUPT_MESSAGE,
-            LogError::InvalidRecord(_) => code::INVALID_RECORD,
-            LogError::MessageTooLarge { .. } => code::MESSAGE_TOO_LARGE,
-            LogError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
-            LogError::PolicyViolation(_) => code::POLICY_VIOLATION,
-            LogError::Io { .. } | LogError::Offline(_) => code::KAFKA_STORAGE_ERROR,
-        }
-    }
-
     pub(crate) fn io(
         op: &'static str,
         path: &std::path::Path,

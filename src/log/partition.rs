@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use glommio::io::{BufferedFile, OpenOptions};
 use glommio::sync::Semaphore;
 
-use crate::fifo_gate::FifoGate;
+use crate::runtime::FifoGate;
 
 use super::batch::{self, BatchInfo};
 use super::checkpoint::{self, Checkpoint};

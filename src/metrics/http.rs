@@ -8,34 +8,39 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use futures_util::future::LocalBoxFuture;
+
 use super::{render, Snapshot};
-use crate::shard::Shard;
+use crate::runtime::Signal;
 
 const MAX_REQUEST_BYTES: usize = 8192;
 
+/// Gathers a snapshot from every shard (given by `broker.rs`, which knows them all).
+pub type Collect = Rc<dyn Fn() -> LocalBoxFuture<'static, Vec<Snapshot>>>;
+
 /// Serve until shutdown.
-pub async fn serve_admin(shard: Rc<Shard>) {
-    let listener = match TcpListener::bind(shard.config.admin_addr) {
+pub async fn serve_admin(addr: std::net::SocketAddr, shutdown: Rc<Signal>, collect: Collect) {
+    let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
-            warn!(addr = %shard.config.admin_addr, "admin endpoint disabled: cannot bind: {e}");
+            warn!(%addr, "admin endpoint disabled: cannot bind: {e}");
             return;
         }
     };
-    info!(addr = %shard.config.admin_addr, "admin endpoint listening (/metrics)");
+    info!(%addr, "admin endpoint listening (/metrics)");
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
-            shard.shutdown.wait().await;
+            shutdown.wait().await;
             None
         };
         match futures_lite::future::or(accept, stop).await {
             None => return,
             Some(Ok(stream)) => {
-                let shard = shard.clone();
+                let collect = collect.clone();
                 glommio::spawn_local(async move {
                     let _ = glommio::timer::timeout(Duration::from_secs(10), async {
-                        serve_one(shard, stream).await;
+                        serve_one(&collect, stream).await;
                         Ok(())
                     })
                     .await;
@@ -47,7 +52,7 @@ pub async fn serve_admin(shard: Rc<Shard>) {
     }
 }
 
-async fn serve_one(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn serve_one(collect: &Collect, mut stream: TcpStream) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -62,7 +67,7 @@ async fn serve_one(shard: Rc<Shard>, mut stream: TcpStream) {
     let line = String::from_utf8_lossy(&buf);
     let path = line.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = if path == "/metrics" {
-        ("200 OK", render(&collect(&shard).await))
+        ("200 OK", render(&collect().await))
     } else {
         ("404 Not Found", "try /metrics\n".to_string())
     };
@@ -72,44 +77,4 @@ async fn serve_one(shard: Rc<Shard>, mut stream: TcpStream) {
     );
     let _ = stream.write_all(resp.as_bytes()).await;
     let _ = stream.close().await;
-}
-
-/// A snapshot from every shard.
-pub async fn collect(shard: &Rc<Shard>) -> Vec<Snapshot> {
-    let mut out = Vec::with_capacity(shard.count);
-    for s in 0..shard.count {
-        let snap = shard
-            .invoke_on(s, |sh| async move {
-                let (counters, requests) = sh.metrics.snapshot();
-                let partitions = sh
-                    .owned_logs()
-                    .into_iter()
-                    .map(|(t, p, l)| {
-                        (
-                            t.to_string(),
-                            p,
-                            l.high_watermark(),
-                            l.log_start_offset(),
-                            l.size_bytes(),
-                        )
-                    })
-                    .collect();
-                Snapshot {
-                    shard: sh.id,
-                    counters,
-                    requests,
-                    partitions,
-                    connections: sh.connections.get(),
-                    group_offsets: sh.groups.committed(),
-                    produce_credit_in_use_bytes: sh.produce_credit.in_use() as u64,
-                    fsync: crate::log::sync_latency::snapshot(),
-                    queued: sh.metrics.queued_snapshot(),
-                }
-            })
-            .await;
-        if let Ok(snap) = snap {
-            out.push(snap);
-        }
-    }
-    out
 }

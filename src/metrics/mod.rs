@@ -1,7 +1,7 @@
 //! Per-shard counters and HDR latency histograms, merged on scrape, and the admin
 //! HTTP endpoint that serves them as Prometheus text at `/metrics`.
 
-mod http;
+pub mod http;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub fsync: Histogram<u64>,
     /// Request time queued (µs): frame cut to handler start.
     pub queued: Histogram<u64>,
+    /// Messages this shard sent to other shards, by name (`runtime::Mesh::hops`).
+    pub mesh_calls: Vec<(&'static str, u64)>,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -237,6 +239,16 @@ pub fn render(snaps: &[Snapshot]) -> String {
             s.shard, s.produce_credit_in_use_bytes
         );
     }
+    let _ = writeln!(out, "# TYPE sluice_mesh_calls_total counter");
+    for s in snaps {
+        for (name, n) in &s.mesh_calls {
+            let _ = writeln!(
+                out,
+                "sluice_mesh_calls_total{{shard=\"{}\",message=\"{name}\"}} {n}",
+                s.shard
+            );
+        }
+    }
     let _ = writeln!(out, "# TYPE sluice_partition_high_watermark gauge");
     for s in snaps {
         for (t, p, hwm, _, _) in &s.partitions {
@@ -374,6 +386,7 @@ mod tests {
             produce_credit_in_use_bytes: 0,
             fsync: hist(fsync),
             queued: hist(queued),
+            mesh_calls: vec![("partition.append", 3)],
         }
     }
 

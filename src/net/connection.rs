@@ -20,8 +20,8 @@ use kafka_protocol::messages::ApiKey;
 use tracing::{debug, warn};
 
 use super::credit::{ConnCredit, CreditGuard};
+use super::Net;
 use crate::protocol::{self, ProtocolError, Reply};
-use crate::shard::Shard;
 
 type Pending = JoinHandle<Result<Reply, ProtocolError>>;
 
@@ -34,7 +34,7 @@ const IDLE_READ_BYTES: usize = 64;
 /// closed (or after the idle timeout, if that is shorter).
 const STALLED_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn run(net: Rc<Net>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     // The writer gets its own handle on the socket: a dup of the fd, so reads and
@@ -59,21 +59,20 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
     }
     // A client that stops reading its responses for this long is closed: its queued
     // responses would otherwise hold fetch budget and deleted segments for ever.
-    if let Err(e) = writer.set_write_timeout(shard.config.idle_connection_timeout()) {
+    if let Err(e) = writer.set_write_timeout(net.config.idle_connection_timeout()) {
         warn!(?peer, "cannot set the write timeout: {e}");
     }
-    shard.connections.set(shard.connections.get() + 1);
-    let (tx, rx) = local_channel::new_bounded::<Pending>(shard.config.max_inflight_requests);
-    let writer = glommio::spawn_local(write_loop(shard.clone(), writer, rx));
-    if let Err(reason) = read_loop(&shard, stream, tx).await {
-        shard
-            .metrics
+    net.connections.set(net.connections.get() + 1);
+    let (tx, rx) = local_channel::new_bounded::<Pending>(net.config.max_inflight_requests);
+    let writer = glommio::spawn_local(write_loop(net.clone(), writer, rx));
+    if let Err(reason) = read_loop(&net, stream, tx).await {
+        net.metrics
             .protocol_errors
-            .set(shard.metrics.protocol_errors.get() + 1);
+            .set(net.metrics.protocol_errors.get() + 1);
         warn!(?peer, "closing connection: {reason}");
     }
     writer.await;
-    shard.connections.set(shard.connections.get() - 1);
+    net.connections.set(net.connections.get() - 1);
     debug!(?peer, "connection closed");
 }
 
@@ -81,12 +80,12 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream) {
 /// timeout or a protocol error. Dropping `tx` lets the writer finish the queued
 /// responses.
 async fn read_loop(
-    shard: &Rc<Shard>,
+    net: &Rc<Net>,
     stream: TcpStream,
     tx: LocalSender<Pending>,
 ) -> Result<(), String> {
     let mut r = Reader {
-        shard,
+        net,
         stream,
         buf: BytesMut::new(),
         conn_credit: ConnCredit::new(),
@@ -117,7 +116,7 @@ async fn read_loop(
 
 /// The reading half of a connection.
 struct Reader<'a> {
-    shard: &'a Rc<Shard>,
+    net: &'a Rc<Net>,
     stream: TcpStream,
     /// Bytes read and not yet cut into frames. Empty (no allocation) while idle.
     buf: BytesMut,
@@ -146,7 +145,7 @@ impl Reader<'_> {
         }
         let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
         let len = usize::try_from(len).map_err(|_| format!("negative frame length {len}"))?;
-        let max_frame = self.shard.config.max_frame_bytes;
+        let max_frame = self.net.config.max_frame_bytes;
         if len > max_frame {
             return Err(format!(
                 "frame of {len} bytes is over max_frame_bytes ({max_frame})"
@@ -171,23 +170,16 @@ impl Reader<'_> {
     /// False on shutdown.
     async fn acquire_credit(&mut self, len: usize) -> bool {
         let started = Instant::now();
-        let acquire = async {
-            Some(
-                self.shard
-                    .produce_credit
-                    .acquire(&self.conn_credit, 4 + len)
-                    .await,
-            )
-        };
+        let acquire = async { Some(self.net.credit.acquire(&self.conn_credit, 4 + len).await) };
         let stop = async {
-            self.shard.shutdown.wait().await;
+            self.net.shutdown.wait().await;
             None
         };
         let Some((guard, waited)) = futures_lite::future::or(acquire, stop).await else {
             return false;
         };
         let waited = if waited {
-            let m = &self.shard.metrics.produce_credit_waits;
+            let m = &self.net.metrics.produce_credit_waits;
             m.set(m.get() + 1);
             started.elapsed()
         } else {
@@ -212,11 +204,11 @@ impl Reader<'_> {
         let credit = self.credit.take().filter(|_| is_produce);
         let mut throttle = credit.as_ref().map(|c| c.1).unwrap_or_default();
         let mut mute = Duration::ZERO;
-        if is_produce && self.shard.produce_quotas.enabled() {
-            let ms = self.shard.produce_quotas.record(
+        if is_produce && self.net.quotas.enabled() {
+            let ms = self.net.quotas.record(
                 client_id(&frame),
                 4 + frame.len() as u64,
-                now_ms(),
+                crate::runtime::now_ms() as u64,
             );
             mute = Duration::from_millis(ms);
             throttle = throttle.max(mute);
@@ -226,11 +218,11 @@ impl Reader<'_> {
             Some(immediate) => glommio::spawn_local(async move { Ok(Reply::Frame(immediate)) }),
             None => {
                 let busy = Busy::new(&self.busy);
-                let shard = self.shard.clone();
+                let net = self.net.clone();
                 glommio::spawn_local(async move {
                     let _busy = busy;
                     let _credit = credit;
-                    protocol::handle(shard, frame, throttle_ms, cut_at).await
+                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at).await
                 })
             }
         };
@@ -240,7 +232,7 @@ impl Reader<'_> {
         if !mute.is_zero() {
             // KIP-219: over its quota, the client is answered at once and its
             // connection is not read for the throttle time.
-            return Ok(self.shard.shutdown.sleep(mute).await);
+            return Ok(self.net.shutdown.sleep(mute).await);
         }
         Ok(true)
     }
@@ -276,7 +268,7 @@ impl Reader<'_> {
         };
         self.buf.truncate(had + n);
         if n == 0 {
-            if self.shard.shutdown.is_fired() {
+            if self.net.shutdown.is_fired() {
                 return Ok(false);
             }
             return Err(format!(
@@ -315,7 +307,7 @@ impl Reader<'_> {
                         Err(Stop::Idle) => {
                             debug!(
                                 peer = ?self.stream.peer_addr().ok(),
-                                timeout_ms = self.shard.config.idle_connection_timeout_ms,
+                                timeout_ms = self.net.config.idle_connection_timeout_ms,
                                 "closing idle connection: no request within idle_connection_timeout_ms"
                             );
                             return Ok(false);
@@ -336,21 +328,21 @@ impl Reader<'_> {
 
 /// What a wait for bytes races against: shutdown and the idle timeout.
 struct ReadCtx<'a> {
-    shutdown: &'a crate::shard::Signal,
+    shutdown: &'a crate::runtime::Signal,
     idle_left: Option<Duration>,
 }
 
 impl<'a> ReadCtx<'a> {
     fn of(r: &Reader<'a>) -> ReadCtx<'a> {
-        let shard: &'a Rc<Shard> = r.shard;
-        let mut timeout = shard.config.idle_connection_timeout();
+        let net: &'a Rc<Net> = r.net;
+        let mut timeout = net.config.idle_connection_timeout();
         if r.credit.is_some() {
             // Credit is held for a frame whose bytes stopped coming: do not let one
             // stalled client keep other producers waiting for long.
             timeout = Some(timeout.map_or(STALLED_BODY_TIMEOUT, |t| t.min(STALLED_BODY_TIMEOUT)));
         }
         ReadCtx {
-            shutdown: &shard.shutdown,
+            shutdown: &net.shutdown,
             idle_left: timeout.map(|t| t.saturating_sub(r.last_activity.elapsed())),
         }
     }
@@ -404,15 +396,8 @@ fn client_id(frame: &[u8]) -> &str {
         .unwrap_or("")
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Send responses in request order.
-async fn write_loop(shard: Rc<Shard>, mut stream: TcpStream, rx: LocalReceiver<Pending>) {
+async fn write_loop(net: Rc<Net>, mut stream: TcpStream, rx: LocalReceiver<Pending>) {
     while let Some(pending) = rx.recv().await {
         let reply = match pending.await {
             Some(r) => r,
@@ -425,15 +410,18 @@ async fn write_loop(shard: Rc<Shard>, mut stream: TcpStream, rx: LocalReceiver<P
                     break;
                 }
             }
-            Ok(Reply::Parts(parts)) => match super::send::send_parts(&mut stream, &parts).await {
-                Ok(stats) => shard
-                    .metrics
-                    .record_sendfile(stats.sendfile_bytes, stats.socket_waits),
-                Err(e) => {
-                    debug!("write failed: {e}");
-                    break;
+            // `_hold` (fetch budget held by copied bytes) is given back once sent.
+            Ok(Reply::Parts(parts, _hold)) => {
+                match super::send::send_parts(&mut stream, &parts).await {
+                    Ok(stats) => net
+                        .metrics
+                        .record_sendfile(stats.sendfile_bytes, stats.socket_waits),
+                    Err(e) => {
+                        debug!("write failed: {e}");
+                        break;
+                    }
                 }
-            },
+            }
             Ok(Reply::None) => {}
             Err(e) => {
                 warn!("closing connection: {e}");

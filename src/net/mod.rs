@@ -1,5 +1,5 @@
-//! Listeners and connections. Every shard accepts on the same address (SO_REUSEPORT,
-//! set by glommio's `TcpListener::bind`); a connection lives on the shard that
+//! Listeners and connections. Every net accepts on the same address (SO_REUSEPORT,
+//! set by glommio's `TcpListener::bind`); a connection lives on the net that
 //! accepted it, which owns its framing, its response queue and its socket.
 
 mod connection;
@@ -10,31 +10,53 @@ mod send;
 pub use credit::CreditPool;
 pub use quota::ProduceQuotas;
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::net::TcpListener;
 use glommio::sync::Gate;
 use tracing::{info, warn};
 
-use crate::shard::Shard;
+use crate::config::BrokerConfig;
+use crate::kafka::ShardId;
+use crate::metrics::ShardMetrics;
+use crate::runtime::Signal;
+
+/// What one shard's listener and connections work with.
+pub struct Net {
+    pub shard: ShardId,
+    pub shards: usize,
+    pub config: Arc<BrokerConfig>,
+    pub metrics: Rc<ShardMetrics>,
+    pub shutdown: Rc<Signal>,
+    /// Produce credit of this shard's connections (`credit`).
+    pub credit: Rc<CreditPool>,
+    /// Produce byte-rate quotas of this shard's clients (`quota`).
+    pub quotas: ProduceQuotas,
+    /// Connections open on this shard now.
+    pub connections: Cell<usize>,
+    /// What requests are handed to.
+    pub protocol: Rc<crate::protocol::Context>,
+}
 
 /// How long graceful shutdown waits for open connections to finish in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accept Kafka connections until shutdown, then drain them.
-pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
-    let addr = shard.config.listen;
+pub async fn serve(net: Rc<Net>) -> Result<(), String> {
+    let addr = net.config.listen;
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    if shard.id == 0 {
-        info!(%addr, shards = shard.count, "listening for Kafka clients");
+    if net.shard.0 == 0 {
+        info!(%addr, shards = net.shards, "listening for Kafka clients");
     }
     let gate = Gate::new();
     let mut last_accept_warning: Option<std::time::Instant> = None;
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
-            shard.shutdown.wait().await;
+            net.shutdown.wait().await;
             None
         };
         let stream = match futures_lite::future::or(accept, stop).await {
@@ -58,23 +80,21 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
                 continue;
             }
         };
-        if shard.connections.get() >= shard.config.max_connections {
-            shard
-                .metrics
+        if net.connections.get() >= net.config.max_connections {
+            net.metrics
                 .connections_refused
-                .set(shard.metrics.connections_refused.get() + 1);
+                .set(net.metrics.connections_refused.get() + 1);
             warn!(
                 peer = ?stream.peer_addr().ok(),
-                limit = shard.config.max_connections,
-                "refusing connection: this shard is at max_connections"
+                limit = net.config.max_connections,
+                "refusing connection: this net is at max_connections"
             );
             continue;
         }
-        shard
-            .metrics
+        net.metrics
             .connections_accepted
-            .set(shard.metrics.connections_accepted.get() + 1);
-        let s = shard.clone();
+            .set(net.metrics.connections_accepted.get() + 1);
+        let s = net.clone();
         if gate
             .spawn(connection::run(s, stream))
             .map(|t| t.detach())
@@ -92,7 +112,7 @@ pub async fn serve(shard: Rc<Shard>) -> Result<(), String> {
     .is_err()
     {
         warn!(
-            shard = shard.id,
+            net = net.shard.0,
             "connections still open after the drain timeout"
         );
     }

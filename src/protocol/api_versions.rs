@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
-use super::errors;
+use crate::kafka::ErrorCode;
 
 /// Every API Sluice serves with the version range it advertises. Ranges follow Kafka
 /// 4.1 where a client depends on it (KAFKA-COMPAT.md §4): Produce and FindCoordinator
@@ -82,7 +82,7 @@ pub fn unsupported_version_frame(correlation_id: i32) -> BytesMut {
     let mut b = BytesMut::with_capacity(4 + 4 + 2 + 4 + 6);
     b.put_i32(4 + 2 + 4 + 6);
     b.put_i32(correlation_id);
-    b.put_i16(errors::UNSUPPORTED_VERSION);
+    b.put_i16(ErrorCode::UnsupportedVersion.code());
     b.put_i32(1);
     b.put_i16(ApiKey::ApiVersions as i16);
     b.put_i16(min);

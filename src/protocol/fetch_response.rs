@@ -6,33 +6,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::Part;
-use crate::log::SendRange;
+pub use crate::partition::Records;
+use crate::protocol::frame::Part;
 
 /// Record bytes smaller than this are copied into the header buffer: one copy is
 /// cheaper than a separate send.
 const INLINE_RECORDS_BYTES: usize = 4096;
-
-/// A partition's record set in a response.
-#[derive(Debug, Default)]
-pub enum Records {
-    #[default]
-    Empty,
-    /// Bytes already in memory (the copy path, or an uncached read).
-    Mem(Bytes),
-    /// Ranges of segment files, sent from the page cache without a user-space copy.
-    Files { ranges: Vec<SendRange>, len: usize },
-}
-
-impl Records {
-    pub fn len(&self) -> usize {
-        match self {
-            Records::Empty => 0,
-            Records::Mem(b) => b.len(),
-            Records::Files { len, .. } => *len,
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 pub struct PartitionOut {
@@ -193,6 +172,7 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicOut>) -> Vec<P
 
 #[cfg(test)]
 mod tests {
+    use crate::log::SendRange;
     use std::io::Write;
     use std::os::fd::OwnedFd;
     use std::sync::Arc;

@@ -3,15 +3,14 @@
 //! recover from an error; Sluice does the same. With one, the transactional id's owner shard
 //! answers (`txn::init_producer_id`): the id's producer id with a bumped epoch.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::*;
 
 use super::txn::on_txn;
-use crate::shard::Shard;
+use crate::coordinator::txn::messages::InitProducerId as InitTxnProducerId;
+use crate::protocol::context::Context;
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    ctx: &Context,
     req: InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
@@ -22,27 +21,31 @@ pub async fn handle(
             req.producer_id.0,
             req.producer_epoch,
         );
-        let r = on_txn(shard, &id.clone(), move |s| async move {
-            crate::txn::init_producer_id(&s, id, timeout, pid, epoch, version).await
-        })
-        .await;
+        let msg = InitTxnProducerId {
+            transactional_id: id.clone(),
+            timeout_ms: timeout,
+            producer_id: pid,
+            epoch,
+            version,
+        };
+        let r = on_txn(ctx, &id, msg).await;
         return match r {
             Ok((pid, epoch)) => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(pid))
                 .with_producer_epoch(epoch),
             // No error message field exists in this response: the code is all clients see.
             Err(code) => InitProducerIdResponse::default()
-                .with_error_code(code)
+                .with_error_code(code.code())
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
         };
     }
-    match shard.new_producer_id().await {
+    match ctx.cluster.new_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
         Err(e) => InitProducerIdResponse::default()
-            .with_error_code(e.code)
+            .with_error_code(e.wire_code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
     }

@@ -1,36 +1,33 @@
-//! Metadata, FindCoordinator and DescribeCluster: a single node that leads every
-//! partition and coordinates every group and transaction.
+//! Metadata: a single node that leads every partition (auto-creating topics where the
+//! client and the config allow it).
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 
-use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::errors::{self, KafkaError};
-use crate::meta::{Registry, TopicMeta};
-use crate::shard::controller::{Change, NewTopic};
-use crate::shard::Shard;
+use crate::cluster::{Change, NewTopic};
+use crate::cluster::{Registry, TopicMeta};
+use crate::kafka::ErrorCode;
+use crate::protocol::context::Context;
 
 /// This broker's node id in every response.
 pub const NODE_ID: i32 = 1;
 pub const CLUSTER_ID: &str = "sluice-single-node";
 /// "Authorized operations not requested" (Kafka's INT32_MIN sentinel).
-const OPS_NOT_REQUESTED: i32 = i32::MIN;
+pub(super) const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
-fn str_bytes(s: &str) -> StrBytes {
+pub(super) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
 /// Create the named topics if auto-creation allows it; returns the registry after.
-pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Arc<Registry> {
-    if !names.is_empty() && shard.config.auto_create_topics {
+pub async fn auto_create(ctx: &Context, names: Vec<String>) -> Arc<Registry> {
+    if !names.is_empty() && ctx.config.auto_create_topics {
         let changes = names
             .into_iter()
             .map(|name| {
@@ -42,9 +39,9 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Arc<Registry>
             })
             .collect();
         // Errors (invalid name, a concurrent create) show in the lookup that follows.
-        let _ = shard.change_registry(changes, false).await;
+        let _ = ctx.cluster.change(changes, false).await;
     }
-    shard.registry()
+    ctx.cluster.registry()
 }
 
 fn topic_response(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
@@ -68,21 +65,21 @@ fn topic_response(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
     r
 }
 
-fn topic_error(name: Option<&str>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
-        .with_error_code(code)
+        .with_error_code(code.code())
         .with_name(name.map(|n| TopicName(str_bytes(n))))
         .with_topic_id(id)
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = shard.config.advertised();
+pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let (host, port) = ctx.config.advertised();
     let all = match &req.topics {
         None => true,
         Some(t) => version == 0 && t.is_empty(),
     };
-    let mut reg = shard.registry();
+    let mut reg = ctx.cluster.registry();
     let mut topics = Vec::new();
     if all {
         topics.extend(reg.sorted().into_iter().map(|t| topic_response(t, version)));
@@ -96,7 +93,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             .map(|n| n.to_string())
             .collect();
         if allow_create && !missing.is_empty() {
-            reg = auto_create(shard, missing).await;
+            reg = auto_create(ctx, missing).await;
         }
         for t in &wanted {
             let found = match &t.name {
@@ -106,14 +103,14 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             topics.push(match (found, &t.name) {
                 (Some(meta), _) => topic_response(meta, version),
                 (None, Some(n)) => {
-                    let code = if crate::meta::validate_topic_name(n.as_str()).is_err() {
-                        errors::INVALID_TOPIC_EXCEPTION
+                    let code = if crate::cluster::validate_topic_name(n.as_str()).is_err() {
+                        ErrorCode::InvalidTopicException
                     } else {
-                        errors::UNKNOWN_TOPIC_OR_PARTITION
+                        ErrorCode::UnknownTopicOrPartition
                     };
                     topic_error(Some(n.as_str()), t.topic_id, code)
                 }
-                (None, None) => topic_error(None, t.topic_id, errors::UNKNOWN_TOPIC_ID),
+                (None, None) => topic_error(None, t.topic_id, ErrorCode::UnknownTopicId),
             });
         }
     }
@@ -125,68 +122,5 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         .with_cluster_id((version >= 2).then(|| str_bytes(CLUSTER_ID)))
         .with_controller_id(BrokerId(if version >= 1 { NODE_ID } else { -1 }))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
-}
-
-pub async fn find_coordinator(
-    shard: &Rc<Shard>,
-    req: FindCoordinatorRequest,
-    version: i16,
-) -> FindCoordinatorResponse {
-    let (host, port) = shard.config.advertised();
-    let check = |key_type: i8| -> Result<(), KafkaError> {
-        match key_type {
-            0 | 1 => Ok(()),
-            t => Err(KafkaError::new(
-                errors::INVALID_REQUEST,
-                format!("unknown coordinator key type {t}"),
-            )),
-        }
-    };
-    if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let c = Coordinator::default().with_key(key);
-                match check(req.key_type) {
-                    Ok(()) => c
-                        .with_node_id(BrokerId(NODE_ID))
-                        .with_host(str_bytes(&host))
-                        .with_port(port),
-                    Err(e) => c
-                        .with_node_id(BrokerId(-1))
-                        .with_error_code(e.code)
-                        .with_error_message(Some(str_bytes(&e.message))),
-                }
-            })
-            .collect();
-        return FindCoordinatorResponse::default().with_coordinators(coordinators);
-    }
-    match check(req.key_type) {
-        Ok(()) => FindCoordinatorResponse::default()
-            .with_node_id(BrokerId(NODE_ID))
-            .with_host(str_bytes(&host))
-            .with_port(port),
-        Err(e) => FindCoordinatorResponse::default()
-            .with_node_id(BrokerId(-1))
-            .with_error_code(e.code)
-            .with_error_message((version >= 1).then(|| str_bytes(&e.message))),
-    }
-}
-
-pub async fn describe_cluster(
-    shard: &Rc<Shard>,
-    _req: DescribeClusterRequest,
-    _version: i16,
-) -> DescribeClusterResponse {
-    let (host, port) = shard.config.advertised();
-    DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(CLUSTER_ID))
-        .with_controller_id(BrokerId(NODE_ID))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(NODE_ID))
-            .with_host(str_bytes(&host))
-            .with_port(port)])
         .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
 }

@@ -2,85 +2,16 @@
 //! `Bytes` slice of the request frame, no copy), is validated and appended there;
 //! the answers are merged in request order. acks=0 gets no response at all.
 
-use std::rc::Rc;
-use std::sync::Arc;
-
-use bytes::Bytes;
 use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::errors::{self, KafkaError};
-use super::on_owner;
+use super::route::owner_gone;
+use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::{batch, AppendInfo};
-use crate::producer::state::Check;
-use crate::shard::Shard;
-
-/// Append on the owner shard; with acks=all also wait for the flush policy's durability.
-/// An idempotent batch is checked against its producer's sequence first (synchronously,
-/// so pipelined batches are judged in arrival order); a duplicate is answered with the
-/// offsets of the copy already in the log.
-async fn append_owned(
-    shard: Rc<Shard>,
-    topic: Arc<str>,
-    partition: i32,
-    records: Bytes,
-    acks: i16,
-) -> Result<AppendInfo, KafkaError> {
-    let part = super::owned_partition(&shard, &topic, partition)?;
-    let log = &part.log;
-    let check = part.producers.borrow_mut().check(&records, now_ms())?;
-    let info = match check {
-        Check::Duplicate {
-            base_offset,
-            last_offset,
-        } => AppendInfo {
-            base_offset,
-            last_offset,
-            log_append_time_ms: -1,
-            log_start_offset: log.log_start_offset(),
-        },
-        Check::Plain => log.append(&records).await?,
-        // A transactional batch starts its producer's transaction here when its offsets
-        // are reserved, before any reader can see it (one branch when not).
-        Check::Append(pb) => match log
-            .append_with(&records, |base, _| {
-                if pb.transactional {
-                    part.producers.borrow_mut().begin_txn(&pb, base, now_ms());
-                }
-            })
-            .await
-        {
-            Ok(info) => {
-                part.producers
-                    .borrow_mut()
-                    .complete(&pb, info.base_offset, info.last_offset);
-                info
-            }
-            Err(e) => {
-                part.producers.borrow_mut().abort(&pb);
-                return Err(e.into());
-            }
-        },
-    };
-    if !matches!(check, Check::Duplicate { .. }) {
-        shard
-            .metrics
-            .record_append(records.len(), info.last_offset - info.base_offset + 1);
-    }
-    if acks == -1 {
-        log.wait_durable(info.last_offset).await?;
-    }
-    Ok(info)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::partition::messages::Append;
+use crate::protocol::context::Context;
 
 /// Fields exist from a version on (log_start_offset v5, error_message v8); the
 /// encoder refuses a set field the version lacks, so set only what it has.
@@ -103,7 +34,7 @@ fn partition_response(
         }
         Err(e) => {
             let p = p
-                .with_error_code(e.code)
+                .with_error_code(e.wire_code())
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1);
             if version >= 8 {
@@ -142,7 +73,7 @@ fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
             None => txn = Some(this),
             Some(first) if first.0 != this.0 || (this.0 && first != this) => {
                 return Err(KafkaError::new(
-                    errors::INVALID_RECORD,
+                    ErrorCode::InvalidRecord,
                     "a produce request mixes transactional and other batches, or producers",
                 ));
             }
@@ -154,7 +85,7 @@ fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
     }
     if req.transactional_id.as_ref().is_none_or(|id| id.is_empty()) {
         return Err(KafkaError::new(
-            errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ErrorCode::TransactionalIdAuthorizationFailed,
             "transactional records without a transactional id",
         ));
     }
@@ -165,7 +96,7 @@ fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
 /// what the connection measured: time waited for produce credit, or a quota's
 /// throttle (KIP-219).
 pub async fn handle(
-    shard: &Rc<Shard>,
+    ctx: &Context,
     req: ProduceRequest,
     version: i16,
     throttle_time_ms: i32,
@@ -173,7 +104,7 @@ pub async fn handle(
     let acks = req.acks;
     let bad_acks = !matches!(acks, -1..=1);
     let txn_refused = verify_transaction(&req).err();
-    let reg = shard.registry();
+    let reg = ctx.cluster.registry();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let meta = reg.topic(t.name.as_str()).cloned();
@@ -186,33 +117,25 @@ pub async fn handle(
                 let r = async {
                     if bad_acks {
                         return Err(KafkaError::new(
-                            errors::INVALID_REQUIRED_ACKS,
+                            ErrorCode::InvalidRequiredAcks,
                             format!("acks must be 0, 1 or -1, got {acks}"),
                         ));
                     }
                     if let Some(e) = txn_refused {
                         return Err(e);
                     }
-                    let meta = meta.ok_or_else(|| {
-                        KafkaError::new(
-                            errors::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!("topic '{topic_name}' does not exist"),
-                        )
-                    })?;
-                    let owner = meta.owner(index).ok_or_else(|| {
-                        KafkaError::new(
-                            errors::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!("partition {topic_name}-{index} does not exist"),
-                        )
-                    })?;
+                    let meta = meta.ok_or_else(|| super::route::unknown_topic(&topic_name))?;
+                    let (topic, owner) = super::route::owner_in(&meta, index)?;
                     let records = p.records.ok_or_else(|| {
-                        KafkaError::new(errors::INVALID_RECORD, "produce without records")
+                        KafkaError::new(ErrorCode::InvalidRecord, "produce without records")
                     })?;
-                    let topic = meta.name.clone();
-                    on_owner(shard, owner, move |s| {
-                        append_owned(s, topic, index, records, acks)
-                    })
-                    .await
+                    let msg = Append {
+                        topic,
+                        partition: index,
+                        records,
+                        acks,
+                    };
+                    ctx.mesh.call(owner, msg).await.map_err(owner_gone)?
                 }
                 .await;
                 partition_response(index, r, version)

@@ -1,0 +1,298 @@
+//! The broker of one shard: the only type that knows every service. Built at start-up
+//! on each shard (`shard_main`), it creates the services, registers them on the mesh so
+//! other shards can reach them, loads their state, runs their background work and the
+//! listener, and closes them at shutdown. Nothing below it names it.
+//!
+//! The two messages only a whole shard can answer live here too: installing a new
+//! registry (partitions open or go, then the shard routes with it) and collecting the
+//! shard's metrics for a scrape.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::cluster::{Cluster, Controller, Installer, Registry, TopicConfigDefaults};
+use crate::config::BrokerConfig;
+use crate::coordinator::{group, txn};
+use crate::kafka::{ErrorCode, KafkaError};
+use crate::metrics::{ShardMetrics, Snapshot};
+use crate::net::{CreditPool, Net, ProduceQuotas};
+use crate::partition::manager::ManagerConfig;
+use crate::partition::PartitionManager;
+use crate::protocol::{self, FetchBudget};
+use crate::runtime::{Message, ShardContext};
+
+/// What each shard starts from: the config, the registry as loaded from disk, and the
+/// committed offsets of the groups it owns (read before the shards start).
+pub struct ShardInit {
+    pub config: Arc<BrokerConfig>,
+    pub registry: Arc<Registry>,
+    pub groups: group::Recovered,
+}
+
+/// Every service of one shard.
+pub struct Broker {
+    pub ctx: ShardContext,
+    pub config: Arc<BrokerConfig>,
+    pub metrics: Rc<ShardMetrics>,
+    pub cluster: Rc<Cluster>,
+    pub partitions: Rc<PartitionManager>,
+    pub groups: Rc<group::Coordinator>,
+    pub txns: Rc<txn::Coordinator>,
+    pub net: Rc<Net>,
+}
+
+/// What `runtime::run` runs on every shard.
+pub fn shard_main(
+    ctx: ShardContext,
+    init: ShardInit,
+) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
+    Box::pin(async move {
+        let broker = Rc::new(Broker::build(ctx, init.config.clone()));
+        let loaded = broker.load(init.registry, init.groups).await;
+        let ready = broker.ctx.ready(loaded.is_ok()).await;
+        loaded?;
+        ready?;
+        info!(
+            shard = broker.ctx.id.0,
+            partitions = broker.partitions.owned().len(),
+            "shard ready"
+        );
+        broker.serve().await;
+        // Other shards may still forward in-flight requests to our partitions: close
+        // them only once every shard has drained its connections.
+        broker.ctx.drained().await;
+        broker.partitions.close_all().await;
+        Ok(())
+    })
+}
+
+impl Broker {
+    /// Create the services of shard `ctx.id` and register them on the mesh.
+    fn build(ctx: ShardContext, config: Arc<BrokerConfig>) -> Broker {
+        let (id, count, mesh) = (ctx.id, ctx.count, ctx.mesh.clone());
+        let metrics = Rc::new(ShardMetrics::new(id.0));
+        let cluster = Rc::new(Cluster::new(
+            mesh.clone(),
+            TopicConfigDefaults::from_broker(&config),
+        ));
+        let manager = ManagerConfig {
+            data_dir: config.data_dir.clone(),
+            fetch_zero_copy: config.fetch_zero_copy,
+            producer_id_expiration_ms: config.producer_id_expiration_ms as i64,
+            retention_check_interval_ms: config.retention_check_interval_ms,
+        };
+        let partitions = Rc::new(PartitionManager::new(
+            id,
+            manager,
+            metrics.clone(),
+            ctx.shutdown.clone(),
+        ));
+        let topics = {
+            let cluster = cluster.clone();
+            Rc::new(move || cluster.registry()) as group::TopicSource
+        };
+        let groups = Rc::new(group::Coordinator::new(id, count, topics));
+        let peers = Rc::new(txn::MeshPeers {
+            mesh: mesh.clone(),
+            cluster: cluster.clone(),
+        });
+        let expiration = i64::try_from(config.transactional_id_expiration_ms).unwrap_or(i64::MAX);
+        let txns = Rc::new(txn::Coordinator::new(id, count, expiration, peers));
+        let protocol = Rc::new(protocol::Context {
+            config: config.clone(),
+            cluster: cluster.clone(),
+            mesh: mesh.clone(),
+            metrics: metrics.clone(),
+            shutdown: ctx.shutdown.clone(),
+            fetch_budget: FetchBudget::new(config.fetch_budget_bytes_per_shard()),
+        });
+        let net = Rc::new(Net {
+            shard: id,
+            shards: count,
+            config: config.clone(),
+            metrics: metrics.clone(),
+            shutdown: ctx.shutdown.clone(),
+            credit: CreditPool::new(config.produce_budget_bytes_per_shard()),
+            quotas: ProduceQuotas::new(config.producer_byte_rate),
+            connections: std::cell::Cell::new(0),
+            protocol,
+        });
+        mesh.register(partitions.clone());
+        mesh.register(groups.clone());
+        mesh.register(txns.clone());
+        if id == crate::cluster::CONTROLLER_SHARD {
+            let controller = Controller::new(
+                cluster.clone(),
+                config.data_dir.clone(),
+                config.default_partitions,
+                installer(&ctx),
+            );
+            mesh.register(Rc::new(controller));
+        }
+        Broker {
+            ctx,
+            config,
+            metrics,
+            cluster,
+            partitions,
+            groups,
+            txns,
+            net,
+        }
+    }
+
+    /// Open the partitions this shard owns (recovering them), load its groups and
+    /// transactions. Registers the broker itself for the shard-wide messages.
+    async fn load(
+        self: &Rc<Self>,
+        registry: Arc<Registry>,
+        groups: group::Recovered,
+    ) -> Result<(), String> {
+        self.ctx.mesh.register(self.clone());
+        self.install(registry)
+            .await
+            .map_err(|e| format!("recovering partitions failed: {}", e.message))?;
+        self.groups
+            .load(&self.config.data_dir, groups)
+            .await
+            .map_err(|e| format!("loading consumer groups failed: {e}"))?;
+        self.groups.spawn_tick(self.ctx.shutdown.clone());
+        self.txns
+            .load(&self.config.data_dir)
+            .await
+            .map_err(|e| format!("loading transactions failed: {e}"))
+    }
+
+    /// Serve until shutdown: the admin endpoint (shard 0), background work, the
+    /// listener with its connections.
+    async fn serve(self: &Rc<Self>) {
+        if self.ctx.id.0 == 0 {
+            let collect = collector(&self.ctx);
+            let addr = self.config.admin_addr;
+            let shutdown = self.ctx.shutdown.clone();
+            glommio::spawn_local(crate::metrics::serve_admin(addr, shutdown, collect)).detach();
+        }
+        self.partitions.spawn_background();
+        self.txns.spawn_background(self.ctx.shutdown.clone());
+        if let Err(e) = crate::net::serve(self.net.clone()).await {
+            tracing::error!("{e}");
+            std::process::exit(1);
+        }
+    }
+
+    /// Follow the registry to `next`: open and remove partitions, then route with it.
+    async fn install(&self, next: Arc<Registry>) -> Result<(), KafkaError> {
+        let prev = self.cluster.registry();
+        self.partitions.apply(&prev, &next).await?;
+        self.cluster.set_registry(next);
+        Ok(())
+    }
+
+    /// This shard's metrics, for a scrape.
+    fn snapshot(&self) -> Snapshot {
+        let mesh_calls = self.ctx.mesh.hops();
+        let hops = mesh_calls.iter().map(|(_, n)| n).sum();
+        self.metrics.cross_shard_calls.set(hops);
+        let (counters, requests) = self.metrics.snapshot();
+        let partitions = self
+            .partitions
+            .owned()
+            .into_iter()
+            .map(|(t, p, part)| {
+                let l = &part.log;
+                (
+                    t.to_string(),
+                    p,
+                    l.high_watermark(),
+                    l.log_start_offset(),
+                    l.size_bytes(),
+                )
+            })
+            .collect();
+        Snapshot {
+            shard: self.ctx.id.0,
+            counters,
+            requests,
+            partitions,
+            connections: self.net.connections.get(),
+            group_offsets: self.groups.committed(),
+            produce_credit_in_use_bytes: self.net.credit.in_use() as u64,
+            fsync: crate::log::sync_latency::snapshot(),
+            queued: self.metrics.queued_snapshot(),
+            mesh_calls,
+        }
+    }
+}
+
+/// The controller installs a saved registry on every shard through this.
+fn installer(ctx: &ShardContext) -> Installer {
+    let mesh = ctx.mesh.clone();
+    Rc::new(move |next: Arc<Registry>| {
+        let mesh = mesh.clone();
+        Box::pin(async move {
+            for r in mesh.call_all(InstallRegistry(next)).await {
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        return Err(KafkaError::new(ErrorCode::KafkaStorageError, e.message))
+                    }
+                    Err(_) => {
+                        return Err(KafkaError::new(
+                            ErrorCode::UnknownServerError,
+                            "broker is shutting down",
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The admin endpoint gathers every shard's metrics through this.
+fn collector(ctx: &ShardContext) -> crate::metrics::http::Collect {
+    let mesh = ctx.mesh.clone();
+    Rc::new(move || {
+        let mesh = mesh.clone();
+        Box::pin(async move {
+            mesh.call_all(CollectMetrics)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        })
+    })
+}
+
+/// From the controller: route with this registry from now on, once this shard has
+/// opened the partitions it gives it and removed those it takes away.
+#[derive(Clone)]
+pub struct InstallRegistry(pub Arc<Registry>);
+
+impl Message for InstallRegistry {
+    type Service = Broker;
+    type Reply = Result<(), KafkaError>;
+    const NAME: &'static str = "broker.install_registry";
+
+    async fn handle(self, b: Rc<Broker>) -> Self::Reply {
+        b.install(self.0).await
+    }
+}
+
+/// From the admin endpoint: this shard's metrics.
+#[derive(Clone)]
+pub struct CollectMetrics;
+
+impl Message for CollectMetrics {
+    type Service = Broker;
+    type Reply = Snapshot;
+    const NAME: &'static str = "broker.collect_metrics";
+
+    async fn handle(self, b: Rc<Broker>) -> Self::Reply {
+        b.snapshot()
+    }
+}

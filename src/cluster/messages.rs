@@ -1,0 +1,40 @@
+//! What other shards ask of the controller (shard 0). Every registry change and every
+//! producer-id block crosses cores through these, and only these.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::controller::{Change, Controller};
+use super::TopicMeta;
+use crate::kafka::KafkaError;
+use crate::runtime::Message;
+
+/// Apply registry changes on the controller (CreateTopics, DeleteTopics,
+/// CreatePartitions, AlterConfigs, auto-creation by Metadata).
+pub struct ChangeRegistry {
+    pub changes: Vec<Change>,
+    pub validate_only: bool,
+}
+
+impl Message for ChangeRegistry {
+    type Service = Controller;
+    type Reply = Vec<Result<Arc<TopicMeta>, KafkaError>>;
+    const NAME: &'static str = "cluster.change_registry";
+
+    async fn handle(self, c: Rc<Controller>) -> Self::Reply {
+        c.apply(self.changes, self.validate_only).await
+    }
+}
+
+/// A fresh block of producer ids, durable before it is answered.
+pub struct AllocateIdBlock;
+
+impl Message for AllocateIdBlock {
+    type Service = Controller;
+    type Reply = Result<i64, KafkaError>;
+    const NAME: &'static str = "cluster.allocate_id_block";
+
+    async fn handle(self, c: Rc<Controller>) -> Self::Reply {
+        c.allocate_id_block().await
+    }
+}

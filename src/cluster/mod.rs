@@ -1,0 +1,112 @@
+//! The cluster of one node: which topics exist, how their partitions are placed on
+//! shards, their configs, and the controller that changes all that.
+//!
+//! Offers:
+//! - [`Registry`] / [`TopicMeta`]: an immutable snapshot of every topic (`registry`);
+//! - [`TopicConfigDefaults`] and the Kafka topic configs Sluice understands
+//!   (`topic_config`);
+//! - [`Cluster`]: one shard's view — the registry snapshot it routes with, its block of
+//!   producer ids, and the way to ask the controller for a change;
+//! - [`Controller`]: shard 0's service that changes the registry one change at a time
+//!   and hands out producer-id blocks (`controller`, reached through `messages`).
+
+pub mod controller;
+pub mod messages;
+pub mod producer_ids;
+pub mod registry;
+pub mod topic_config;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use controller::{Change, Controller, Installer, NewTopic, CONTROLLER_SHARD};
+pub use registry::{
+    new_topic_id, partition_dir, place_partition, registry_path, validate_topic_name, Registry,
+    RegistryRecord, TopicMeta,
+};
+pub use topic_config::{ConfigError, TopicConfigDefaults};
+
+use crate::kafka::{ErrorCode, KafkaError, ShardId};
+use crate::runtime::{Mesh, MeshError};
+use producer_ids::IdBlock;
+
+/// One shard's view of the cluster. Lives on its shard only.
+pub struct Cluster {
+    mesh: Rc<Mesh>,
+    registry: RefCell<Arc<Registry>>,
+    defaults: TopicConfigDefaults,
+    producer_ids: IdBlock,
+}
+
+fn shutting_down(_: MeshError) -> KafkaError {
+    KafkaError::new(ErrorCode::UnknownServerError, "broker is shutting down")
+}
+
+impl Cluster {
+    pub fn new(mesh: Rc<Mesh>, defaults: TopicConfigDefaults) -> Cluster {
+        Cluster {
+            mesh,
+            registry: RefCell::new(Arc::new(Registry::default())),
+            defaults,
+            producer_ids: IdBlock::default(),
+        }
+    }
+
+    /// This shard.
+    pub fn shard(&self) -> ShardId {
+        self.mesh.shard()
+    }
+
+    /// How many shards there are.
+    pub fn shards(&self) -> usize {
+        self.mesh.shards()
+    }
+
+    /// The registry snapshot this shard routes with now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.borrow().clone()
+    }
+
+    /// Route with `next` from now on (once this shard has opened its partitions).
+    pub fn set_registry(&self, next: Arc<Registry>) {
+        *self.registry.borrow_mut() = next;
+    }
+
+    pub fn defaults(&self) -> &TopicConfigDefaults {
+        &self.defaults
+    }
+
+    /// Apply `changes` on the controller; one result per change.
+    pub async fn change(
+        &self,
+        changes: Vec<Change>,
+        validate_only: bool,
+    ) -> Vec<Result<Arc<TopicMeta>, KafkaError>> {
+        let n = changes.len();
+        let msg = messages::ChangeRegistry {
+            changes,
+            validate_only,
+        };
+        match self.mesh.call(CONTROLLER_SHARD, msg).await {
+            Ok(v) => v,
+            Err(e) => (0..n.max(1)).map(|_| Err(shutting_down(e))).collect(),
+        }
+    }
+
+    /// A producer id never handed out before, durably.
+    pub async fn new_producer_id(&self) -> Result<i64, KafkaError> {
+        if let Some(id) = self.producer_ids.take() {
+            return Ok(id);
+        }
+        let start = self
+            .mesh
+            .call(CONTROLLER_SHARD, messages::AllocateIdBlock)
+            .await
+            .map_err(shutting_down)??;
+        self.producer_ids.refill(start);
+        self.producer_ids
+            .take()
+            .ok_or_else(|| KafkaError::new(ErrorCode::UnknownServerError, "empty id block"))
+    }
+}

@@ -1,0 +1,358 @@
+//! Transaction coordinator (KIP-98): transactional ids, their producer id and epoch, the
+//! partitions and consumer groups of the open transaction, and its end.
+//!
+//! Every transactional id has one owner shard, `owner_shard(id)` (the same stable hash as
+//! groups); only the owner touches its entry. Ending a transaction is two-phase, as in
+//! Kafka: the entry moves to PrepareCommit/PrepareAbort and is saved, then a marker (a
+//! control batch) is appended to every partition of the transaction on that partition's
+//! owner and, on commit, the transaction's consumer offsets are committed; then the entry
+//! moves to CompleteCommit/CompleteAbort and is saved again. An entry found in a Prepare
+//! phase (a crash or a failed marker write in between) is completed again by the
+//! background tick, which also aborts transactions open longer than their timeout.
+//!
+//! The parts: `state` (an id's entry and the checks on it), `store` (making it durable),
+//! `operations` (the requests), `markers` (the second phase), `tick` (timeouts, unfinished
+//! phases, expiry), `peers` (the narrow handle on partitions, groups and producer ids),
+//! `messages` (what other shards may ask).
+
+pub mod markers;
+pub mod messages;
+pub mod operations;
+pub mod peers;
+pub mod state;
+pub mod store;
+pub mod tick;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use crate::kafka::{ErrorCode, ShardId, TopicPartition};
+use crate::runtime::{now_ms, FifoGate};
+pub use peers::{MeshPeers, Peers};
+pub use state::{fenced, PendingOffset, Phase, TxnEntry};
+use store::TxnStore;
+
+/// How often timeouts and unfinished Prepare phases are checked.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Kafka's `transaction.max.timeout.ms` default: a longer InitProducerId timeout is refused.
+pub const MAX_TIMEOUT_MS: i32 = 900_000;
+/// Kafka's `offset.metadata.max.bytes`, as for OffsetCommit.
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// The owner shard of a transactional id (stable across runs and processes).
+pub fn owner_shard(transactional_id: &str, shards: usize) -> ShardId {
+    ShardId(crate::crc::crc32c(transactional_id.as_bytes()) as usize % shards.max(1))
+}
+
+/// The partitions of one producer's transaction whose marker is written: a retry writes
+/// only the missing ones.
+#[derive(Debug, Clone)]
+struct MarkedPartitions {
+    producer_id: i64,
+    epoch: i16,
+    done: HashSet<TopicPartition>,
+}
+
+/// When the tick may retry an id whose completion failed, and the backoff after that.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    at: Instant,
+    backoff: Duration,
+}
+
+/// The transactions one shard coordinates.
+pub struct Coordinator {
+    shard: ShardId,
+    shards: usize,
+    /// Ids idle this long are forgotten (Kafka's `transactional.id.expiration.ms`).
+    expiration_ms: i64,
+    peers: Rc<dyn Peers>,
+    entries: RefCell<HashMap<String, TxnEntry>>,
+    /// Orders changes and their saves.
+    gate: FifoGate,
+    store: RefCell<Option<Rc<TxnStore>>>,
+    loaded: Cell<bool>,
+    /// Ids whose Prepare phase a task is completing right now. Set in the same change
+    /// that saves the Prepare phase (or by the tick, under the gate), so only one task
+    /// ever writes an entry's markers.
+    completing: RefCell<HashSet<String>>,
+    /// Partitions whose marker is written, per id.
+    marked: RefCell<HashMap<String, MarkedPartitions>>,
+    /// When the tick may retry an id whose completion failed.
+    retry: RefCell<HashMap<String, Retry>>,
+}
+
+/// The result of a state change: done, or a Prepare phase that must now be completed.
+enum Next<T> {
+    Done(T),
+    Complete(TxnEntry),
+}
+
+impl Coordinator {
+    pub fn new(shard: ShardId, shards: usize, expiration_ms: i64, peers: Rc<dyn Peers>) -> Self {
+        Coordinator {
+            shard,
+            shards,
+            expiration_ms,
+            peers,
+            entries: RefCell::new(HashMap::new()),
+            gate: FifoGate::default(),
+            store: RefCell::new(None),
+            loaded: Cell::new(false),
+            completing: RefCell::new(HashSet::new()),
+            marked: RefCell::new(HashMap::new()),
+            retry: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Whether this shard coordinates `transactional_id`.
+    pub fn owns(&self, transactional_id: &str) -> bool {
+        owner_shard(transactional_id, self.shards) == self.shard
+    }
+
+    /// Load this shard's entries (blocking, at start-up), then save them in its own
+    /// state before the shard serves: if the shard count changed, the ids this shard
+    /// owns now may sit in another shard's state, which that shard will drop.
+    pub async fn load(&self, data_dir: &Path) -> Result<(), String> {
+        let (store, entries) = TxnStore::load(data_dir, self.shard, self.shards)?;
+        let any = !entries.is_empty();
+        *self.entries.borrow_mut() = entries;
+        *self.store.borrow_mut() = Some(Rc::new(store));
+        self.loaded.set(true);
+        if !any {
+            return Ok(());
+        }
+        let _lock = self.gate.lock().await;
+        self.save().await
+    }
+
+    /// (topic, partition) of `group` with an offset in a transaction that has not ended.
+    pub fn pending_partitions(&self, group: &str) -> Vec<(String, i32)> {
+        self.entries
+            .borrow()
+            .values()
+            .filter(|e| {
+                matches!(
+                    e.phase,
+                    Phase::Ongoing | Phase::PrepareCommit | Phase::PrepareAbort
+                )
+            })
+            .flat_map(|e| e.offsets.iter())
+            .filter(|o| o.group == group)
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect()
+    }
+
+    pub fn entry(&self, transactional_id: &str) -> Option<TxnEntry> {
+        self.entries.borrow().get(transactional_id).cloned()
+    }
+
+    /// Every entry (for the tick and for DescribeTransactions-like views).
+    pub fn entries(&self) -> Vec<TxnEntry> {
+        self.entries.borrow().values().cloned().collect()
+    }
+
+    async fn save(&self) -> Result<(), String> {
+        let entries = self.entries.borrow().clone();
+        let store = self.store.borrow().clone();
+        let Some(store) = store else {
+            return Err("transaction state is not loaded".into());
+        };
+        store.save(&entries).await
+    }
+
+    /// Change one entry under the gate and save it; on a failed save the old entry is
+    /// put back and the client told KAFKA_STORAGE_ERROR.
+    async fn update<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(Option<&TxnEntry>) -> Result<(Option<TxnEntry>, T), ErrorCode>,
+    ) -> Result<T, ErrorCode> {
+        if !self.loaded.get() {
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
+        let _lock = self.gate.lock().await;
+        let old = self.entry(id);
+        let (new, out) = f(old.as_ref())?;
+        let Some(mut new) = new else {
+            return Ok(out);
+        };
+        if old.as_ref() == Some(&new) {
+            return Ok(out);
+        }
+        new.updated_ms = now_ms();
+        new.version = old.as_ref().map_or(0, |o| o.version) + 1;
+        self.entries.borrow_mut().insert(id.to_string(), new);
+        if let Err(e) = self.save().await {
+            warn!(
+                transactional_id = id,
+                "saving transaction state failed: {e}"
+            );
+            let mut entries = self.entries.borrow_mut();
+            match old {
+                Some(o) => entries.insert(id.to_string(), o),
+                None => entries.remove(id),
+            };
+            return Err(ErrorCode::KafkaStorageError);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store::{state_dir, TxnFile};
+    use super::*;
+    use crate::log::tests::run;
+    use crate::store::atomic as store;
+
+    /// A coordinator that reaches nothing outside its own state.
+    struct NoPeers;
+
+    impl Peers for NoPeers {
+        fn registry(&self) -> std::sync::Arc<crate::cluster::Registry> {
+            std::sync::Arc::default()
+        }
+        fn new_producer_id(
+            &self,
+        ) -> futures_util::future::LocalBoxFuture<'_, Result<i64, crate::kafka::KafkaError>>
+        {
+            Box::pin(async { Ok(1) })
+        }
+        fn allow_txn(
+            &self,
+            _: TopicPartition,
+            _: i64,
+            _: i16,
+        ) -> futures_util::future::LocalBoxFuture<'_, Result<(), crate::kafka::KafkaError>>
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn write_marker(
+            &self,
+            _: TopicPartition,
+            _: peers::Marker,
+        ) -> futures_util::future::LocalBoxFuture<'_, Result<(), crate::kafka::KafkaError>>
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn commit_offsets(
+            &self,
+            _: crate::coordinator::group::CommitRequest,
+        ) -> futures_util::future::LocalBoxFuture<
+            '_,
+            Result<crate::coordinator::group::TopicCodes, ErrorCode>,
+        > {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    fn coordinator(shard: usize) -> Coordinator {
+        Coordinator::new(ShardId(shard), 2, i64::MAX, Rc::new(NoPeers))
+    }
+
+    fn entry(id: &str, epoch: i16, phase: Phase, updated_ms: i64) -> TxnEntry {
+        TxnEntry {
+            transactional_id: id.into(),
+            producer_id: 7,
+            epoch,
+            timeout_ms: 60_000,
+            phase,
+            partitions: vec![("t".into(), 0), ("t".into(), 3)],
+            groups: vec!["g".into()],
+            offsets: vec![PendingOffset {
+                group: "g".into(),
+                topic: "in".into(),
+                partition: 1,
+                offset: 42,
+                leader_epoch: -1,
+                metadata: Some("m".into()),
+            }],
+            started_ms: 1,
+            updated_ms,
+            version: updated_ms as u64,
+            last_epoch: -1,
+        }
+    }
+
+    /// Every shard reads every file: an id keeps its newest copy and lands on its owner
+    /// under the current shard count, also when the count changed since it was saved.
+    #[test]
+    fn load_keeps_the_newest_copy_of_each_owned_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        run(move || async move {
+            let d = state_dir(&data);
+            std::fs::create_dir_all(&d).unwrap();
+            let ids: Vec<String> = (0..20).map(|i| format!("txn-{i}")).collect();
+            let old = TxnFile {
+                entries: ids
+                    .iter()
+                    .map(|i| entry(i, 1, Phase::Ongoing, 100))
+                    .collect(),
+            };
+            let new = TxnFile {
+                entries: ids
+                    .iter()
+                    .map(|i| entry(i, 2, Phase::CompleteCommit, 200))
+                    .collect(),
+            };
+            store::save(&d.join("shard-0.state"), &new).await.unwrap();
+            store::save(&d.join("shard-3.state"), &old).await.unwrap();
+            let mut seen = 0;
+            for shard in 0..2 {
+                let c = coordinator(shard);
+                c.load(&data).await.unwrap();
+                for id in &ids {
+                    match c.entry(id) {
+                        Some(e) => {
+                            assert_eq!(owner_shard(id, 2), ShardId(shard));
+                            assert_eq!((e.epoch, e.phase), (2, Phase::CompleteCommit));
+                            assert_eq!(e, entry(id, 2, Phase::CompleteCommit, 200));
+                            seen += 1;
+                        }
+                        None => assert_ne!(owner_shard(id, 2), ShardId(shard)),
+                    }
+                }
+                if shard == 0 {
+                    // Shard 0's own file keeps the ids shard 1 owns now: saving it must
+                    // not drop them before shard 1 has saved them in its own file.
+                    c.save().await.unwrap();
+                    let back: TxnFile = store::load(&d.join("shard-0.state")).unwrap().unwrap();
+                    assert_eq!(back.entries.len(), ids.len());
+                }
+            }
+            assert_eq!(seen, ids.len());
+        });
+    }
+
+    #[test]
+    fn pending_partitions_are_those_of_transactions_not_ended() {
+        let c = coordinator(0);
+        for (id, phase) in [
+            ("a", Phase::Ongoing),
+            ("b", Phase::PrepareCommit),
+            ("c", Phase::CompleteCommit),
+            ("d", Phase::CompleteAbort),
+        ] {
+            let mut e = entry(id, 0, phase, 0);
+            e.offsets[0].partition = id.as_bytes()[0] as i32;
+            c.entries.borrow_mut().insert(id.into(), e);
+        }
+        let mut p = c.pending_partitions("g");
+        p.sort();
+        assert_eq!(p, vec![("in".to_string(), 97), ("in".to_string(), 98)]);
+        assert!(c.pending_partitions("other").is_empty());
+    }
+
+    #[test]
+    fn fencing_code_follows_the_request_version() {
+        assert_eq!(fenced(1, 2), ErrorCode::InvalidProducerEpoch);
+        assert_eq!(fenced(2, 2), ErrorCode::ProducerFenced);
+    }
+}

@@ -1,0 +1,226 @@
+//! The partitions one shard owns: opened (and recovered) when the registry gives them to
+//! this shard, reconfigured when their topic's configs change, removed when their topic
+//! is deleted, closed at shutdown; and their background work (retention, producer
+//! snapshots) in a low-share task queue, so it never stalls produce or fetch.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{select, select_all, LocalBoxFuture};
+use futures_util::FutureExt;
+use glommio::{Latency, Shares};
+use tracing::warn;
+
+use super::{Partition, Read};
+use crate::cluster::{partition_dir, Registry, TopicMeta};
+use crate::kafka::{ErrorCode, KafkaError, ShardId};
+use crate::log::AppendInfo;
+use crate::metrics::ShardMetrics;
+use crate::runtime::{now_ms, Signal};
+
+/// Owned partitions by topic name, then partition index.
+type Owned = HashMap<Arc<str>, Vec<Option<Rc<Partition>>>>;
+
+/// What the manager needs from the broker's config.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub data_dir: PathBuf,
+    /// Send cached fetch data with `sendfile` (false: always copy, to measure against).
+    pub fetch_zero_copy: bool,
+    pub producer_id_expiration_ms: i64,
+    pub retention_check_interval_ms: u64,
+}
+
+pub struct PartitionManager {
+    shard: ShardId,
+    config: ManagerConfig,
+    metrics: Rc<ShardMetrics>,
+    shutdown: Rc<Signal>,
+    partitions: RefCell<Owned>,
+}
+
+impl PartitionManager {
+    pub fn new(
+        shard: ShardId,
+        config: ManagerConfig,
+        metrics: Rc<ShardMetrics>,
+        shutdown: Rc<Signal>,
+    ) -> Self {
+        PartitionManager {
+            shard,
+            config,
+            metrics,
+            shutdown,
+            partitions: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn zero_copy(&self) -> bool {
+        self.config.fetch_zero_copy
+    }
+
+    /// An owned partition, if this shard owns it and it is open.
+    pub fn find(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        let parts = self.partitions.borrow();
+        let p = usize::try_from(partition).ok()?;
+        parts.get(topic)?.get(p)?.clone()
+    }
+
+    /// An owned partition, or the error a client should see.
+    pub fn get(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, KafkaError> {
+        self.find(topic, partition).ok_or_else(|| {
+            KafkaError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("partition {topic}-{partition} does not exist"),
+            )
+        })
+    }
+
+    /// Every owned partition (for metrics and background work).
+    pub fn owned(&self) -> Vec<(Arc<str>, i32, Rc<Partition>)> {
+        let parts = self.partitions.borrow();
+        let mut out = Vec::new();
+        for (t, ps) in parts.iter() {
+            for (p, part) in ps.iter().enumerate() {
+                if let Some(part) = part {
+                    out.push((t.clone(), p as i32, part.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Produce to an owned partition, counted in the shard's metrics.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: i16,
+    ) -> Result<AppendInfo, KafkaError> {
+        let part = self.get(topic, partition)?;
+        let (info, appended) = part.append(&records, acks).await?;
+        if appended {
+            self.metrics
+                .record_append(records.len(), info.last_offset - info.base_offset + 1);
+        }
+        Ok(info)
+    }
+
+    /// Resolves when any of `reads` has data past its offset, after `timeout`, or at
+    /// shutdown (a long-poll parks here, on the owner).
+    pub async fn wait_any(&self, reads: &[Read], timeout: Duration) {
+        let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
+        for r in reads {
+            if let Some(part) = self.find(&r.topic, r.partition) {
+                let target = part.wait_target(r.offset, r.committed);
+                let log = part.log.clone();
+                waits.push(async move { log.wait_for_append(target).await }.boxed_local());
+            }
+        }
+        let timer = glommio::timer::Timer::new(timeout).boxed_local();
+        if waits.is_empty() {
+            timer.await;
+            return;
+        }
+        let shutdown = self.shutdown.clone();
+        let stop = async move { shutdown.wait().await }.boxed_local();
+        let _ = select(select(timer, stop), select_all(waits)).await;
+    }
+
+    /// Follow the registry from `prev` to `next`: remove the partitions of topics that
+    /// disappeared (or were re-created under a new id), open the newly owned ones, apply
+    /// config changes to the open ones.
+    pub async fn apply(&self, prev: &Registry, next: &Registry) -> Result<(), KafkaError> {
+        for (name, old) in prev.topics.iter() {
+            let gone = next.topic(name).map(|t| t.id != old.id).unwrap_or(true);
+            if gone {
+                let removed = self.partitions.borrow_mut().remove(name);
+                for part in removed.into_iter().flatten().flatten() {
+                    if let Err(e) = part.log.remove().await {
+                        warn!(topic = %name, "removing the log of a deleted topic failed: {e}");
+                    }
+                }
+            }
+        }
+        for topic in next.topics.values() {
+            self.open_owned(topic).await?;
+        }
+        Ok(())
+    }
+
+    async fn open_owned(&self, topic: &TopicMeta) -> Result<(), KafkaError> {
+        for (p, &owner) in topic.partition_shards.iter().enumerate() {
+            if owner != self.shard {
+                continue;
+            }
+            if let Some(part) = self.find(&topic.name, p as i32) {
+                part.log.set_config(topic.log_config.clone());
+                continue;
+            }
+            let dir = partition_dir(&self.config.data_dir, &topic.name, p as i32);
+            let part = Rc::new(Partition::open(&dir, topic.log_config.clone()).await?);
+            let mut parts = self.partitions.borrow_mut();
+            let slots = parts.entry(topic.name.clone()).or_default();
+            if slots.len() <= p {
+                slots.resize(p + 1, None);
+            }
+            slots[p] = Some(part);
+        }
+        Ok(())
+    }
+
+    /// Flush and close every owned log and save its producer state (graceful shutdown).
+    pub async fn close_all(&self) {
+        for (topic, p, part) in self.owned() {
+            part.close(&topic, p).await;
+        }
+    }
+
+    /// Retention and producer snapshots, in their own low-share task queue, until
+    /// `shutdown`.
+    pub fn spawn_background(self: &Rc<Self>) {
+        let tq = glommio::executor().create_task_queue(
+            Shares::Static(50),
+            Latency::NotImportant,
+            "retention",
+        );
+        let every = Duration::from_millis(self.config.retention_check_interval_ms.max(100));
+        let me = self.clone();
+        let task = glommio::spawn_local_into(
+            async move {
+                while me.shutdown.sleep(every).await {
+                    me.background_pass().await;
+                }
+            },
+            tq,
+        );
+        match task {
+            Ok(t) => {
+                t.detach();
+            }
+            Err(e) => warn!("cannot start retention: {e}"),
+        }
+    }
+
+    async fn background_pass(&self) {
+        let expiration = self.config.producer_id_expiration_ms;
+        for (topic, p, part) in self.owned() {
+            if let Err(e) = part.log.enforce_retention(now_ms()).await {
+                warn!(%topic, partition = p, "retention failed: {e}");
+            }
+            if let Err(e) = part.save_producer_state(expiration).await {
+                warn!(%topic, partition = p, "saving producer state failed: {}", e.message);
+            }
+        }
+    }
+}

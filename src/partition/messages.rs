@@ -1,0 +1,168 @@
+//! What other shards may ask of the partitions a shard owns: every operation on a
+//! partition that crosses cores is one of these messages, answered by the owner's
+//! `PartitionManager`. A call to the own shard runs inline (no hop).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::read::{CopyAllowance, Read, ReadBatch};
+use super::{txn, PartitionManager};
+use crate::kafka::KafkaError;
+use crate::log::AppendInfo;
+use crate::runtime::Message;
+
+/// Produce: append a record set (a slice of the request frame, not copied) and, with
+/// acks=all, wait for the flush policy's durability.
+pub struct Append {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub records: Bytes,
+    pub acks: i16,
+}
+
+impl Message for Append {
+    type Service = PartitionManager;
+    type Reply = Result<AppendInfo, KafkaError>;
+    const NAME: &'static str = "partition.append";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.append(&self.topic, self.partition, self.records, self.acks)
+            .await
+    }
+}
+
+/// Fetch: read these partitions in order within `budget` bytes (one message per owner,
+/// not per partition).
+pub struct ReadPartitions {
+    pub reads: Vec<Read>,
+    pub budget: usize,
+    /// This owner has the request's first partition (KIP-74: its first batch comes back
+    /// whole whatever the limits).
+    pub first: bool,
+    pub allowance: CopyAllowance,
+}
+
+impl Message for ReadPartitions {
+    type Service = PartitionManager;
+    type Reply = ReadBatch;
+    const NAME: &'static str = "partition.read";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.read(self.reads, self.budget, self.first, self.allowance)
+            .await
+    }
+}
+
+/// A long-poll: resolves when any of the partitions has data past its offset, after
+/// `timeout`, or at shutdown.
+pub struct WaitForData {
+    pub reads: Vec<Read>,
+    pub timeout: Duration,
+}
+
+impl Message for WaitForData {
+    type Service = PartitionManager;
+    type Reply = ();
+    const NAME: &'static str = "partition.wait";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.wait_any(&self.reads, self.timeout).await
+    }
+}
+
+/// ListOffsets of one partition: (offset, timestamp) for a timestamp or a special one.
+pub struct ListOffset {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub timestamp: i64,
+    pub committed: bool,
+}
+
+impl Message for ListOffset {
+    type Service = PartitionManager;
+    type Reply = Result<(i64, i64), KafkaError>;
+    const NAME: &'static str = "partition.list_offset";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        let part = pm.get(&self.topic, self.partition)?;
+        part.offset_for_time(self.timestamp, self.committed).await
+    }
+}
+
+/// DeleteRecords of one partition: the new low watermark.
+pub struct DeleteRecords {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Message for DeleteRecords {
+    type Service = PartitionManager;
+    type Reply = Result<i64, KafkaError>;
+    const NAME: &'static str = "partition.delete_records";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.get(&self.topic, self.partition)?
+            .delete_records(self.offset)
+            .await
+    }
+}
+
+/// From the transaction coordinator: the producer (id, epoch) may write transactional
+/// batches to the partition until its next marker (KIP-890's verification).
+pub struct AllowTxn {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+impl Message for AllowTxn {
+    type Service = PartitionManager;
+    type Reply = Result<(), KafkaError>;
+    const NAME: &'static str = "partition.allow_txn";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        let part = pm.get(&self.topic, self.partition)?;
+        part.producers
+            .borrow_mut()
+            .allow_txn(self.producer_id, self.epoch);
+        Ok(())
+    }
+}
+
+/// From the transaction coordinator: write the marker that ends the producer's
+/// transaction on the partition, durably. A partition deleted meanwhile has nothing to
+/// mark (Ok).
+pub struct WriteMarker {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+impl Message for WriteMarker {
+    type Service = PartitionManager;
+    type Reply = Result<(), KafkaError>;
+    const NAME: &'static str = "partition.write_marker";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        let Some(part) = pm.find(&self.topic, self.partition) else {
+            return Ok(());
+        };
+        txn::write_marker(
+            &part,
+            self.producer_id,
+            self.epoch,
+            self.commit,
+            self.coordinator_epoch,
+        )
+        .await
+        .map(|_| ())
+    }
+}

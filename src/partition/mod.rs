@@ -1,0 +1,226 @@
+//! The owner side of a partition: everything that runs on the shard that owns it,
+//! behind one facade.
+//!
+//! Offers:
+//! - [`Partition`]: one partition's log and producer state, with `append` (idempotence
+//!   and transaction checks, then the log), `read` (zero-copy file ranges or copied
+//!   bytes, within the fetch allowance the caller holds), `wait_target`,
+//!   `offset_for_time`, `delete_records`, transaction markers, the last stable offset
+//!   and the aborted transactions (`txn`), retention and the producer-state snapshot;
+//! - [`PartitionManager`]: the partitions a shard owns — opened, closed and removed as
+//!   the registry changes, and their background work (retention, snapshots);
+//! - [`messages`]: what other shards may ask of a partition (the only way in from
+//!   another core).
+//!
+//! Nothing here knows the wire format of a request; errors are `KafkaError`s because
+//! they go to a client as they are.
+
+pub mod error;
+pub mod manager;
+pub mod messages;
+pub mod producer;
+pub mod read;
+pub mod txn;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use tracing::warn;
+
+use crate::kafka::{ErrorCode, KafkaError};
+use crate::log::{AppendInfo, PartitionLog};
+use crate::runtime::now_ms;
+use producer::state::{Check, ProducerTable};
+
+pub use manager::PartitionManager;
+pub use read::{Read, ReadOut, Records};
+
+/// ListOffsets' special timestamps.
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+
+/// A partition this shard owns: its log and its idempotent producers.
+pub struct Partition {
+    pub log: Rc<PartitionLog>,
+    pub producers: RefCell<ProducerTable>,
+}
+
+impl Partition {
+    /// Open (and recover) the log in `dir` and its producer state.
+    pub async fn open(
+        dir: &std::path::Path,
+        config: crate::log::LogConfig,
+    ) -> Result<Partition, KafkaError> {
+        let log = PartitionLog::open(dir, config).await?;
+        let producers = RefCell::new(producer::recovery::load(&log).await?);
+        Ok(Partition { log, producers })
+    }
+
+    /// Append a record set; with acks=all also wait for the flush policy's durability.
+    /// An idempotent batch is checked against its producer's sequence first
+    /// (synchronously, so pipelined batches are judged in arrival order); a duplicate is
+    /// answered with the offsets of the copy already in the log. The second value says
+    /// whether records were appended (false for a duplicate).
+    pub async fn append(
+        &self,
+        records: &Bytes,
+        acks: i16,
+    ) -> Result<(AppendInfo, bool), KafkaError> {
+        let log = &self.log;
+        let check = self.producers.borrow_mut().check(records, now_ms())?;
+        let info = match check {
+            Check::Duplicate {
+                base_offset,
+                last_offset,
+            } => AppendInfo {
+                base_offset,
+                last_offset,
+                log_append_time_ms: -1,
+                log_start_offset: log.log_start_offset(),
+            },
+            Check::Plain => log.append(records).await?,
+            // A transactional batch starts its producer's transaction here when its
+            // offsets are reserved, before any reader can see it.
+            Check::Append(pb) => match log
+                .append_with(records, |base, _| {
+                    if pb.transactional {
+                        self.producers.borrow_mut().begin_txn(&pb, base, now_ms());
+                    }
+                })
+                .await
+            {
+                Ok(info) => {
+                    self.producers
+                        .borrow_mut()
+                        .complete(&pb, info.base_offset, info.last_offset);
+                    info
+                }
+                Err(e) => {
+                    self.producers.borrow_mut().abort(&pb);
+                    return Err(e.into());
+                }
+            },
+        };
+        if acks == -1 {
+            log.wait_durable(info.last_offset).await?;
+        }
+        Ok((info, !matches!(check, Check::Duplicate { .. })))
+    }
+
+    /// The offset a long-poll at `offset` waits to see passed (read_committed waits on
+    /// the last stable offset, which moves only with the high watermark).
+    pub fn wait_target(&self, offset: i64, committed: bool) -> i64 {
+        if committed {
+            txn::committed_wait_target(self, offset)
+        } else {
+            offset
+        }
+    }
+
+    /// ListOffsets: (offset, timestamp) for a timestamp or one of the special ones.
+    /// With `committed` (read_committed) latest is the last stable offset (KIP-98).
+    pub async fn offset_for_time(
+        &self,
+        ts: i64,
+        committed: bool,
+    ) -> Result<(i64, i64), KafkaError> {
+        let log = &self.log;
+        match ts {
+            LATEST_TIMESTAMP if committed => Ok((txn::last_stable_offset(self), -1)),
+            LATEST_TIMESTAMP => Ok((log.high_watermark(), -1)),
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((log.log_start_offset(), -1)),
+            MAX_TIMESTAMP => Err(KafkaError::new(
+                ErrorCode::UnsupportedVersion,
+                "ListOffsets by max timestamp (-3) is not supported yet",
+            )),
+            ts if ts < 0 => Err(KafkaError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown special timestamp {ts}"),
+            )),
+            ts => match log.offset_for_timestamp(ts).await? {
+                None => Ok((-1, -1)),
+                Some((base, max_ts)) => Ok(self
+                    .first_record_at(base, ts)
+                    .await?
+                    .unwrap_or((base, max_ts))),
+            },
+        }
+    }
+
+    /// The log finds the batch; Kafka answers with the first *record* at or after `ts`,
+    /// so look inside that batch (decompressing it: ListOffsets is not the hot path).
+    async fn first_record_at(&self, base: i64, ts: i64) -> Result<Option<(i64, i64)>, KafkaError> {
+        let log = &self.log;
+        let slice = log.read(base, 1).await?;
+        let mut buf = Vec::new();
+        slice.read_to_vec(&mut buf).await?;
+        let mut bytes = Bytes::from(buf);
+        let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) {
+            Ok(set) => set,
+            Err(e) => {
+                warn!("cannot decode batch at offset {base} for a timestamp lookup: {e}");
+                return Ok(None);
+            }
+        };
+        let start = log.log_start_offset();
+        Ok(set
+            .records
+            .iter()
+            .find(|r| r.offset >= start && r.offset >= base && r.timestamp >= ts)
+            .map(|r| (r.offset, r.timestamp)))
+    }
+
+    /// DeleteRecords: move the log start to `offset` (-1: the high watermark, Kafka's
+    /// convention). Returns the new low watermark.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, KafkaError> {
+        let log = &self.log;
+        let before = if offset == -1 {
+            log.high_watermark()
+        } else {
+            offset
+        };
+        if before < 0 || before > log.high_watermark() {
+            return Err(KafkaError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "offset {offset} is beyond the high watermark {}",
+                    log.high_watermark()
+                ),
+            ));
+        }
+        Ok(log.delete_records(before).await?)
+    }
+
+    /// Expire idle producers and snapshot the rest, so a restart replays little of the
+    /// log. Writes nothing when nothing changed.
+    pub async fn save_producer_state(&self, expiration_ms: i64) -> Result<(), KafkaError> {
+        let snapshot = {
+            let mut table = self.producers.borrow_mut();
+            table.expire(now_ms(), expiration_ms);
+            table.prune(self.log.log_start_offset(), self.log.high_watermark());
+            if !table.is_dirty() {
+                return Ok(());
+            }
+            table.snapshot(self.log.high_watermark())
+        };
+        let path = producer::state::snapshot_path(self.log.dir());
+        crate::store::save(&path, &snapshot)
+            .await
+            .map_err(|e| KafkaError::new(ErrorCode::KafkaStorageError, e.to_string()))
+    }
+
+    /// Flush and close the log and save the producer state (graceful shutdown); what
+    /// fails is logged, and the rest is still done.
+    pub async fn close(&self, topic: &str, partition: i32) {
+        if let Err(e) = self.log.close().await {
+            tracing::error!(%topic, partition, "closing the log failed: {e}");
+        }
+        let mut table = std::mem::take(&mut *self.producers.borrow_mut());
+        if let Err(e) = producer::recovery::save(&self.log, &mut table).await {
+            tracing::error!(%topic, partition, "saving producer state failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Topic administration, one file each: CreateTopics, DeleteTopics, CreatePartitions,
+//! DeleteRecords. Registry changes run on the controller (shard 0) through
+//! `cluster::Cluster::change`; DeleteRecords on the partitions' owners.
+
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+
+use crate::cluster::{Change, NewTopic};
+use crate::cluster::{TopicConfigDefaults, TopicMeta};
+use crate::kafka::{ErrorCode, KafkaError};
+use crate::partition::messages::DeleteRecords;
+use crate::protocol::context::Context;
+use crate::protocol::metadata::NODE_ID;
+use crate::protocol::route::owner_gone;
+pub use create_partitions::create_partitions;
+pub use create_topics::create_topics;
+pub use delete_records::delete_records;
+pub use delete_topics::delete_topics;
+use futures_util::future::join_all;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
+
+/// DescribeConfigs config sources.
+pub const SOURCE_TOPIC: i8 = 1;
+
+pub const SOURCE_DEFAULT: i8 = 5;
+
+fn msg(s: String) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s))
+}

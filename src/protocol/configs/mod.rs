@@ -1,0 +1,80 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (resource
+//! type 2); the broker (type 4) is described read-only: its settings are static.
+
+mod alter_configs;
+mod describe_configs;
+mod incremental_alter_configs;
+
+use crate::cluster::Change;
+use crate::cluster::TopicConfigDefaults;
+use crate::kafka::{ErrorCode, KafkaError};
+use crate::protocol::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use crate::protocol::context::Context;
+use crate::protocol::metadata::NODE_ID;
+pub use alter_configs::alter_configs;
+pub use describe_configs::describe_configs;
+pub use incremental_alter_configs::incremental_alter_configs;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
+
+const RESOURCE_TOPIC: i8 = 2;
+
+const RESOURCE_BROKER: i8 = 4;
+
+const SOURCE_STATIC_BROKER: i8 = 4;
+
+/// One resource's change, or why it cannot be made.
+fn topic_change(
+    resource_type: i8,
+    name: &StrBytes,
+    set: Result<BTreeMap<String, Option<String>>, KafkaError>,
+    incremental: bool,
+) -> Result<Change, KafkaError> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(Change::AlterConfigs {
+            name: name.to_string(),
+            set: set?,
+            incremental,
+        }),
+        RESOURCE_BROKER => Err(KafkaError::new(
+            ErrorCode::InvalidRequest,
+            "broker configs are static: set them on the command line or in the config file",
+        )),
+        t => Err(KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!("resource type {t} is not supported"),
+        )),
+    }
+}
+
+/// Apply planned changes; results in input order (planning errors kept in place).
+async fn apply(
+    ctx: &Context,
+    planned: Vec<Result<Change, KafkaError>>,
+    validate_only: bool,
+) -> Vec<Result<(), KafkaError>> {
+    let changes: Vec<Change> = planned
+        .iter()
+        .filter_map(|c| c.as_ref().ok().cloned())
+        .collect();
+    let mut outcomes = ctx.cluster.change(changes, validate_only).await.into_iter();
+    planned
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => outcomes
+                .next()
+                .unwrap_or_else(|| {
+                    Err(KafkaError::new(
+                        ErrorCode::UnknownServerError,
+                        "missing result",
+                    ))
+                })
+                .map(|_| ()),
+            Err(e) => Err(e),
+        })
+        .collect()
+}

@@ -1,0 +1,23 @@
+//! DescribeCluster (KIP-700): one broker, which is also the controller.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::*;
+
+use super::metadata::{str_bytes, CLUSTER_ID, NODE_ID, OPS_NOT_REQUESTED};
+use crate::protocol::context::Context;
+
+pub async fn handle(
+    ctx: &Context,
+    _req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
+    let (host, port) = ctx.config.advertised();
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(CLUSTER_ID))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(NODE_ID))
+            .with_host(str_bytes(&host))
+            .with_port(port)])
+        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+}

@@ -1,0 +1,59 @@
+//! DescribeGroups.
+
+use super::*;
+
+// --- DescribeGroups, ListGroups, DeleteGroups, OffsetDelete ---
+
+pub async fn describe_groups(
+    ctx: &Context,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let work = req.groups.into_iter().map(|g| {
+        let id = g.to_string();
+        async move {
+            let msg = gm::Describe { group: id.clone() };
+            let d = on_group(ctx, &id, msg)
+                .await
+                .unwrap_or_else(|code| group::Described {
+                    error: code,
+                    group: id.clone(),
+                    ..Default::default()
+                });
+            described_group(d, version)
+        }
+    });
+    DescribeGroupsResponse::default().with_groups(join_all(work).await)
+}
+
+pub(super) fn described_group(d: group::Described, version: i16) -> DescribedGroup {
+    let members = d
+        .members
+        .into_iter()
+        .map(|m| {
+            let dm = DescribedGroupMember::default()
+                .with_member_id(sb(&m.member_id))
+                .with_client_id(sb(&m.client_id))
+                .with_client_host(sb(&m.client_host))
+                .with_member_metadata(m.metadata)
+                .with_member_assignment(m.assignment);
+            if version >= 4 {
+                dm.with_group_instance_id(m.instance_id.map(|i| sb(&i)))
+            } else {
+                dm
+            }
+        })
+        .collect();
+    let g = DescribedGroup::default()
+        .with_error_code(d.error.code())
+        .with_group_id(GroupId(sb(&d.group)))
+        .with_group_state(sb(&d.state))
+        .with_protocol_type(sb(&d.protocol_type))
+        .with_protocol_data(sb(&d.protocol))
+        .with_members(members);
+    if version >= 6 && d.error == ErrorCode::GroupIdNotFound {
+        g.with_error_message(Some(sb("the group does not exist")))
+    } else {
+        g
+    }
+}

@@ -1,0 +1,17 @@
+//! EndTxn: commit or abort.
+
+use super::*;
+
+pub async fn end_txn(ctx: &Context, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let id = req.transactional_id.to_string();
+    let (pid, epoch, commit) = (req.producer_id.0, req.producer_epoch, req.committed);
+    let msg = tm::EndTxn {
+        transactional_id: id.clone(),
+        producer_id: pid,
+        epoch,
+        commit,
+        version,
+    };
+    let r = on_txn(ctx, &id, msg).await;
+    EndTxnResponse::default().with_error_code((r.err().unwrap_or(ErrorCode::None)).code())
+}
