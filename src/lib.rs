@@ -18,4 +18,5 @@ pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod store;
 pub mod txn;
