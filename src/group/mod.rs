@@ -8,7 +8,7 @@
 //!
 //! - `classic`: the Empty → PreparingRebalance → CompletingRebalance → Stable machine.
 //! - `consumer`: KIP-848 groups with server-side assignors and reconciliation.
-//! - `offsets`: committed offsets, their append-only rkyv log per shard, recovery.
+//! - `offsets`: committed offsets, made durable by `store::journal`.
 
 pub mod classic;
 pub mod consumer;
@@ -43,7 +43,7 @@ pub fn owner_shard(group_id: &str, shards: usize) -> usize {
 /// Read the group logs of every shard and split the groups by their owner under the
 /// current shard count. Blocking; runs before the shards start.
 pub fn recover(data_dir: &std::path::Path, shards: usize) -> Result<Vec<Recovered>, String> {
-    offsets::recover(data_dir, shards, |g| owner_shard(g, shards))
+    offsets::recover(data_dir, shards, |g| owner_shard(g, shards)).map_err(|e| e.to_string())
 }
 
 pub enum Group {
@@ -196,7 +196,7 @@ impl Coordinator {
         shard: usize,
         recovered: Recovered,
     ) -> Result<(), String> {
-        let groups = recovered.offsets.len();
+        let groups = recovered.state.len();
         let store = OffsetStore::open(data_dir, shard, recovered, offsets::DEFAULT_ROLL_BYTES)
             .await
             .map_err(|e| e.to_string())?;

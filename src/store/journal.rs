@@ -61,8 +61,8 @@ use crate::crc::crc32c;
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 const MAGIC_LEN: usize = 8;
 const FRAME_HEADER: usize = 8;
-/// The whole history, saved while a rewrite for a new shard count runs.
-const SNAPSHOT: &str = "snapshot.log";
+/// The file that holds the whole history while a rewrite for a new shard count runs.
+pub const SNAPSHOT_FILE: &str = "snapshot.log";
 
 /// One durable change. `seq` comes from [`Journal::next_seq`]; `key` decides the owner
 /// shard (the same `owner` function for every record of one journal).
@@ -372,7 +372,7 @@ fn rewrite<R: JournalRecord>(
         shards = new.len(),
         "journal: rewriting the files for a new shard layout"
     );
-    let snapshot = dir.join(SNAPSHOT);
+    let snapshot = dir.join(SNAPSHOT_FILE);
     let bytes = encode_file(magic, history).map_err(|reason| JournalError::Encode {
         path: snapshot.clone(),
         reason,
@@ -954,7 +954,7 @@ mod tests {
             assert!(file_records(&path).iter().all(|r| owner(3)(r.key()) == s));
         }
         assert!(rec.iter().all(|r| !r.state.0.contains_key("key-0")));
-        assert!(!dir.path().join(SNAPSHOT).exists());
+        assert!(!dir.path().join(SNAPSHOT_FILE).exists());
         // Recovered again under the same count, the files are kept as they are.
         let before: Vec<_> = (0..3)
             .map(|s| std::fs::read(shard_path(dir.path(), s)).unwrap())
@@ -1002,7 +1002,7 @@ mod tests {
         for (i, (snap, old0, old1, new0, tmp)) in steps.into_iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             if snap {
-                write_log(&dir.path().join(SNAPSHOT), &history);
+                write_log(&dir.path().join(SNAPSHOT_FILE), &history);
             }
             if old0 {
                 write_log(&shard_path(dir.path(), 0), &old(0));
