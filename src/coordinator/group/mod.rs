@@ -9,7 +9,7 @@
 //!
 //! - `classic`: the Empty → PreparingRebalance → CompletingRebalance → Stable machine.
 //! - `consumer`: KIP-848 groups with server-side assignors and reconciliation.
-//! - `offsets`: committed offsets, their append-only rkyv log per shard, recovery.
+//! - `offsets`: committed offsets, made durable by `store::journal`.
 
 pub mod classic;
 pub mod consumer;
@@ -46,7 +46,7 @@ pub fn owner_shard(group_id: &str, shards: usize) -> ShardId {
 /// Read the group logs of every shard and split the groups by their owner under the
 /// current shard count. Blocking; runs before the shards start.
 pub fn recover(data_dir: &std::path::Path, shards: usize) -> Result<Vec<Recovered>, String> {
-    offsets::recover(data_dir, shards, |g| owner_shard(g, shards).0)
+    offsets::recover(data_dir, shards, |g| owner_shard(g, shards).0).map_err(|e| e.to_string())
 }
 
 pub enum Group {
@@ -213,7 +213,7 @@ impl Coordinator {
         data_dir: &std::path::Path,
         recovered: Recovered,
     ) -> Result<(), String> {
-        let groups = recovered.offsets.len();
+        let groups = recovered.state.len();
         let shard = self.shard.0;
         let store = OffsetStore::open(data_dir, shard, recovered, offsets::DEFAULT_ROLL_BYTES)
             .await

@@ -1,0 +1,1202 @@
+//! The journal: durable state that changes often (committed group offsets today;
+//! transaction state and share-partition state next) as an append-only log of
+//! checksummed rkyv records per shard, group-committed, compacted on roll (DESIGN.md,
+//! "Storage").
+//!
+//! A user of the journal writes two types and nothing else: a record type
+//! ([`JournalRecord`], one durable change, with its sequence number and the key that
+//! decides its owner shard — a group id, a transactional id) and a state type
+//! ([`JournalState`], what the records build, and the records that rebuild it). File
+//! format, group commit, compaction, recovery and the move of keys to new owners when the
+//! shard count changes are the journal's.
+//!
+//! ## Files
+//!
+//! `<dir>/shard-<N>.log`, one per shard: `magic (8) | frame*`, a frame being `u32 LE
+//! payload length | u32 LE CRC-32C of the payload | payload (rkyv archive of one record)`.
+//! The magic names what a journal holds (`SLGROFF1`: group offsets), so one kind is never
+//! read as another. Every record is its own frame, so after a crash an append survives as
+//! a prefix of its records: a torn or corrupt frame ends the file's log, and nothing
+//! after it is read.
+//!
+//! ## Sequence numbers
+//!
+//! For one key, sequence order is write order: within a run only the key's owner shard
+//! writes its records, a journal refuses records appended out of the order their numbers
+//! were taken in, and every run starts above the highest number recovered. Different keys
+//! may share a number (every shard starts from the same one). So recovery reads the files
+//! of every shard (the key → shard mapping changes with the shard count), sorts all
+//! records by sequence and replays them on the owner of each key.
+//!
+//! ## Why this cut
+//!
+//! - [`recover`] is apart from [`Journal::open`]: it reads every shard's file, so it runs
+//!   once, blocking, before the shards start; each shard then opens its own file with what
+//!   `recover` found for it.
+//! - The journal owns the state and changes it only by `apply` of records already
+//!   durable, so memory never runs ahead of the disk; callers get it read-only.
+//! - A resharding rewrite first saves the whole history as a snapshot, not live records
+//!   plus tombstones (as the offsets log did before the journal): replaying it with any
+//!   subset of the old files gives the same state, and the journal need not know which
+//!   records delete.
+//! - Compaction compares the file with the size of the last compacted file, which the
+//!   journal measures itself, so a state need not estimate its own encoded size (the
+//!   offsets log did that over the whole map on every commit past the roll size).
+
+use std::cell::{Cell, Ref, RefCell};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use glommio::io::BufferedFile;
+use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::util::AlignedVec;
+use tracing::{info, warn};
+
+use crate::crc::crc32c;
+
+/// A record larger than this is refused on append and read as corruption on recovery.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+const MAGIC_LEN: usize = 8;
+const FRAME_HEADER: usize = 8;
+/// The file that holds the whole history while a rewrite for a new shard count runs.
+pub const SNAPSHOT_FILE: &str = "snapshot.log";
+
+/// One durable change. `seq` comes from [`Journal::next_seq`]; `key` decides the owner
+/// shard (the same `owner` function for every record of one journal).
+pub trait JournalRecord:
+    Clone
+    + rkyv::Archive<
+        Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+                      + rkyv::Deserialize<Self, HighDeserializer<rancor::Error>>,
+    > + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+{
+    fn seq(&self) -> u64;
+    fn key(&self) -> &str;
+}
+
+/// What a journal's records build: on each shard, the part owned there.
+///
+/// Recovery relies on two properties of `apply`, which a map of keys to their newest
+/// value (with removals) has: records of different keys commute, and applying one
+/// record twice in a row changes nothing more than applying it once (during a crashed
+/// rewrite the snapshot and the old files hold the same records).
+pub trait JournalState: Default {
+    type Record: JournalRecord;
+    fn apply(&mut self, rec: &Self::Record);
+    /// Records that rebuild this state from empty, each keeping its original `seq`
+    /// (compaction, and the files rewritten when the shard count changes). Their order
+    /// does not matter: the journal sorts them.
+    fn live_records(&self) -> Vec<Self::Record>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {}: cannot {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    #[error("journal {}: magic \"{found}\", not \"{expected}\": not this kind of journal", path.display())]
+    BadMagic {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("journal {}: cannot encode a record: {reason}", path.display())]
+    Encode { path: PathBuf, reason: String },
+    #[error(
+        "journal {}: record sequence {seq} appended where {min} or above was due: records \
+         must be appended in the order their sequence numbers were taken",
+        path.display()
+    )]
+    OutOfOrder { path: PathBuf, seq: u64, min: u64 },
+    #[error("journal {}: an earlier write failed and the file's tail is unknown; read-only until restart", path.display())]
+    Failed { path: PathBuf },
+}
+
+fn io_err<E: Into<io::Error>>(path: &Path, op: &'static str) -> impl FnOnce(E) -> JournalError {
+    let path = path.to_path_buf();
+    move |e| JournalError::Io {
+        path,
+        op,
+        source: e.into(),
+    }
+}
+
+fn bad_magic(path: &Path, found: &[u8], expected: &[u8; 8]) -> JournalError {
+    JournalError::BadMagic {
+        path: path.to_path_buf(),
+        found: found.escape_ascii().to_string(),
+        expected: expected.escape_ascii().to_string(),
+    }
+}
+
+// --- the file format -------------------------------------------------------------------
+
+/// The file of shard `shard` under `dir`.
+pub fn shard_path(dir: &Path, shard: usize) -> PathBuf {
+    dir.join(format!("shard-{shard}.log"))
+}
+
+/// Append the frame of `rec` to `out` (nothing on error).
+pub fn encode_frame<R: JournalRecord>(rec: &R, out: &mut Vec<u8>) -> Result<(), String> {
+    let payload =
+        rkyv::to_bytes::<rancor::Error>(rec).map_err(|e| format!("cannot serialize: {e}"))?;
+    if payload.is_empty() || payload.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "a record of {} bytes is outside 1..={MAX_RECORD_BYTES}",
+            payload.len()
+        ));
+    }
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+fn encode_file<R: JournalRecord>(magic: &[u8; 8], records: &[R]) -> Result<Vec<u8>, String> {
+    let mut bytes = magic.to_vec();
+    for r in records {
+        encode_frame(r, &mut bytes)?;
+    }
+    Ok(bytes)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The records of a whole file and the length of its valid prefix: a torn or corrupt
+/// frame ends the log there. `None` when the file starts with another magic.
+fn decode_file<R: JournalRecord>(bytes: &[u8], magic: &[u8; 8]) -> Option<(Vec<R>, usize)> {
+    if bytes.len() < MAGIC_LEN {
+        // A file cut before its magic was fully written holds no record.
+        return Some((Vec::new(), 0));
+    }
+    if &bytes[..MAGIC_LEN] != magic {
+        return None;
+    }
+    let mut pos = MAGIC_LEN;
+    let mut out = Vec::new();
+    while pos + FRAME_HEADER <= bytes.len() {
+        let len = le_u32(&bytes[pos..]) as usize;
+        let crc = le_u32(&bytes[pos + 4..]);
+        let start = pos + FRAME_HEADER;
+        if len == 0 || len > MAX_RECORD_BYTES || start + len > bytes.len() {
+            break;
+        }
+        let payload = &bytes[start..start + len];
+        if crc32c(payload) != crc {
+            break;
+        }
+        let mut aligned = AlignedVec::<16>::with_capacity(len);
+        aligned.extend_from_slice(payload);
+        match rkyv::from_bytes::<R, rancor::Error>(&aligned) {
+            Ok(r) => out.push(r),
+            Err(_) => break,
+        }
+        pos = start + len;
+    }
+    Some((out, pos))
+}
+
+fn sorted<R: JournalRecord>(mut records: Vec<R>) -> Vec<R> {
+    records.sort_by_key(|r| r.seq());
+    records
+}
+
+// --- recovery (blocking, before the shards start) --------------------------------------
+
+/// What one shard's journal starts from.
+#[derive(Debug, Default)]
+pub struct Recovered<S> {
+    /// The part of the state this shard owns.
+    pub state: S,
+    /// The first sequence number this run may use (the same on every shard).
+    pub next_seq: u64,
+    /// Size of a compacted file of `state` (the first roll compares with it).
+    compacted_bytes: u64,
+}
+
+/// Read every `*.log` under `dir` (creating it if needed), replay all records in sequence
+/// order on the shard `owner(key)` names, and leave one file per shard holding exactly
+/// the keys that shard owns. Blocking; runs before the shards start.
+///
+/// A torn or corrupt tail ends that file's log and is cut (and said in the log). When the
+/// files already match the layout (same shard count, no leftover snapshot) they are kept
+/// as they are. Otherwise they are rewritten crash-safely: the whole history is saved as
+/// a snapshot first, then the old files are removed, the new ones written, and the
+/// snapshot removed; a crash anywhere in between leaves files whose replay gives the
+/// same state.
+pub fn recover<S: JournalState>(
+    dir: &Path,
+    magic: &[u8; 8],
+    shards: usize,
+    owner: impl Fn(&str) -> usize,
+) -> Result<Vec<Recovered<S>>, JournalError> {
+    assert!(shards > 0, "a journal needs at least one shard");
+    let files = list_logs(dir)?;
+    let mut history: Vec<S::Record> = Vec::new();
+    let mut in_place = true;
+    for path in &files {
+        let records = read_log::<S::Record>(path, magic)?;
+        let shard = (0..shards).find(|&s| *path == shard_path(dir, s));
+        in_place &= shard.is_some_and(|s| records.iter().all(|r| owner(r.key()) == s));
+        history.extend(records);
+    }
+    let history = sorted(history);
+    let next_seq = history.last().map_or(1, |r| r.seq() + 1);
+    let mut states: Vec<S> = (0..shards).map(|_| S::default()).collect();
+    for r in &history {
+        let s = owner(r.key());
+        assert!(
+            s < shards,
+            "owner of {:?} is {s} of {shards} shards",
+            r.key()
+        );
+        states[s].apply(r);
+    }
+    let mut compacted = Vec::with_capacity(shards);
+    for (s, state) in states.iter().enumerate() {
+        let bytes = encode_file(magic, &sorted(state.live_records())).map_err(|reason| {
+            JournalError::Encode {
+                path: shard_path(dir, s),
+                reason,
+            }
+        })?;
+        compacted.push(bytes);
+    }
+    if !in_place {
+        rewrite(dir, magic, &files, &history, &compacted)?;
+    }
+    for s in 0..shards {
+        let path = shard_path(dir, s);
+        if !path.exists() {
+            write_file_atomically(&path, magic)?;
+        }
+    }
+    fsync_dir(dir)?;
+    info!(dir = %dir.display(), records = history.len(), next_seq, "journal recovered");
+    Ok(states
+        .into_iter()
+        .zip(compacted)
+        .map(|(state, bytes)| Recovered {
+            state,
+            next_seq,
+            compacted_bytes: bytes.len() as u64,
+        })
+        .collect())
+}
+
+/// The `*.log` files under `dir`, sorted; leftover `*.tmp` files (a write that never
+/// reached its rename) are removed.
+fn list_logs(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir, "create the directory"))?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir, "list the directory"))? {
+        let path = entry.map_err(io_err(dir, "list the directory"))?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("log") => files.push(path),
+            Some("tmp") => std::fs::remove_file(&path).map_err(io_err(&path, "remove"))?,
+            _ => {}
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The valid records of one file, after cutting a torn or corrupt tail off it.
+fn read_log<R: JournalRecord>(path: &Path, magic: &[u8; 8]) -> Result<Vec<R>, JournalError> {
+    let bytes = std::fs::read(path).map_err(io_err(path, "read"))?;
+    let (records, valid) =
+        decode_file(&bytes, magic).ok_or_else(|| bad_magic(path, &bytes[..MAGIC_LEN], magic))?;
+    if valid < bytes.len() {
+        warn!(
+            file = %path.display(),
+            cut_bytes = bytes.len() - valid,
+            kept_records = records.len(),
+            "journal: cutting a torn or corrupt tail"
+        );
+        cut(path, magic, valid)?;
+    }
+    Ok(records)
+}
+
+fn cut(path: &Path, magic: &[u8; 8], valid: usize) -> Result<(), JournalError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path, "open"))?;
+    if valid < MAGIC_LEN {
+        f.write_all_at(magic, 0)
+            .map_err(io_err(path, "repair the magic"))?;
+    }
+    f.set_len(valid.max(MAGIC_LEN) as u64)
+        .and_then(|_| f.sync_data())
+        .map_err(io_err(path, "cut the tail"))
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "sync the directory"))
+}
+
+/// Temp file, fdatasync, rename. The caller syncs the directory.
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_data())
+        .map_err(io_err(&tmp, "write"))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path, "rename a temp file onto"))
+}
+
+/// Rewrite the files of `dir` as `new` (one compacted file per shard), crash-safely.
+fn rewrite<R: JournalRecord>(
+    dir: &Path,
+    magic: &[u8; 8],
+    old: &[PathBuf],
+    history: &[R],
+    new: &[Vec<u8>],
+) -> Result<(), JournalError> {
+    info!(
+        dir = %dir.display(),
+        files = old.len(),
+        shards = new.len(),
+        "journal: rewriting the files for a new shard layout"
+    );
+    let snapshot = dir.join(SNAPSHOT_FILE);
+    let bytes = encode_file(magic, history).map_err(|reason| JournalError::Encode {
+        path: snapshot.clone(),
+        reason,
+    })?;
+    write_file_atomically(&snapshot, &bytes)?;
+    fsync_dir(dir)?;
+    for path in old.iter().filter(|p| **p != snapshot) {
+        std::fs::remove_file(path).map_err(io_err(path, "remove"))?;
+    }
+    fsync_dir(dir)?;
+    for (s, bytes) in new.iter().enumerate() {
+        write_file_atomically(&shard_path(dir, s), bytes)?;
+    }
+    fsync_dir(dir)?;
+    std::fs::remove_file(&snapshot).map_err(io_err(&snapshot, "remove"))?;
+    fsync_dir(dir)
+}
+
+// --- the running journal (on its shard) ------------------------------------------------
+
+/// Appends queued for the next write.
+struct Pending<R> {
+    bytes: Vec<u8>,
+    records: Vec<R>,
+    /// Tickets handed out so far (one per `append`).
+    tickets: u64,
+}
+
+/// One shard's journal: its state and its file. Lives on the shard (not `Send`); never
+/// hold the `state()` borrow across an await.
+pub struct Journal<S: JournalState> {
+    path: PathBuf,
+    magic: [u8; 8],
+    /// Taken out while a write or sync is in flight (no borrow is held across an await).
+    file: RefCell<Option<BufferedFile>>,
+    state: RefCell<S>,
+    next_seq: Cell<u64>,
+    /// The lowest sequence number the next appended record may carry.
+    min_seq: Cell<u64>,
+    pending: RefCell<Pending<S::Record>>,
+    /// The last ticket whose records are durable and applied.
+    durable: Cell<u64>,
+    write_pos: Cell<u64>,
+    /// Size of the file when last compacted (or as compacted at recovery).
+    compacted_bytes: Cell<u64>,
+    syncs: Cell<u64>,
+    /// Set after an I/O error: the tail of the file is unknown, so nothing more is written.
+    failed: Cell<bool>,
+    /// Held by whoever writes and syncs: appends and compaction keep one order.
+    lock: glommio::sync::Semaphore,
+    roll_bytes: u64,
+}
+
+impl<S: JournalState> Journal<S> {
+    /// Open shard `shard`'s file under `dir` (after `recover` with the same `dir` and
+    /// `magic`). Compaction runs once the file is over `roll_bytes` and over twice its
+    /// last compacted size.
+    pub async fn open(
+        dir: &Path,
+        shard: usize,
+        magic: &[u8; 8],
+        recovered: Recovered<S>,
+        roll_bytes: u64,
+    ) -> Result<Journal<S>, JournalError> {
+        let path = shard_path(dir, shard);
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .buffered_open(&path)
+            .await
+            .map_err(io_err(&path, "open"))?;
+        let size = file.file_size().await.map_err(io_err(&path, "stat"))?;
+        let size = if size < MAGIC_LEN as u64 {
+            file.write_at(magic.to_vec(), 0)
+                .await
+                .map_err(io_err(&path, "write the magic"))?;
+            file.fdatasync().await.map_err(io_err(&path, "sync"))?;
+            MAGIC_LEN as u64
+        } else {
+            let head = file
+                .read_at(0, MAGIC_LEN)
+                .await
+                .map_err(io_err(&path, "read the magic"))?;
+            if &head[..] != magic {
+                return Err(bad_magic(&path, &head, magic));
+            }
+            size
+        };
+        Ok(Journal {
+            magic: *magic,
+            file: RefCell::new(Some(file)),
+            state: RefCell::new(recovered.state),
+            next_seq: Cell::new(recovered.next_seq),
+            min_seq: Cell::new(recovered.next_seq),
+            pending: RefCell::new(Pending {
+                bytes: Vec::new(),
+                records: Vec::new(),
+                tickets: 0,
+            }),
+            durable: Cell::new(0),
+            write_pos: Cell::new(size),
+            compacted_bytes: Cell::new(recovered.compacted_bytes.max(MAGIC_LEN as u64)),
+            syncs: Cell::new(0),
+            failed: Cell::new(false),
+            lock: glommio::sync::Semaphore::new(1),
+            roll_bytes,
+            path,
+        })
+    }
+
+    /// The state, as of the last durable append.
+    pub fn state(&self) -> Ref<'_, S> {
+        self.state.borrow()
+    }
+
+    /// A fresh sequence number for a record about to be appended: above everything
+    /// recovered and every number handed out before.
+    pub fn next_seq(&self) -> u64 {
+        let s = self.next_seq.get();
+        self.next_seq.set(s + 1);
+        s
+    }
+
+    /// The file's size in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.write_pos.get()
+    }
+
+    /// fdatasync calls made for appends since open: one per group commit.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.get()
+    }
+
+    fn usable(&self) -> Result<(), JournalError> {
+        if self.failed.get() {
+            return Err(JournalError::Failed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Make `records` durable, then apply them to the state; answered once they are
+    /// fdatasync'd. Appends that arrive while a write runs share the next one (group
+    /// commit): whoever holds the lock writes everything queued so far. Records must carry
+    /// sequence numbers from `next_seq`, in the order they were taken. On an error the
+    /// state is as it was, and after an I/O error every later append fails too.
+    pub async fn append(&self, records: Vec<S::Record>) -> Result<(), JournalError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.usable()?;
+        let ticket = self.enqueue(records)?;
+        let _permit = self
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(io_err(&self.path, "wait for the write lock"))?;
+        if self.durable.get() >= ticket {
+            return Ok(());
+        }
+        self.usable()?;
+        let (bytes, records, upto) = {
+            let mut p = self.pending.borrow_mut();
+            (
+                std::mem::take(&mut p.bytes),
+                std::mem::take(&mut p.records),
+                p.tickets,
+            )
+        };
+        if let Err(e) = self.write_and_sync(bytes).await {
+            self.failed.set(true);
+            return Err(e);
+        }
+        self.durable.set(upto);
+        {
+            let mut state = self.state.borrow_mut();
+            for r in &records {
+                state.apply(r);
+            }
+        }
+        if self.should_roll() {
+            if let Err(e) = self.compact_locked().await {
+                warn!("journal compaction failed: {e}");
+                self.failed.set(true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Check and encode `records`, then queue them; returns their ticket. Nothing is
+    /// queued on error.
+    fn enqueue(&self, records: Vec<S::Record>) -> Result<u64, JournalError> {
+        let mut bytes = Vec::new();
+        let mut min = self.min_seq.get();
+        for r in &records {
+            if r.seq() < min || r.seq() >= self.next_seq.get() {
+                return Err(JournalError::OutOfOrder {
+                    path: self.path.clone(),
+                    seq: r.seq(),
+                    min,
+                });
+            }
+            min = r.seq() + 1;
+            encode_frame(r, &mut bytes).map_err(|reason| JournalError::Encode {
+                path: self.path.clone(),
+                reason,
+            })?;
+        }
+        self.min_seq.set(min);
+        let mut p = self.pending.borrow_mut();
+        p.bytes.extend_from_slice(&bytes);
+        p.records.extend(records);
+        p.tickets += 1;
+        Ok(p.tickets)
+    }
+
+    async fn write_and_sync(&self, bytes: Vec<u8>) -> Result<(), JournalError> {
+        let len = bytes.len() as u64;
+        let pos = self.write_pos.get();
+        let Some(file) = self.file.borrow_mut().take() else {
+            return Err(JournalError::Failed {
+                path: self.path.clone(),
+            });
+        };
+        let r = async {
+            let n = file
+                .write_at(bytes, pos)
+                .await
+                .map_err(io_err(&self.path, "write"))?;
+            if n as u64 != len {
+                let short = io::Error::other(format!("short write: {n} of {len} bytes"));
+                return Err(io_err(&self.path, "write")(short));
+            }
+            self.syncs.set(self.syncs.get() + 1);
+            file.fdatasync().await.map_err(io_err(&self.path, "sync"))
+        }
+        .await;
+        *self.file.borrow_mut() = Some(file);
+        r?;
+        self.write_pos.set(pos + len);
+        Ok(())
+    }
+
+    fn should_roll(&self) -> bool {
+        let size = self.write_pos.get();
+        size > self.roll_bytes && size > 2 * self.compacted_bytes.get()
+    }
+
+    /// Replace the file with the live records, atomically (temp file, fdatasync, rename,
+    /// directory fsync). Runs under the lock, once the state holds everything durable.
+    async fn compact_locked(&self) -> Result<(), JournalError> {
+        let records = sorted(self.state.borrow().live_records());
+        let bytes = encode_file(&self.magic, &records).map_err(|reason| JournalError::Encode {
+            path: self.path.clone(),
+            reason,
+        })?;
+        let len = bytes.len() as u64;
+        let tmp = self.path.with_extension("tmp");
+        let f = BufferedFile::create(&tmp)
+            .await
+            .map_err(io_err(&tmp, "create"))?;
+        let n = f.write_at(bytes, 0).await.map_err(io_err(&tmp, "write"))?;
+        if n as u64 != len {
+            let short = io::Error::other(format!("short write: {n} of {len} bytes"));
+            return Err(io_err(&tmp, "write")(short));
+        }
+        f.fdatasync().await.map_err(io_err(&tmp, "sync"))?;
+        glommio::io::rename(&tmp, &self.path)
+            .await
+            .map_err(io_err(&self.path, "rename a temp file onto"))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let d = glommio::io::Directory::open(dir)
+            .await
+            .map_err(io_err(dir, "open the directory"))?;
+        d.sync().await.map_err(io_err(dir, "sync the directory"))?;
+        let _ = d.close().await;
+        let old = self.file.borrow_mut().replace(f);
+        if let Some(old) = old {
+            // The old file is unlinked; closing it can lose nothing.
+            let _ = old.close().await;
+        }
+        info!(
+            file = %self.path.display(),
+            from_bytes = self.write_pos.get(),
+            to_bytes = len,
+            records = records.len(),
+            "journal compacted"
+        );
+        self.write_pos.set(len);
+        self.compacted_bytes.set(len);
+        Ok(())
+    }
+
+    /// Compact now, in order with the appends.
+    pub async fn compact(&self) -> Result<(), JournalError> {
+        let _permit = self
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(io_err(&self.path, "wait for the write lock"))?;
+        self.usable()?;
+        if let Err(e) = self.compact_locked().await {
+            self.failed.set(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::future::Future;
+    use std::rc::Rc;
+
+    use proptest::prelude::*;
+    use rkyv::{Archive, Deserialize, Serialize};
+
+    use super::*;
+
+    const MAGIC: &[u8; 8] = b"SLTEST01";
+
+    /// Runs a test body on a fresh glommio executor. The same as `log::tests::run`, which
+    /// `store/` cannot use: `log` and `store` are peers in the layering.
+    fn run<F, Fut>(f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(f)
+            .expect("executor starts")
+            .join()
+            .expect("test body ran");
+    }
+
+    /// A key's newest value, or its removal: the shape of most journaled state (an
+    /// `Upsert(entry) | Remove(id)` of transaction state is the same).
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    enum Change {
+        Put { seq: u64, key: String, value: u64 },
+        Remove { seq: u64, key: String },
+    }
+
+    impl JournalRecord for Change {
+        fn seq(&self) -> u64 {
+            match self {
+                Change::Put { seq, .. } | Change::Remove { seq, .. } => *seq,
+            }
+        }
+        fn key(&self) -> &str {
+            match self {
+                Change::Put { key, .. } | Change::Remove { key, .. } => key,
+            }
+        }
+    }
+
+    /// key → (seq of its newest Put, value).
+    #[derive(Default, Debug, Clone, PartialEq)]
+    struct Kv(BTreeMap<String, (u64, u64)>);
+
+    impl JournalState for Kv {
+        type Record = Change;
+        fn apply(&mut self, rec: &Change) {
+            match rec {
+                Change::Put { seq, key, value } => {
+                    self.0.insert(key.clone(), (*seq, *value));
+                }
+                Change::Remove { key, .. } => {
+                    self.0.remove(key);
+                }
+            }
+        }
+        fn live_records(&self) -> Vec<Change> {
+            let put = |(k, (seq, value)): (&String, &(u64, u64))| put(*seq, k, *value);
+            self.0.iter().map(put).collect()
+        }
+    }
+
+    fn put(seq: u64, key: &str, value: u64) -> Change {
+        Change::Put {
+            seq,
+            key: key.into(),
+            value,
+        }
+    }
+
+    fn remove(seq: u64, key: &str) -> Change {
+        Change::Remove {
+            seq,
+            key: key.into(),
+        }
+    }
+
+    fn owner(shards: usize) -> impl Fn(&str) -> usize {
+        move |k| crc32c(k.as_bytes()) as usize % shards
+    }
+
+    fn recover_kv(dir: &Path, shards: usize) -> Vec<Recovered<Kv>> {
+        recover(dir, MAGIC, shards, owner(shards)).unwrap()
+    }
+
+    fn value(state: &Kv, key: &str) -> Option<u64> {
+        state.0.get(key).map(|(_, v)| *v)
+    }
+
+    /// The state `records` build on shard `shard` of `shards` (all of it for one shard).
+    fn model(records: &[Change], shards: usize, shard: usize) -> Kv {
+        let mut kv = Kv::default();
+        for r in records.iter().filter(|r| owner(shards)(r.key()) == shard) {
+            kv.apply(r);
+        }
+        kv
+    }
+
+    fn write_log(path: &Path, records: &[Change]) {
+        std::fs::write(path, encode_file(MAGIC, records).unwrap()).unwrap();
+    }
+
+    fn file_records(path: &Path) -> Vec<Change> {
+        decode_file(&std::fs::read(path).unwrap(), MAGIC).unwrap().0
+    }
+
+    fn frame_len(r: &Change) -> usize {
+        let mut f = Vec::new();
+        encode_frame(r, &mut f).unwrap();
+        f.len()
+    }
+
+    #[test]
+    fn records_are_written_restored_and_compacted() {
+        // One key overwritten a hundred times rolls the file past 2000 bytes: compaction
+        // keeps its newest value, and a restart reads back everything acknowledged.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        assert!(rec.state.0.is_empty());
+        assert_eq!(rec.next_seq, 1);
+        let d = data.clone();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, 2000).await.unwrap();
+            for i in 0..100 {
+                let s = j.next_seq();
+                j.append(vec![put(s, "a", i)]).await.unwrap();
+            }
+            let s = j.next_seq();
+            j.append(vec![put(s, "b", 7)]).await.unwrap();
+            assert!(j.size_bytes() < 2000, "size {}", j.size_bytes());
+            assert_eq!(value(&j.state(), "a"), Some(99));
+            // Compaction on demand leaves exactly the live records.
+            j.compact().await.unwrap();
+            let live = encode_file(MAGIC, &j.state().live_records()).unwrap();
+            assert_eq!(j.size_bytes(), live.len() as u64);
+        });
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        assert_eq!(value(&rec.state, "a"), Some(99));
+        assert_eq!(value(&rec.state, "b"), Some(7));
+        assert_eq!(rec.next_seq, 102);
+        assert_eq!(
+            file_records(&shard_path(&data, 0)),
+            vec![put(100, "a", 99), put(101, "b", 7)]
+        );
+    }
+
+    #[test]
+    fn concurrent_appends_share_one_fdatasync_and_all_land() {
+        // Twenty tasks append at once: the first write goes alone, the nineteen that
+        // queue behind it share the next fdatasync.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        let d = data.clone();
+        run(move || async move {
+            let j = Rc::new(Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap());
+            let tasks: Vec<_> = (0..20)
+                .map(|i| {
+                    let j = j.clone();
+                    glommio::spawn_local(async move {
+                        let s = j.next_seq();
+                        j.append(vec![put(s, &format!("k{i}"), i)]).await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(j.state().0.len(), 20);
+            assert!(j.syncs() <= 2, "{} fdatasyncs for 20 appends", j.syncs());
+        });
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        assert_eq!(rec.state.0.len(), 20);
+        assert_eq!(value(&rec.state, "k19"), Some(19));
+    }
+
+    #[test]
+    fn the_state_changes_only_once_the_records_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        run(move || async move {
+            let j = Journal::open(&data, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let s = j.next_seq();
+            let mut append = std::pin::pin!(j.append(vec![put(s, "a", 1)]));
+            // First poll: the write is in flight, the state does not show it yet.
+            assert!(futures_lite::future::poll_once(&mut append).await.is_none());
+            assert!(j.state().0.is_empty());
+            append.await.unwrap();
+            assert_eq!(value(&j.state(), "a"), Some(1));
+        });
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard_path(dir.path(), 0);
+        let mut bytes = MAGIC.to_vec();
+        encode_frame(&put(1, "a", 5), &mut bytes).unwrap();
+        encode_frame(&put(2, "a", 6), &mut bytes).unwrap();
+        let good = bytes.len();
+        encode_frame(&put(3, "a", 7), &mut bytes).unwrap();
+        bytes.truncate(bytes.len() - 3); // torn write
+        std::fs::write(&path, &bytes).unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        assert_eq!(value(&rec.state, "a"), Some(6));
+        assert_eq!(rec.next_seq, 3);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good as u64);
+        // A flipped bit in the last frame: its CRC fails, it is cut as well.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        assert_eq!(value(&rec.state, "a"), Some(5));
+        // A file cut inside its magic holds nothing and gets its magic back.
+        std::fs::write(&path, &MAGIC[..3]).unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        assert!(rec.state.0.is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), MAGIC);
+    }
+
+    #[test]
+    fn a_file_of_another_kind_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard_path(dir.path(), 0);
+        let mut bytes = b"SLGROFF1".to_vec();
+        encode_frame(&put(1, "a", 5), &mut bytes).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let e = recover::<Kv>(dir.path(), MAGIC, 1, owner(1)).unwrap_err();
+        assert!(matches!(e, JournalError::BadMagic { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("shard-0.log") && msg.contains("SLGROFF1"),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it was");
+    }
+
+    #[test]
+    fn a_new_shard_count_moves_keys_to_their_new_owner() {
+        // Written by a one-shard run: every key in shard-0.log, one of them removed.
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
+        let mut history: Vec<Change> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| put(i as u64 + 1, k, 100 + i as u64))
+            .collect();
+        history.push(remove(20, "key-0"));
+        write_log(&shard_path(dir.path(), 0), &history);
+        let rec = recover_kv(dir.path(), 3);
+        for (s, r) in rec.iter().enumerate() {
+            assert_eq!(r.state, model(&history, 3, s), "shard {s}");
+            assert_eq!(r.next_seq, 21);
+            // Each file holds only its own keys, and no snapshot is left.
+            let path = shard_path(dir.path(), s);
+            assert!(file_records(&path).iter().all(|r| owner(3)(r.key()) == s));
+        }
+        assert!(rec.iter().all(|r| !r.state.0.contains_key("key-0")));
+        assert!(!dir.path().join(SNAPSHOT_FILE).exists());
+        // Recovered again under the same count, the files are kept as they are.
+        let before: Vec<_> = (0..3)
+            .map(|s| std::fs::read(shard_path(dir.path(), s)).unwrap())
+            .collect();
+        recover_kv(dir.path(), 3);
+        for (s, bytes) in before.iter().enumerate() {
+            assert_eq!(&std::fs::read(shard_path(dir.path(), s)).unwrap(), bytes);
+        }
+        // Back to one shard: everything is in shard-0.log again.
+        let rec = recover_kv(dir.path(), 1);
+        assert_eq!(rec[0].state, model(&history, 1, 0));
+        assert!(!shard_path(dir.path(), 1).exists());
+        assert!(!shard_path(dir.path(), 2).exists());
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_rewrite_loses_nothing() {
+        // Two shards' files (a key's records all in its owner's file) are rewritten for
+        // one shard. Each case is the directory a crash leaves after one more step.
+        let history = vec![
+            put(1, "a", 10),
+            put(1, "b", 20),
+            put(2, "c", 30),
+            put(3, "a", 11),
+            remove(4, "b"),
+            put(5, "d", 40),
+            remove(6, "c"),
+            put(7, "c", 31),
+        ];
+        let old = |s: usize| -> Vec<Change> {
+            let mine = |r: &&Change| owner(2)(r.key()) == s;
+            history.iter().filter(mine).cloned().collect()
+        };
+        let live = model(&history, 1, 0).live_records();
+        // (snapshot, old shard-0, old shard-1, new shard-0, a torn temp file)
+        type Step<'a> = (bool, bool, bool, Option<&'a [Change]>, bool);
+        let steps: [Step; 6] = [
+            (false, true, true, None, true),           // writing the snapshot
+            (true, true, true, None, false),           // snapshot written
+            (true, false, true, None, false),          // first old file removed
+            (true, false, false, None, true),          // old files removed, writing the new
+            (true, false, false, Some(&live), false),  // new file written
+            (false, false, false, Some(&live), false), // done
+        ];
+        for (i, (snap, old0, old1, new0, tmp)) in steps.into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            if snap {
+                write_log(&dir.path().join(SNAPSHOT_FILE), &history);
+            }
+            if old0 {
+                write_log(&shard_path(dir.path(), 0), &old(0));
+            }
+            if old1 {
+                write_log(&shard_path(dir.path(), 1), &old(1));
+            }
+            if let Some(new0) = new0 {
+                write_log(&shard_path(dir.path(), 0), new0);
+            }
+            if tmp {
+                std::fs::write(dir.path().join("shard-0.tmp"), &MAGIC[..5]).unwrap();
+            }
+            let rec = recover_kv(dir.path(), 1);
+            assert_eq!(rec[0].state, model(&history, 1, 0), "crash after step {i}");
+            assert_eq!(rec[0].next_seq, 8, "crash after step {i}");
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert_eq!(left, vec!["shard-0.log".to_string()], "after step {i}");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_state_as_it_was() {
+        // The disk fills up under an append: it fails naming the file, the state keeps
+        // only what was durable before, later appends are refused, and a restart
+        // recovers the durable records.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        let d = data.clone();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let s = j.next_seq();
+            j.append(vec![put(s, "a", 1)]).await.unwrap();
+            fill_the_disk(&j);
+            let (s1, s2) = (j.next_seq(), j.next_seq());
+            let e = j
+                .append(vec![put(s1, "a", 2), put(s2, "b", 2)])
+                .await
+                .unwrap_err();
+            assert!(matches!(e, JournalError::Io { .. }), "{e}");
+            assert!(e.to_string().contains("shard-0.log"), "{e}");
+            assert_eq!(*j.state(), model(&[put(1, "a", 1)], 1, 0));
+            let s = j.next_seq();
+            let e = j.append(vec![put(s, "c", 3)]).await.unwrap_err();
+            assert!(matches!(e, JournalError::Failed { .. }), "{e}");
+            assert!(!j.state().0.contains_key("c"));
+        });
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        assert_eq!(rec.state, model(&[put(1, "a", 1)], 1, 0));
+    }
+
+    /// From now on every write to the journal's file gets ENOSPC from the kernel:
+    /// `/dev/full` takes the place of the file under the same descriptor.
+    fn fill_the_disk(j: &Journal<Kv>) {
+        use std::os::fd::AsRawFd;
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let fd = j.file.borrow().as_ref().unwrap().as_raw_fd();
+        // SAFETY: both descriptors are open; `fd` stays open (now naming /dev/full) and
+        // is closed once, when the journal drops its file.
+        assert!(unsafe { libc::dup2(full.as_raw_fd(), fd) } >= 0);
+    }
+
+    #[test]
+    fn records_out_of_the_order_of_their_seqs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let rec = recover_kv(&data, 1).pop().unwrap();
+        run(move || async move {
+            let j = Journal::open(&data, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let (s1, s2) = (j.next_seq(), j.next_seq());
+            j.append(vec![put(s2, "a", 2)]).await.unwrap();
+            let e = j.append(vec![put(s1, "a", 1)]).await.unwrap_err();
+            assert!(matches!(e, JournalError::OutOfOrder { .. }), "{e}");
+            // A number never handed out is refused too.
+            let e = j.append(vec![put(1000, "a", 3)]).await.unwrap_err();
+            assert!(matches!(e, JournalError::OutOfOrder { .. }), "{e}");
+            assert_eq!(value(&j.state(), "a"), Some(2));
+            let s = j.next_seq();
+            j.append(vec![put(s, "a", 4)]).await.unwrap();
+            assert_eq!(value(&j.state(), "a"), Some(4));
+        });
+    }
+
+    // --- properties ----------------------------------------------------------------
+
+    /// Batches of (put or remove, key, value), numbered 1, 2, ... in order.
+    fn batches() -> impl Strategy<Value = Vec<Vec<Change>>> {
+        let change = (prop::bool::weighted(0.75), 0usize..6, any::<u64>());
+        prop::collection::vec(prop::collection::vec(change, 1..5), 1..25).prop_map(|bs| {
+            let mut seq = 0;
+            bs.into_iter()
+                .map(|b| {
+                    b.into_iter()
+                        .map(|(is_put, k, v)| {
+                            seq += 1;
+                            let key = format!("{}{k}", "k".repeat(1 + 3 * k));
+                            if is_put {
+                                put(seq, &key, v)
+                            } else {
+                                remove(seq, &key)
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// Append `batches` one after another to a fresh one-shard journal under `dir`.
+    fn append_all(dir: &Path, batches: Vec<Vec<Change>>, roll_bytes: u64) {
+        let rec = recover_kv(dir, 1).pop().unwrap();
+        let d = dir.to_path_buf();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, roll_bytes).await.unwrap();
+            let all: Vec<Change> = batches.iter().flatten().cloned().collect();
+            for b in batches {
+                for r in &b {
+                    assert_eq!(j.next_seq(), r.seq());
+                }
+                j.append(b).await.unwrap();
+            }
+            assert_eq!(*j.state(), model(&all, 1, 0));
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A crash cuts the file at any byte: recovery keeps every record whose frame
+        /// ends before the cut, in order, and nothing after it, whatever the shard count
+        /// of the next run.
+        #[test]
+        fn a_crash_keeps_exactly_the_records_before_the_torn_frame(
+            batches in batches(),
+            cut in any::<prop::sample::Index>(),
+            shards in 1usize..4,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let all: Vec<Change> = batches.iter().flatten().cloned().collect();
+            append_all(dir.path(), batches, u64::MAX);
+            let path = shard_path(dir.path(), 0);
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            let cut = cut.index(len + 1);
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap()
+                .set_len(cut as u64).unwrap();
+            let mut end = MAGIC_LEN;
+            let mut kept = Vec::new();
+            for r in &all {
+                end += frame_len(r);
+                if end > cut {
+                    break;
+                }
+                kept.push(r.clone());
+            }
+            let rec = recover_kv(dir.path(), shards);
+            for (s, r) in rec.iter().enumerate() {
+                prop_assert_eq!(&r.state, &model(&kept, shards, s));
+                prop_assert_eq!(r.next_seq, kept.last().map_or(1, |r| r.seq() + 1));
+            }
+            if shards == 1 {
+                let frames: usize = kept.iter().map(frame_len).sum();
+                let len = std::fs::metadata(&path).unwrap().len() as usize;
+                prop_assert_eq!(len, MAGIC_LEN + frames);
+            }
+        }
+
+        /// With compaction on every few appends, the state after a restart (under any
+        /// shard count, and back to one) is the one the appends built.
+        #[test]
+        fn compaction_and_a_new_shard_count_keep_the_state(
+            batches in batches(),
+            roll_bytes in 100u64..1500,
+            shards in 1usize..4,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let all: Vec<Change> = batches.iter().flatten().cloned().collect();
+            append_all(dir.path(), batches, roll_bytes);
+            let rec = recover_kv(dir.path(), shards);
+            for (s, r) in rec.iter().enumerate() {
+                prop_assert_eq!(&r.state, &model(&all, shards, s));
+                // Compaction drops removals, maybe the newest numbers with them: the next
+                // run starts above every record that is left.
+                prop_assert!(r.state.0.values().all(|(seq, _)| *seq < r.next_seq));
+                prop_assert!(r.next_seq <= all.len() as u64 + 1);
+            }
+            let rec = recover_kv(dir.path(), 1);
+            prop_assert_eq!(&rec[0].state, &model(&all, 1, 0));
+        }
+    }
+}
