@@ -26,11 +26,12 @@ use crate::protocol::{self, FetchBudget};
 use crate::runtime::{Message, ShardContext};
 
 /// What each shard starts from: the config, the registry as loaded from disk, and the
-/// committed offsets of the groups it owns (read before the shards start).
+/// journals of the groups and transactional ids it owns (read before the shards start).
 pub struct ShardInit {
     pub config: Arc<BrokerConfig>,
     pub registry: Arc<Registry>,
     pub groups: group::Recovered,
+    pub txns: txn::store::Recovered,
 }
 
 /// Every service of one shard.
@@ -52,7 +53,7 @@ pub fn shard_main(
 ) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
     Box::pin(async move {
         let broker = Rc::new(Broker::build(ctx, init.config.clone()));
-        let loaded = broker.load(init.registry, init.groups).await;
+        let loaded = broker.load(init.registry, init.groups, init.txns).await;
         let ready = broker.ctx.ready(loaded.is_ok()).await;
         loaded?;
         ready?;
@@ -151,6 +152,7 @@ impl Broker {
         self: &Rc<Self>,
         registry: Arc<Registry>,
         groups: group::Recovered,
+        txns: txn::store::Recovered,
     ) -> Result<(), String> {
         self.ctx.mesh.register(self.clone());
         self.install(registry)
@@ -162,7 +164,7 @@ impl Broker {
             .map_err(|e| format!("loading consumer groups failed: {e}"))?;
         self.groups.spawn_tick(self.ctx.shutdown.clone());
         self.txns
-            .load(&self.config.data_dir)
+            .load(&self.config.data_dir, txns)
             .await
             .map_err(|e| format!("loading transactions failed: {e}"))
     }
@@ -171,6 +173,10 @@ impl Broker {
     /// listener with its connections.
     async fn serve(self: &Rc<Self>) {
         if self.ctx.id.0 == 0 {
+            // Every shard has imported what it owns of the old transaction state files.
+            if let Err(e) = txn::store::remove_legacy(&self.config.data_dir) {
+                tracing::warn!("{e}");
+            }
             let collect = collector(&self.ctx);
             let addr = self.config.admin_addr;
             let shutdown = self.ctx.shutdown.clone();

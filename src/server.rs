@@ -50,6 +50,7 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
     }
     spawn_signal_thread(senders)?;
     let groups = crate::coordinator::group::recover(&config.data_dir, config.shards)?;
+    let txns = crate::coordinator::txn::store::recover(&config.data_dir, config.shards)?;
     let spec = RuntimeSpec {
         shards: config.shards,
         io_memory_bytes: config.io_memory_bytes,
@@ -57,10 +58,12 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
     let (config, registry) = (Arc::new(config), Arc::new(registry));
     let inits = groups
         .into_iter()
-        .map(|groups| ShardInit {
+        .zip(txns)
+        .map(|(groups, txns)| ShardInit {
             config: config.clone(),
             registry: registry.clone(),
             groups,
+            txns,
         })
         .collect();
     runtime::run(spec, inits, stops, shard_main)?;

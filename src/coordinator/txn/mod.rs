@@ -29,7 +29,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::kafka::{ErrorCode, ShardId, TopicPartition};
 use crate::runtime::{now_ms, FifoGate};
@@ -115,20 +115,41 @@ impl Coordinator {
         owner_shard(transactional_id, self.shards) == self.shard
     }
 
-    /// Load this shard's entries (blocking, at start-up), then save them in its own
-    /// state before the shard serves: if the shard count changed, the ids this shard
-    /// owns now may sit in another shard's state, which that shard will drop.
-    pub async fn load(&self, data_dir: &Path) -> Result<(), String> {
-        let (store, entries) = TxnStore::load(data_dir, self.shard, self.shards)?;
-        let any = !entries.is_empty();
+    /// Open this shard's journal from what `store::recover` read, and import the ids
+    /// it owns from the state files of before the journal (`store::legacy_entries`).
+    pub async fn load(&self, data_dir: &Path, recovered: store::Recovered) -> Result<(), String> {
+        let store = TxnStore::open(data_dir, self.shard, recovered).await?;
+        let mut entries = store.entries();
+        let legacy: Vec<TxnEntry> = store::legacy_entries(data_dir, self.shard, self.shards)?
+            .into_iter()
+            .filter(|e| {
+                entries
+                    .get(&e.transactional_id)
+                    .is_none_or(|have| e.version > have.version)
+            })
+            .collect();
+        if !legacy.is_empty() {
+            store.put(legacy.clone()).await?;
+            info!(
+                shard = self.shard.0,
+                transactional_ids = legacy.len(),
+                "imported transaction state into the journal"
+            );
+        }
+        for e in legacy {
+            entries.insert(e.transactional_id.clone(), e);
+        }
+        if !entries.is_empty() {
+            info!(
+                shard = self.shard.0,
+                transactional_ids = entries.len(),
+                "transactions loaded"
+            );
+        }
         *self.entries.borrow_mut() = entries;
         *self.store.borrow_mut() = Some(Rc::new(store));
         self.loaded.set(true);
-        if !any {
-            return Ok(());
-        }
-        let _lock = self.gate.lock().await;
-        self.save().await
+        Ok(())
     }
 
     /// (topic, partition) of `group` with an offset in a transaction that has not ended.
@@ -157,17 +178,14 @@ impl Coordinator {
         self.entries.borrow().values().cloned().collect()
     }
 
-    async fn save(&self) -> Result<(), String> {
-        let entries = self.entries.borrow().clone();
+    fn store(&self) -> Result<Rc<TxnStore>, String> {
         let store = self.store.borrow().clone();
-        let Some(store) = store else {
-            return Err("transaction state is not loaded".into());
-        };
-        store.save(&entries).await
+        store.ok_or_else(|| "transaction state is not loaded".to_string())
     }
 
-    /// Change one entry under the gate and save it; on a failed save the old entry is
-    /// put back and the client told KAFKA_STORAGE_ERROR.
+    /// Change one entry under the gate: it is written to the journal and, once durable,
+    /// becomes the entry everyone sees; on a failed write nothing changes and the client
+    /// is told KAFKA_STORAGE_ERROR.
     async fn update<T>(
         &self,
         id: &str,
@@ -187,19 +205,18 @@ impl Coordinator {
         }
         new.updated_ms = now_ms();
         new.version = old.as_ref().map_or(0, |o| o.version) + 1;
-        self.entries.borrow_mut().insert(id.to_string(), new);
-        if let Err(e) = self.save().await {
+        let saved = match self.store() {
+            Ok(store) => store.put(vec![new.clone()]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
             warn!(
                 transactional_id = id,
                 "saving transaction state failed: {e}"
             );
-            let mut entries = self.entries.borrow_mut();
-            match old {
-                Some(o) => entries.insert(id.to_string(), o),
-                None => entries.remove(id),
-            };
             return Err(ErrorCode::KafkaStorageError);
         }
+        self.entries.borrow_mut().insert(id.to_string(), new);
         Ok(out)
     }
 }
@@ -209,7 +226,7 @@ mod tests {
     use super::store::{state_dir, TxnFile};
     use super::*;
     use crate::log::tests::run;
-    use crate::store::atomic as store;
+    use crate::store::atomic;
 
     /// A coordinator that reaches nothing outside its own state.
     struct NoPeers;
@@ -280,10 +297,12 @@ mod tests {
         }
     }
 
-    /// Every shard reads every file: an id keeps its newest copy and lands on its owner
-    /// under the current shard count, also when the count changed since it was saved.
+    /// The state files of before the journal are imported once: every shard takes the
+    /// newest copy of each id it owns under the current shard count (also when the count
+    /// changed since they were saved), the files go, and a restart reads it all back
+    /// from the journal.
     #[test]
-    fn load_keeps_the_newest_copy_of_each_owned_id() {
+    fn legacy_state_files_are_imported_into_the_journal_once() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
         run(move || async move {
@@ -302,32 +321,30 @@ mod tests {
                     .map(|i| entry(i, 2, Phase::CompleteCommit, 200))
                     .collect(),
             };
-            store::save(&d.join("shard-0.state"), &new).await.unwrap();
-            store::save(&d.join("shard-3.state"), &old).await.unwrap();
-            let mut seen = 0;
-            for shard in 0..2 {
-                let c = coordinator(shard);
-                c.load(&data).await.unwrap();
-                for id in &ids {
-                    match c.entry(id) {
-                        Some(e) => {
-                            assert_eq!(owner_shard(id, 2), ShardId(shard));
-                            assert_eq!((e.epoch, e.phase), (2, Phase::CompleteCommit));
-                            assert_eq!(e, entry(id, 2, Phase::CompleteCommit, 200));
-                            seen += 1;
+            atomic::save(&d.join("shard-0.state"), &new).await.unwrap();
+            atomic::save(&d.join("shard-3.state"), &old).await.unwrap();
+            for round in 0..2 {
+                let recovered = store::recover(&data, 2).unwrap();
+                let mut seen = 0;
+                for (shard, rec) in recovered.into_iter().enumerate() {
+                    let c = coordinator(shard);
+                    c.load(&data, rec).await.unwrap();
+                    for id in &ids {
+                        match c.entry(id) {
+                            Some(e) => {
+                                assert_eq!(owner_shard(id, 2), ShardId(shard));
+                                assert_eq!((e.epoch, e.phase), (2, Phase::CompleteCommit));
+                                assert_eq!(e, entry(id, 2, Phase::CompleteCommit, 200));
+                                seen += 1;
+                            }
+                            None => assert_ne!(owner_shard(id, 2), ShardId(shard)),
                         }
-                        None => assert_ne!(owner_shard(id, 2), ShardId(shard)),
                     }
                 }
-                if shard == 0 {
-                    // Shard 0's own file keeps the ids shard 1 owns now: saving it must
-                    // not drop them before shard 1 has saved them in its own file.
-                    c.save().await.unwrap();
-                    let back: TxnFile = store::load(&d.join("shard-0.state")).unwrap().unwrap();
-                    assert_eq!(back.entries.len(), ids.len());
-                }
+                assert_eq!(seen, ids.len(), "round {round}");
+                store::remove_legacy(&data).unwrap();
+                assert!(!d.join("shard-0.state").exists());
             }
-            assert_eq!(seen, ids.len());
         });
     }
 

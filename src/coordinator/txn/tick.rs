@@ -95,19 +95,21 @@ impl Coordinator {
         if gone.is_empty() {
             return;
         }
-        let removed: Vec<TxnEntry> = {
-            let mut entries = txns.entries.borrow_mut();
-            gone.iter().filter_map(|id| entries.remove(id)).collect()
-        };
-        if let Err(e) = txns.save().await {
-            warn!("saving transaction state after expiring ids failed: {e}");
-            let mut entries = txns.entries.borrow_mut();
-            for e in removed {
-                entries.insert(e.transactional_id.clone(), e);
-            }
-            return;
+        let removed = match txns.store() {
+        Ok(store) => store.remove(&gone).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        warn!("saving transaction state after expiring ids failed: {e}");
+        return;
+    }
+    {
+        let mut entries = txns.entries.borrow_mut();
+        for id in &gone {
+            entries.remove(id);
         }
-        info!(count = removed.len(), "expired idle transactional ids");
+    }
+    info!(count = gone.len(), "expired idle transactional ids");
     }
 
     /// `complete` for the tick: a failure is retried later, backing off up to 30 s.
