@@ -300,10 +300,12 @@ def check_services(edges):
 def check_words(codes):
     errors = []
     for rel, code in sorted(codes.items()):
-        test_at = test_module_start(code)
+        in_tests = test_lines(code)
+        if is_test_file(rel):
+            continue
         for i, line in enumerate(code.split("\n"), 1):
-            if test_at is not None and i >= test_at:
-                break
+            if i in in_tests:
+                continue
             if TODO.search(line):
                 errors.append(f"{rel}:{i}: todo!/unimplemented! in src/")
             hot = rel.split("/")[0] in NO_SYNC_PARTS or rel in NO_SYNC_FILES
@@ -320,9 +322,20 @@ def is_test_file(rel):
     return rel.endswith("/tests.rs") or rel == "tests.rs"
 
 
-def test_module_start(code):
-    m = re.search(r"#\[cfg\(test\)\]\s*mod\s+\w+", code)
-    return code[: m.start()].count("\n") + 1 if m else None
+def test_lines(code):
+    """Line numbers (1-based) inside `#[cfg(test)] mod x { ... }` blocks."""
+    out = set()
+    for m in re.finditer(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*\{", code):
+        depth, i = 0, m.end() - 1
+        while i < len(code):
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        first = code[: m.start()].count("\n") + 1
+        last = code[:i].count("\n") + 1
+        out.update(range(first, last + 1))
+    return out
 
 
 def longest_functions(codes, top=5):
@@ -331,10 +344,10 @@ def longest_functions(codes, top=5):
         if is_test_file(rel):
             continue
         lines = code.split("\n")
-        test_at = test_module_start(code)
+        in_tests = test_lines(code)
         for i, line in enumerate(lines):
-            if test_at is not None and i + 1 >= test_at:
-                break
+            if i + 1 in in_tests:
+                continue
             m = re.match(r"\s*(pub(\([^)]*\))?\s+)?(async\s+)?(const\s+)?fn\s+(\w+)", line)
             if not m:
                 continue

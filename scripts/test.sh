@@ -3,8 +3,11 @@
 #   1. system packages the client tests need (kcat, python3-venv), if missing;
 #   2. a Python venv at .venv with the pinned clients (tests/requirements.txt);
 #   3. cargo build --release   (the broker binary, target/release/sluice);
-#   4. cargo test --release    (unit tests and Rust integration tests);
-#   5. pytest tests/clients    (real clients against the real binary).
+#   4. scripts/check_layers.py (the architecture's invariants: layers, no locks
+#      or atomics on the produce/fetch path, no todo!());
+#   5. cargo test --release    (unit tests and Rust integration tests);
+#   6. pytest tests/clients tests/tools (real clients against the real binary,
+#      and the layer checker against planted violations).
 # Runs from any directory, without a terminal, as root (CI) or a user with sudo.
 # Exits non-zero if any step fails; later test steps still run when an earlier
 # test step fails, so one run shows every failure.
@@ -106,7 +109,16 @@ rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 export SLUICE_BIN
 [[ -x "$SLUICE_BIN" ]] || { echo "error: $SLUICE_BIN was not built" >&2; exit 1; }
 
-# --- 4. Rust tests --------------------------------------------------------------------
+# --- 4. layer check -------------------------------------------------------------------
+step "scripts/check_layers.py (ARCHITECTURE.md invariants)"
+if "$VENV/bin/python" "$ROOT/scripts/check_layers.py" 2>&1 | tee "$REPORTS/check-layers.log"; then
+  echo "test result: ok. 1 passed; 0 failed" >>"$REPORTS/check-layers.log"
+else
+  FAILED+=("scripts/check_layers.py")
+  echo "test result: FAILED. 0 passed; 1 failed" >>"$REPORTS/check-layers.log"
+fi
+
+# --- 5. Rust tests --------------------------------------------------------------------
 if [[ "${SKIP_CARGO_TEST:-0}" == 1 ]]; then
   step "cargo test --release: skipped (SKIP_CARGO_TEST=1)"
 else
@@ -115,11 +127,11 @@ else
     || { FAILED+=("cargo test --release"); touch "$REPORTS/cargo-test.failed"; }
 fi
 
-# --- 5. real clients against the real binary -----------------------------------------
-step "pytest tests/clients (SLUICE_BIN=$SLUICE_BIN)"
+# --- 6. real clients against the real binary -----------------------------------------
+step "pytest tests/clients tests/tools (SLUICE_BIN=$SLUICE_BIN)"
 # shellcheck disable=SC2086  # PYTEST_ARGS is split on purpose
-"$VENV/bin/python" -m pytest "$ROOT/tests/clients" -v --junitxml="$REPORTS/pytest.xml" ${PYTEST_ARGS:-} </dev/null \
-  || FAILED+=("pytest tests/clients")
+"$VENV/bin/python" -m pytest "$ROOT/tests/clients" "$ROOT/tests/tools" -v --junitxml="$REPORTS/pytest.xml" ${PYTEST_ARGS:-} </dev/null \
+  || FAILED+=("pytest tests/clients tests/tools")
 
 step "done in $((SECONDS - START)) s"
 # One closing line with the counts of both runners: cargo's "test result" lines
@@ -130,6 +142,10 @@ import xml.etree.ElementTree as ET
 reports = pathlib.Path(sys.argv[1])
 passed = failed = 0
 cargo = reports / "cargo-test.log"
+layers = reports / "check-layers.log"
+if layers.exists():
+    for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", layers.read_text()):
+        passed, failed = passed + int(p), failed + int(f)
 if cargo.exists():
     text = cargo.read_text(errors="replace")
     counts = re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text)

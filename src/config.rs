@@ -352,16 +352,16 @@ impl BrokerConfig {
             .then(|| Duration::from_millis(self.idle_connection_timeout_ms))
     }
 
-    /// (host, port) advertised to clients.
+    /// (host, port) advertised to clients: `advertised_listener` (validated by
+    /// `resolve`), or the listen address when it is unset.
     pub fn advertised(&self) -> (String, i32) {
-        let (host, port) = self
+        let parsed = self
             .advertised_listener
             .rsplit_once(':')
-            .expect("validated in resolve()");
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        (
-            host.to_string(),
-            port.parse().expect("validated in resolve()"),
-        )
+            .and_then(|(h, p)| {
+                let host = h.trim_start_matches('[').trim_end_matches(']');
+                Some((host.to_string(), p.parse().ok()?))
+            });
+        parsed.unwrap_or_else(|| (self.listen.ip().to_string(), i32::from(self.listen.port())))
     }
 }

@@ -15,24 +15,71 @@ use crate::store::atomic as store;
 
 /// Run the broker until a signal stops it. Errors name what went wrong (and which file).
 pub fn serve(config: BrokerConfig) -> Result<(), String> {
+    let running = start(config)?;
+    spawn_signal_thread(running.stopper())?;
+    running.join()
+}
+
+/// A broker started by `start`: its shards run on their own threads until stopped.
+pub struct Running {
+    stopper: Stopper,
+    shards: std::thread::JoinHandle<Result<(), String>>,
+    /// Held for as long as the broker runs.
+    _lock: File,
+}
+
+/// Fires every shard's shutdown (once; later calls do nothing). Cheap to clone and
+/// usable from any thread.
+#[derive(Clone)]
+pub struct Stopper(Arc<std::sync::Mutex<Vec<oneshot::Sender<()>>>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        // A poisoned lock means a panic elsewhere already: stop anyway.
+        let senders = match self.0.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for s in senders {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Running {
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Wait until every shard has stopped.
+    pub fn join(self) -> Result<(), String> {
+        let r = self
+            .shards
+            .join()
+            .unwrap_or_else(|_| Err("the shards' thread panicked".to_string()));
+        info!("sluice stopped");
+        r
+    }
+
+    /// Stop gracefully and wait.
+    pub fn stop(self) -> Result<(), String> {
+        self.stopper.stop();
+        self.join()
+    }
+}
+
+/// Load the durable state and start the shards (in the background); the broker serves
+/// once every shard is ready. Errors name what went wrong (and which file).
+pub fn start(config: BrokerConfig) -> Result<Running, String> {
     std::fs::create_dir_all(config.data_dir.join("meta")).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
             config.data_dir.display()
         )
     })?;
-    let _lock = lock_data_dir(&config)?;
+    let lock = lock_data_dir(&config)?;
     raise_open_files_limit(&config);
-    let path = registry_path(&config.data_dir);
-    let record: RegistryRecord = store::load(&path)
-        .map_err(|e| e.to_string())?
-        .unwrap_or(RegistryRecord { topics: Vec::new() });
-    let registry = Registry::from_record(
-        &record,
-        &TopicConfigDefaults::from_broker(&config),
-        config.shards,
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let registry = load_registry(&config)?;
     info!(
         data_dir = %config.data_dir.display(),
         topics = registry.topics.len(),
@@ -40,7 +87,6 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
         flush = %config.flush,
         "starting sluice"
     );
-
     let mut stops = Vec::new();
     let mut senders = Vec::new();
     for _ in 0..config.shards {
@@ -48,7 +94,6 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
         senders.push(tx);
         stops.push(rx);
     }
-    spawn_signal_thread(senders)?;
     let groups = crate::coordinator::group::recover(&config.data_dir, config.shards)?;
     let txns = crate::coordinator::txn::store::recover(&config.data_dir, config.shards)?;
     let spec = RuntimeSpec {
@@ -66,9 +111,28 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
             txns,
         })
         .collect();
-    runtime::run(spec, inits, stops, shard_main)?;
-    info!("sluice stopped");
-    Ok(())
+    let shards = std::thread::Builder::new()
+        .name("shards".into())
+        .spawn(move || runtime::run(spec, inits, stops, shard_main))
+        .map_err(|e| format!("cannot start the shards: {e}"))?;
+    Ok(Running {
+        stopper: Stopper(Arc::new(std::sync::Mutex::new(senders))),
+        shards,
+        _lock: lock,
+    })
+}
+
+fn load_registry(config: &BrokerConfig) -> Result<Registry, String> {
+    let path = registry_path(&config.data_dir);
+    let record: RegistryRecord = store::load(&path)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(RegistryRecord { topics: Vec::new() });
+    Registry::from_record(
+        &record,
+        &TopicConfigDefaults::from_broker(config),
+        config.shards,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Only one broker may use a data directory at a time.
@@ -86,7 +150,7 @@ fn lock_data_dir(config: &BrokerConfig) -> Result<File, String> {
     Ok(f)
 }
 
-fn spawn_signal_thread(senders: Vec<oneshot::Sender<()>>) -> Result<(), String> {
+fn spawn_signal_thread(stopper: Stopper) -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -98,9 +162,7 @@ fn spawn_signal_thread(senders: Vec<oneshot::Sender<()>>) -> Result<(), String> 
                     signal = sig,
                     "shutting down: finishing in-flight requests and syncing logs"
                 );
-                for s in senders {
-                    let _ = s.send(());
-                }
+                stopper.stop();
             }
             // A second signal means "now".
             if signals.forever().next().is_some() {

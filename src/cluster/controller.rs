@@ -22,6 +22,8 @@ use crate::store::atomic as store;
 
 /// The shard the controller runs on.
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
+/// The most partitions a topic may have.
+const MAX_PARTITIONS: i32 = 100_000;
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -153,45 +155,7 @@ impl Controller {
         change: Change,
     ) -> Result<(Registry, Arc<TopicMeta>), KafkaError> {
         match change {
-            Change::Create(t) => {
-                validate_topic_name(&t.name)
-                    .map_err(|m| KafkaError::new(ErrorCode::InvalidTopicException, m))?;
-                if reg.topic(&t.name).is_some() {
-                    return Err(KafkaError::new(
-                        ErrorCode::TopicAlreadyExists,
-                        format!("topic '{}' already exists", t.name),
-                    ));
-                }
-                let partitions = if t.partitions == -1 {
-                    self.default_partitions
-                } else {
-                    t.partitions
-                };
-                if !(1..=100_000).contains(&partitions) {
-                    return Err(KafkaError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!("number of partitions must be 1..=100000, got {partitions}"),
-                    ));
-                }
-                let log_config = self
-                    .cluster
-                    .defaults()
-                    .log_config(&t.configs)
-                    .map_err(|e| KafkaError::new(ErrorCode::InvalidConfig, e.0))?;
-                info!(topic = %t.name, partitions, "creating topic");
-                Ok(with_topic(
-                    reg,
-                    TopicMeta {
-                        partition_shards: (0..partitions)
-                            .map(|p| place_partition(&t.name, p, self.cluster.shards()))
-                            .collect(),
-                        name: t.name.as_str().into(),
-                        id: new_topic_id(),
-                        overrides: t.configs,
-                        log_config,
-                    },
-                ))
-            }
+            Change::Create(t) => self.plan_create(reg, t),
             Change::Delete { name } => {
                 let t = reg
                     .topic(&name)
@@ -200,50 +164,114 @@ impl Controller {
                 info!(topic = %name, "deleting topic");
                 Ok((reg.without_topic(&name), t))
             }
-            Change::AddPartitions { name, total } => {
-                let t = reg.topic(&name).ok_or_else(|| unknown_topic(&name))?;
-                let have = t.partition_count();
-                if total <= have || total > 100_000 {
-                    return Err(KafkaError::new(
-                        ErrorCode::InvalidPartitions,
-                        format!("topic '{name}' has {have} partitions; the new count must be larger (and ≤ 100000), got {total}"),
-                    ));
-                }
-                let mut t = (**t).clone();
-                t.partition_shards.extend(
-                    (have..total).map(|p| place_partition(&name, p, self.cluster.shards())),
-                );
-                info!(topic = %name, from = have, to = total, "adding partitions");
-                Ok(with_topic(reg, t))
-            }
+            Change::AddPartitions { name, total } => self.plan_add_partitions(reg, &name, total),
             Change::AlterConfigs {
                 name,
                 set,
                 incremental,
-            } => {
-                let t = reg.topic(&name).ok_or_else(|| unknown_topic(&name))?;
-                let mut overrides = if incremental {
-                    t.overrides.clone()
-                } else {
-                    BTreeMap::new()
-                };
-                for (k, v) in set {
-                    match v {
-                        Some(v) => overrides.insert(k, v),
-                        None => overrides.remove(&k),
-                    };
-                }
-                let log_config = self
-                    .cluster
-                    .defaults()
-                    .log_config(&overrides)
-                    .map_err(|e| KafkaError::new(ErrorCode::InvalidConfig, e.0))?;
-                let mut t = (**t).clone();
-                t.overrides = overrides;
-                t.log_config = log_config;
-                Ok(with_topic(reg, t))
-            }
+            } => self.plan_alter_configs(reg, &name, set, incremental),
         }
+    }
+
+    fn plan_create(
+        &self,
+        reg: &Registry,
+        t: NewTopic,
+    ) -> Result<(Registry, Arc<TopicMeta>), KafkaError> {
+        validate_topic_name(&t.name)
+            .map_err(|m| KafkaError::new(ErrorCode::InvalidTopicException, m))?;
+        if reg.topic(&t.name).is_some() {
+            return Err(KafkaError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' already exists", t.name),
+            ));
+        }
+        let partitions = if t.partitions == -1 {
+            self.default_partitions
+        } else {
+            t.partitions
+        };
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(KafkaError::new(
+                ErrorCode::InvalidPartitions,
+                format!("number of partitions must be 1..={MAX_PARTITIONS}, got {partitions}"),
+            ));
+        }
+        let log_config = self.log_config(&t.configs)?;
+        info!(topic = %t.name, partitions, "creating topic");
+        let shards = self.cluster.shards();
+        Ok(with_topic(
+            reg,
+            TopicMeta {
+                partition_shards: (0..partitions)
+                    .map(|p| place_partition(&t.name, p, shards))
+                    .collect(),
+                name: t.name.as_str().into(),
+                id: new_topic_id(),
+                overrides: t.configs,
+                log_config,
+            },
+        ))
+    }
+
+    fn plan_add_partitions(
+        &self,
+        reg: &Registry,
+        name: &str,
+        total: i32,
+    ) -> Result<(Registry, Arc<TopicMeta>), KafkaError> {
+        let t = reg.topic(name).ok_or_else(|| unknown_topic(name))?;
+        let have = t.partition_count();
+        if total <= have || total > MAX_PARTITIONS {
+            return Err(KafkaError::new(
+                ErrorCode::InvalidPartitions,
+                format!("topic '{name}' has {have} partitions; the new count must be larger (and ≤ {MAX_PARTITIONS}), got {total}"),
+            ));
+        }
+        let mut t = (**t).clone();
+        let shards = self.cluster.shards();
+        t.partition_shards
+            .extend((have..total).map(|p| place_partition(name, p, shards)));
+        info!(topic = %name, from = have, to = total, "adding partitions");
+        Ok(with_topic(reg, t))
+    }
+
+    /// Replace (`incremental` false) or patch (a `None` value deletes the key) the
+    /// topic's overrides.
+    fn plan_alter_configs(
+        &self,
+        reg: &Registry,
+        name: &str,
+        set: BTreeMap<String, Option<String>>,
+        incremental: bool,
+    ) -> Result<(Registry, Arc<TopicMeta>), KafkaError> {
+        let t = reg.topic(name).ok_or_else(|| unknown_topic(name))?;
+        let mut overrides = if incremental {
+            t.overrides.clone()
+        } else {
+            BTreeMap::new()
+        };
+        for (k, v) in set {
+            match v {
+                Some(v) => overrides.insert(k, v),
+                None => overrides.remove(&k),
+            };
+        }
+        let log_config = self.log_config(&overrides)?;
+        let mut t = (**t).clone();
+        t.overrides = overrides;
+        t.log_config = log_config;
+        Ok(with_topic(reg, t))
+    }
+
+    fn log_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<crate::log::LogConfig, KafkaError> {
+        self.cluster
+            .defaults()
+            .log_config(overrides)
+            .map_err(|e| KafkaError::new(ErrorCode::InvalidConfig, e.0))
     }
 }
 

@@ -1,30 +1,15 @@
 //! Stories of the partition log, on real files in a temp dir, inside glommio executors.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::{LocalExecutorBuilder, Placement};
 use proptest::prelude::*;
 
 use super::batch::{self, BatchBuilder};
 use super::*;
 
-/// Runs `f` on a fresh executor with little io memory (the locked-memory limit is 8 MiB).
-/// Runs a test body on a fresh glommio executor (io memory sized for tests).
-pub(crate) fn run<F, Fut>(f: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(f)
-        .expect("executor starts")
-        .join()
-        .expect("test body ran");
-}
+pub(crate) use crate::runtime::test_run as run;
 
 fn small_config() -> LogConfig {
     LogConfig {

@@ -88,7 +88,7 @@ mod tests {
     use std::cell::RefCell;
     use std::path::Path;
 
-    use crate::log::tests::run;
+    use crate::runtime::test_run as run;
 
     use super::*;
     use crate::kafka::ErrorCode;

@@ -262,3 +262,131 @@ pub fn serve_peers(mut receivers: Receivers<Envelope>, mesh: Rc<Mesh>) {
         .detach();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::{Arc, Mutex};
+
+    use glommio::channels::channel_mesh::MeshBuilder;
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    use super::*;
+
+    /// A service that remembers which shard it lives on and what it was sent.
+    struct Counter {
+        shard: usize,
+        seen: Cell<u64>,
+        order: RefCell<Vec<u64>>,
+    }
+
+    #[derive(Clone)]
+    struct Add(u64);
+
+    impl Message for Add {
+        type Service = Counter;
+        type Reply = (usize, u64);
+        const NAME: &'static str = "test.add";
+
+        async fn handle(self, c: Rc<Counter>) -> Self::Reply {
+            c.seen.set(c.seen.get() + self.0);
+            c.order.borrow_mut().push(self.0);
+            (c.shard, c.seen.get())
+        }
+    }
+
+    struct Unregistered;
+
+    struct Ping;
+
+    impl Message for Ping {
+        type Service = Unregistered;
+        type Reply = ();
+        const NAME: &'static str = "test.ping";
+
+        async fn handle(self, _: Rc<Unregistered>) {}
+    }
+
+    /// Two shards joined by a real channel mesh; `body` runs on shard 0 while shard 1
+    /// serves until shard 0 is done.
+    fn two_shards<F, Fut>(body: F) -> Vec<u64>
+    where
+        F: FnOnce(Rc<Mesh>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let builder: MeshBuilder<Envelope, _> = MeshBuilder::full(2, 16);
+        let done = Arc::new(Barrier2::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        let mut body = Some(body);
+        for id in 0..2usize {
+            let builder = builder.clone();
+            let done = done.clone();
+            let order = order.clone();
+            let body = if id == 0 { body.take() } else { None };
+            let h = LocalExecutorBuilder::new(Placement::Unbound)
+                .io_memory(1 << 20)
+                .spawn(move || async move {
+                    let (senders, receivers) = builder.join().await.unwrap();
+                    let mesh = Rc::new(Mesh::new(ShardId(id), senders));
+                    let counter = Rc::new(Counter {
+                        shard: id,
+                        seen: Cell::new(0),
+                        order: RefCell::new(Vec::new()),
+                    });
+                    mesh.register(counter.clone());
+                    serve_peers(receivers, mesh.clone());
+                    if let Some(body) = body {
+                        body(mesh.clone()).await;
+                        done.0.store(true, std::sync::atomic::Ordering::Release);
+                    } else {
+                        while !done.0.load(std::sync::atomic::Ordering::Acquire) {
+                            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                        }
+                        *order.lock().unwrap() = counter.order.borrow().clone();
+                    }
+                    mesh.close();
+                })
+                .unwrap();
+            handles.push(h);
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        let v = order.lock().unwrap().clone();
+        v
+    }
+
+    #[derive(Default)]
+    struct Barrier2(std::sync::atomic::AtomicBool);
+
+    #[test]
+    fn a_local_call_runs_inline_and_a_remote_one_is_one_hop_counted_by_name() {
+        two_shards(|mesh| async move {
+            assert_eq!(mesh.call(ShardId(0), Add(5)).await.unwrap(), (0, 5));
+            assert!(mesh.hops().is_empty(), "a local call is no hop");
+            assert_eq!(mesh.call(ShardId(1), Add(7)).await.unwrap(), (1, 7));
+            assert_eq!(mesh.hops(), vec![("test.add", 1)]);
+            let all = mesh.call_all(Add(1)).await;
+            let all: Vec<_> = all.into_iter().map(|r| r.unwrap()).collect();
+            assert_eq!(all, vec![(0, 6), (1, 8)], "every shard, in shard order");
+            assert_eq!(
+                mesh.call(ShardId(1), Ping).await.unwrap_err(),
+                MeshError::NoService("test.ping"),
+                "a service the target does not have is an error, not a panic"
+            );
+        });
+    }
+
+    #[test]
+    fn calls_from_one_shard_to_another_arrive_in_the_order_they_were_made() {
+        // More calls than the channel holds, made concurrently: some wait for room.
+        let order = two_shards(|mesh| async move {
+            let calls = (0..200u64).map(|i| mesh.call(ShardId(1), Add(i)));
+            for r in futures_util::future::join_all(calls).await {
+                r.unwrap();
+            }
+        });
+        assert_eq!(order, (0..200).collect::<Vec<_>>());
+    }
+}

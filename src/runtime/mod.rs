@@ -185,3 +185,19 @@ async fn shard_main<T>(start: Start, init: T, main: ShardMain<T>) -> Result<(), 
     info!(shard = start.id.0, "shard stopped");
     result
 }
+
+/// Runs a test body on a fresh glommio executor, with io memory sized for tests (the
+/// locked-memory limit is 8 MiB here): the one runner of every part's tests.
+#[cfg(test)]
+pub(crate) fn test_run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .expect("executor starts")
+        .join()
+        .expect("test body ran");
+}

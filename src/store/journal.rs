@@ -687,7 +687,7 @@ impl<S: JournalState> Journal<S> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::future::Future;
+
     use std::rc::Rc;
 
     use proptest::prelude::*;
@@ -697,20 +697,7 @@ mod tests {
 
     const MAGIC: &[u8; 8] = b"SLTEST01";
 
-    /// Runs a test body on a fresh glommio executor. The same as `log::tests::run`, which
-    /// `store/` cannot use: `log` and `store` are peers in the layering.
-    fn run<F, Fut>(f: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(1 << 20)
-            .spawn(f)
-            .expect("executor starts")
-            .join()
-            .expect("test body ran");
-    }
+    use crate::runtime::test_run as run;
 
     /// A key's newest value, or its removal: the shape of most journaled state (an
     /// `Upsert(entry) | Remove(id)` of transaction state is the same).

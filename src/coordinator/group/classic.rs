@@ -793,21 +793,19 @@ impl ClassicGroup {
         }
     }
 
-    /// (member id, instance id, client id, client host, metadata, assignment).
-    pub fn describe_members(&self) -> Vec<(String, Option<String>, String, String, Bytes, Bytes)> {
+    /// The members as DescribeGroups shows them, in join order.
+    pub fn describe_members(&self) -> Vec<super::DescribedMember> {
         let protocol = self.protocol.clone().unwrap_or_default();
         let mut ms: Vec<&ClassicMember> = self.members.values().collect();
         ms.sort_by_key(|m| m.order);
         ms.into_iter()
-            .map(|m| {
-                (
-                    m.member_id.clone(),
-                    m.instance_id.clone(),
-                    m.client_id.clone(),
-                    m.client_host.clone(),
-                    m.metadata_for(&protocol),
-                    m.assignment.clone(),
-                )
+            .map(|m| super::DescribedMember {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m.metadata_for(&protocol),
+                assignment: m.assignment.clone(),
             })
             .collect()
     }

@@ -558,22 +558,7 @@ impl Coordinator {
                 d.state = g.state.name().to_string();
                 d.protocol_type = g.protocol_type.clone().unwrap_or_default();
                 d.protocol = g.protocol.clone().unwrap_or_default();
-                d.members = g
-                    .describe_members()
-                    .into_iter()
-                    .map(
-                        |(member_id, instance_id, client_id, client_host, metadata, assignment)| {
-                            DescribedMember {
-                                member_id,
-                                instance_id,
-                                client_id,
-                                client_host,
-                                metadata,
-                                assignment,
-                            }
-                        },
-                    )
-                    .collect();
+                d.members = g.describe_members();
             }
             Some(Group::Consumer(g)) => {
                 d.state = g.state_name().to_string();

@@ -212,7 +212,7 @@ impl OffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::tests::run;
+    use crate::runtime::test_run as run;
     use crate::store::journal::{encode_frame, shard_path, SNAPSHOT_FILE};
 
     fn commit(seq: u64, group: &str, topic: &str, partition: i32, offset: i64) -> OffsetRecord {

@@ -225,7 +225,7 @@ impl Coordinator {
 mod tests {
     use super::store::{state_dir, TxnFile};
     use super::*;
-    use crate::log::tests::run;
+    use crate::runtime::test_run as run;
     use crate::store::atomic;
 
     /// A coordinator that reaches nothing outside its own state.
@@ -365,6 +365,176 @@ mod tests {
         p.sort();
         assert_eq!(p, vec![("in".to_string(), 97), ("in".to_string(), 98)]);
         assert!(c.pending_partitions("other").is_empty());
+    }
+
+    /// What the coordinator asked of the rest of the broker, and a partition whose
+    /// marker fails while `fail` holds it.
+    #[derive(Default)]
+    struct Recording {
+        allowed: RefCell<Vec<TopicPartition>>,
+        markers: RefCell<Vec<(TopicPartition, bool)>>,
+        commits: RefCell<Vec<crate::coordinator::group::CommitRequest>>,
+        fail: RefCell<Option<TopicPartition>>,
+    }
+
+    impl Peers for Recording {
+        fn registry(&self) -> std::sync::Arc<crate::cluster::Registry> {
+            let defaults = crate::cluster::TopicConfigDefaults::default();
+            let t = crate::cluster::TopicMeta {
+                name: "t".into(),
+                id: uuid::Uuid::from_u128(7),
+                partition_shards: vec![ShardId(0); 4],
+                overrides: Default::default(),
+                log_config: defaults.log_config(&Default::default()).unwrap(),
+            };
+            std::sync::Arc::new(crate::cluster::Registry::default().with_topic(t))
+        }
+        fn new_producer_id(
+            &self,
+        ) -> futures_util::future::LocalBoxFuture<'_, Result<i64, crate::kafka::KafkaError>>
+        {
+            Box::pin(async { Ok(1000) })
+        }
+        fn allow_txn(
+            &self,
+            tp: TopicPartition,
+            _: i64,
+            _: i16,
+        ) -> futures_util::future::LocalBoxFuture<'_, Result<(), crate::kafka::KafkaError>>
+        {
+            self.allowed.borrow_mut().push(tp);
+            Box::pin(async { Ok(()) })
+        }
+        fn write_marker(
+            &self,
+            tp: TopicPartition,
+            m: peers::Marker,
+        ) -> futures_util::future::LocalBoxFuture<'_, Result<(), crate::kafka::KafkaError>>
+        {
+            let fails = self.fail.borrow().as_ref() == Some(&tp);
+            if !fails {
+                self.markers.borrow_mut().push((tp, m.commit));
+            }
+            Box::pin(async move {
+                if fails {
+                    Err(crate::kafka::KafkaError::new(
+                        ErrorCode::KafkaStorageError,
+                        "disk",
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        fn commit_offsets(
+            &self,
+            r: crate::coordinator::group::CommitRequest,
+        ) -> futures_util::future::LocalBoxFuture<
+            '_,
+            Result<crate::coordinator::group::TopicCodes, ErrorCode>,
+        > {
+            let codes = r
+                .topics
+                .iter()
+                .map(|(t, ps)| {
+                    (
+                        t.clone(),
+                        ps.iter().map(|p| (p.partition, ErrorCode::None)).collect(),
+                    )
+                })
+                .collect();
+            self.commits.borrow_mut().push(r);
+            Box::pin(async move { Ok(codes) })
+        }
+    }
+
+    /// A transaction of three partitions and one group's offsets commits: a marker
+    /// on each partition, the offsets in their group, the end saved. A marker that
+    /// fails leaves the transaction prepared (the client is told it committed); the
+    /// tick then writes only the missing marker, and the outcome survives a restart.
+    #[test]
+    fn a_commit_marks_every_partition_once_even_when_a_marker_has_to_be_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        run(move || async move {
+            let peers = Rc::new(Recording::default());
+            let c = Coordinator::new(ShardId(0), 1, i64::MAX, peers.clone());
+            c.load(&data, store::recover(&data, 1).unwrap().remove(0))
+                .await
+                .unwrap();
+            let id = "orders-tx".to_string();
+            let (pid, epoch) = c
+                .init_producer_id(id.clone(), 60_000, -1, -1, 4)
+                .await
+                .unwrap();
+            assert_eq!((pid, epoch), (1000, 0));
+            let codes = c
+                .add_partitions(id.clone(), pid, epoch, vec![("t".into(), vec![0, 1, 2])], 3)
+                .await;
+            assert!(codes[0].1.iter().all(|(_, code)| *code == ErrorCode::None));
+            assert_eq!(peers.allowed.borrow().len(), 3, "each partition told");
+            c.add_offsets(id.clone(), pid, epoch, "g".into(), 3)
+                .await
+                .unwrap();
+            let commit = operations::TxnCommit {
+                id: id.clone(),
+                group: "g".into(),
+                producer_id: pid,
+                epoch,
+                topics: vec![(
+                    "t".into(),
+                    vec![crate::coordinator::group::CommitPartition {
+                        partition: 0,
+                        offset: 42,
+                        leader_epoch: -1,
+                        metadata: None,
+                    }],
+                )],
+            };
+            c.txn_offset_commit(commit, 3).await.unwrap();
+            *peers.fail.borrow_mut() = Some(TopicPartition::new("t", 2));
+            c.end_txn(id.clone(), pid, epoch, true, 3).await.unwrap();
+            assert_eq!(c.entry(&id).unwrap().phase, Phase::PrepareCommit);
+            assert_eq!(peers.markers.borrow().len(), 2);
+            assert!(
+                peers.commits.borrow().is_empty(),
+                "offsets wait for every marker"
+            );
+
+            *peers.fail.borrow_mut() = None;
+            glommio::timer::sleep(TICK + Duration::from_millis(100)).await;
+            c.tick().await;
+            assert_eq!(c.entry(&id).unwrap().phase, Phase::CompleteCommit);
+            let marked: Vec<i32> = peers
+                .markers
+                .borrow()
+                .iter()
+                .map(|(tp, _)| tp.partition)
+                .collect();
+            assert_eq!(
+                marked,
+                vec![0, 1, 2],
+                "the retry wrote only the missing marker"
+            );
+            assert!(peers.markers.borrow().iter().all(|(_, commit)| *commit));
+            let commits = peers.commits.borrow();
+            assert_eq!(commits.len(), 1);
+            assert_eq!(
+                (commits[0].group.as_str(), commits[0].topics[0].1[0].offset),
+                ("g", 42)
+            );
+
+            let again = Coordinator::new(ShardId(0), 1, i64::MAX, Rc::new(Recording::default()));
+            again
+                .load(&data, store::recover(&data, 1).unwrap().remove(0))
+                .await
+                .unwrap();
+            let e = again.entry(&id).unwrap();
+            assert_eq!(
+                (e.phase, e.producer_id, e.epoch),
+                (Phase::CompleteCommit, 1000, 0)
+            );
+        });
     }
 
     #[test]

@@ -28,77 +28,22 @@ impl Coordinator {
         if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
             return Err(ErrorCode::InvalidTransactionTimeout);
         }
-        let txns = self;
+        let ask = InitAsk {
+            timeout_ms,
+            producer_id,
+            epoch,
+            version,
+        };
         for _ in 0..3 {
             // A fresh producer id is needed for a new id, or when the epoch would overflow.
-            let fresh = match txns.entry(&id) {
+            let fresh = match self.entry(&id) {
                 Some(e) if e.epoch < i16::MAX - 2 => None,
                 _ => Some(self.peers.new_producer_id().await.map_err(|e| e.code)?),
             };
-            let next = txns
-                .update(&id, |old| {
-                    let Some(e) = old else {
-                        let pid = fresh.ok_or(ErrorCode::ConcurrentTransactions)?;
-                        let n = TxnEntry {
-                            transactional_id: id.clone(),
-                            producer_id: pid,
-                            epoch: 0,
-                            timeout_ms,
-                            phase: Phase::Empty,
-                            partitions: Vec::new(),
-                            groups: Vec::new(),
-                            offsets: Vec::new(),
-                            started_ms: 0,
-                            updated_ms: 0,
-                            version: 0,
-                            last_epoch: -1,
-                        };
-                        return Ok((Some(n), Next::Done((pid, 0))));
-                    };
-                    let idle = matches!(
-                        e.phase,
-                        Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort
-                    );
-                    if producer_id >= 0
-                        && producer_id == e.producer_id
-                        && epoch == e.last_epoch
-                        && idle
-                    {
-                        return Ok((None, Next::Done((e.producer_id, e.epoch))));
-                    }
-                    if producer_id >= 0 && (producer_id != e.producer_id || epoch != e.epoch) {
-                        return Err(fenced(version, 4));
-                    }
-                    let mut n = e.clone();
-                    n.last_epoch = e.epoch;
-                    match e.phase {
-                        Phase::PrepareCommit | Phase::PrepareAbort => {
-                            Err(ErrorCode::ConcurrentTransactions)
-                        }
-                        Phase::Ongoing => {
-                            // Fence the old producer and abort what it left open, under its
-                            // own producer id (the markers must end its transactions); a new
-                            // producer id, if the epoch runs out, comes on the next pass.
-                            if n.epoch < i16::MAX - 1 {
-                                n.epoch += 1;
-                            }
-                            n.phase = Phase::PrepareAbort;
-                            txns.completing.borrow_mut().insert(id.clone());
-                            Ok((Some(n.clone()), Next::Complete(n)))
-                        }
-                        Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort => {
-                            bump_epoch(&mut n, fresh);
-                            n.clear();
-                            n.phase = Phase::Empty;
-                            n.timeout_ms = timeout_ms;
-                            let out = (n.producer_id, n.epoch);
-                            Ok((Some(n), Next::Done(out)))
-                        }
-                    }
-                })
+            let next = self
+                .update(&id, |old| self.init_step(&id, old, fresh, &ask))
                 .await;
-            let next = unmark_on_error(txns, &id, next)?;
-            match next {
+            match unmark_on_error(self, &id, next)? {
                 Next::Done(out) => return Ok(out),
                 Next::Complete(entry) => {
                     info!(
@@ -111,6 +56,58 @@ impl Coordinator {
             }
         }
         Err(ErrorCode::ConcurrentTransactions)
+    }
+
+    /// One InitProducerId change of the id's entry `old`: a new entry, a retry answered
+    /// as before (KIP-360), a bumped epoch, or the abort of what the old producer left
+    /// open (then `Next::Complete`, and the caller tries again).
+    fn init_step(
+        &self,
+        id: &str,
+        old: Option<&TxnEntry>,
+        fresh: Option<i64>,
+        ask: &InitAsk,
+    ) -> Result<(Option<TxnEntry>, Next<(i64, i16)>), ErrorCode> {
+        let Some(e) = old else {
+            let pid = fresh.ok_or(ErrorCode::ConcurrentTransactions)?;
+            let n = TxnEntry::new(id, pid, ask.timeout_ms);
+            return Ok((Some(n), Next::Done((pid, 0))));
+        };
+        let idle = matches!(
+            e.phase,
+            Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort
+        );
+        let kip360 = ask.producer_id >= 0;
+        if kip360 && ask.producer_id == e.producer_id && ask.epoch == e.last_epoch && idle {
+            return Ok((None, Next::Done((e.producer_id, e.epoch))));
+        }
+        if kip360 && (ask.producer_id != e.producer_id || ask.epoch != e.epoch) {
+            return Err(fenced(ask.version, 4));
+        }
+        let mut n = e.clone();
+        n.last_epoch = e.epoch;
+        match e.phase {
+            Phase::PrepareCommit | Phase::PrepareAbort => Err(ErrorCode::ConcurrentTransactions),
+            Phase::Ongoing => {
+                // Fence the old producer and abort what it left open, under its own
+                // producer id (the markers must end its transactions); a new producer
+                // id, if the epoch runs out, comes on the next pass.
+                if n.epoch < i16::MAX - 1 {
+                    n.epoch += 1;
+                }
+                n.phase = Phase::PrepareAbort;
+                self.completing.borrow_mut().insert(id.to_string());
+                Ok((Some(n.clone()), Next::Complete(n)))
+            }
+            Phase::Empty | Phase::CompleteCommit | Phase::CompleteAbort => {
+                bump_epoch(&mut n, fresh);
+                n.clear();
+                n.phase = Phase::Empty;
+                n.timeout_ms = ask.timeout_ms;
+                let out = (n.producer_id, n.epoch);
+                Ok((Some(n), Next::Done(out)))
+            }
+        }
     }
 
     /// AddPartitionsToTxn (v0–v3). Unknown partitions fail the whole request: they get
@@ -332,4 +329,12 @@ pub struct TxnCommit {
     pub producer_id: i64,
     pub epoch: i16,
     pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+/// What an InitProducerId asks, besides the id.
+struct InitAsk {
+    timeout_ms: i32,
+    producer_id: i64,
+    epoch: i16,
+    version: i16,
 }

@@ -54,6 +54,24 @@ pub struct TxnEntry {
 }
 
 impl TxnEntry {
+    /// A transactional id seen for the first time: its producer id at epoch 0.
+    pub(super) fn new(id: &str, producer_id: i64, timeout_ms: i32) -> TxnEntry {
+        TxnEntry {
+            transactional_id: id.to_string(),
+            producer_id,
+            epoch: 0,
+            timeout_ms,
+            phase: Phase::Empty,
+            partitions: Vec::new(),
+            groups: Vec::new(),
+            offsets: Vec::new(),
+            started_ms: 0,
+            updated_ms: 0,
+            version: 0,
+            last_epoch: -1,
+        }
+    }
+
     pub(super) fn clear(&mut self) {
         self.partitions.clear();
         self.groups.clear();

@@ -215,7 +215,9 @@ fn legacy_files(data_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let listing = std::fs::read_dir(&dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
     let mut out = Vec::new();
     for f in listing {
-        let path = f.map_err(|e| format!("listing {}: {e}", dir.display()))?.path();
+        let path = f
+            .map_err(|e| format!("listing {}: {e}", dir.display()))?
+            .path();
         if path.extension().and_then(|e| e.to_str()) == Some("state") {
             out.push(path);
         }

@@ -96,20 +96,20 @@ impl Coordinator {
             return;
         }
         let removed = match txns.store() {
-        Ok(store) => store.remove(&gone).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = removed {
-        warn!("saving transaction state after expiring ids failed: {e}");
-        return;
-    }
-    {
-        let mut entries = txns.entries.borrow_mut();
-        for id in &gone {
-            entries.remove(id);
+            Ok(store) => store.remove(&gone).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            warn!("saving transaction state after expiring ids failed: {e}");
+            return;
         }
-    }
-    info!(count = gone.len(), "expired idle transactional ids");
+        {
+            let mut entries = txns.entries.borrow_mut();
+            for id in &gone {
+                entries.remove(id);
+            }
+        }
+        info!(count = gone.len(), "expired idle transactional ids");
     }
 
     /// `complete` for the tick: a failure is retried later, backing off up to 30 s.

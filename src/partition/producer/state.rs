@@ -224,7 +224,32 @@ impl ProducerTable {
         let Some(pb) = producer_batch(records)? else {
             return Ok(Check::Plain);
         };
-        // (A fenced epoch is refused below with INVALID_PRODUCER_EPOCH, as Kafka does.)
+        self.check_verified(&pb)?;
+        let reserve = SeqBatch {
+            first_seq: pb.first_seq,
+            last_seq: pb.last_seq,
+            base_offset: -1,
+            last_offset: -1,
+        };
+        self.dirty = true;
+        let Some(e) = self.entries.get_mut(&pb.producer_id) else {
+            return self.first_batch(pb, reserve, now_ms);
+        };
+        if let Some(answer) = judge_sequence(e, &pb)? {
+            return Ok(answer);
+        }
+        e.last_update_ms = now_ms;
+        e.batches.push_back(reserve);
+        while e.batches.len() > BATCHES_KEPT {
+            e.batches.pop_front();
+        }
+        Ok(Check::Append(pb))
+    }
+
+    /// KIP-890: a transactional batch goes in only while its producer's transaction is
+    /// open on this partition (a fenced epoch is refused later, with
+    /// INVALID_PRODUCER_EPOCH, as Kafka does).
+    fn check_verified(&self, pb: &ProducerBatch) -> Result<(), KafkaError> {
         let stale = self
             .entries
             .get(&pb.producer_id)
@@ -240,91 +265,34 @@ impl ProducerTable {
                 ),
             ));
         }
-        let reserve = SeqBatch {
-            first_seq: pb.first_seq,
-            last_seq: pb.last_seq,
-            base_offset: -1,
-            last_offset: -1,
-        };
-        self.dirty = true;
-        let Some(e) = self.entries.get_mut(&pb.producer_id) else {
-            if pb.first_seq != 0 {
-                // KIP-360: the client resets its sequence (or bumps its epoch) and retries.
-                return Err(KafkaError::new(
-                    ErrorCode::UnknownProducerId,
-                    format!("producer {} is not known to this partition (its state expired or was never written); sequence {} cannot be checked", pb.producer_id, pb.first_seq),
-                ));
-            }
-            self.entries.insert(
-                pb.producer_id,
-                ProducerEntry {
-                    producer_id: pb.producer_id,
-                    epoch: pb.epoch,
-                    last_update_ms: now_ms,
-                    batches: VecDeque::from([reserve]),
-                    txn_first_offset: None,
-                },
-            );
-            return Ok(Check::Append(pb));
-        };
-        if pb.epoch < e.epoch {
-            // Transactional batches too: since Kafka 2.7 (KIP-588) a fenced epoch on
-            // Produce is INVALID_PRODUCER_EPOCH, which lets the producer abort and go
-            // on; PRODUCER_FENCED (fatal) comes from the coordinator.
+        Ok(())
+    }
 
+    /// The first batch of a producer this partition does not know: it must start at
+    /// sequence 0.
+    fn first_batch(
+        &mut self,
+        pb: ProducerBatch,
+        reserve: SeqBatch,
+        now_ms: i64,
+    ) -> Result<Check, KafkaError> {
+        if pb.first_seq != 0 {
+            // KIP-360: the client resets its sequence (or bumps its epoch) and retries.
             return Err(KafkaError::new(
-                ErrorCode::InvalidProducerEpoch,
-                format!(
-                    "producer {} epoch {} is older than the current epoch {}",
-                    pb.producer_id, pb.epoch, e.epoch
-                ),
+                ErrorCode::UnknownProducerId,
+                format!("producer {} is not known to this partition (its state expired or was never written); sequence {} cannot be checked", pb.producer_id, pb.first_seq),
             ));
         }
-        if pb.epoch > e.epoch {
-            if pb.first_seq != 0 {
-                return Err(KafkaError::new(
-                    ErrorCode::OutOfOrderSequenceNumber,
-                    format!(
-                        "producer {} started epoch {} at sequence {}, not 0",
-                        pb.producer_id, pb.epoch, pb.first_seq
-                    ),
-                ));
-            }
-            e.epoch = pb.epoch;
-            e.batches.clear();
-        } else if let Some(b) = e
-            .batches
-            .iter()
-            .find(|b| b.first_seq == pb.first_seq && b.last_seq == pb.last_seq)
-        {
-            // KIP-98: a duplicate within the last 5 batches gets its original offsets.
-            if b.base_offset < 0 {
-                return Err(KafkaError::new(
-                    ErrorCode::RequestTimedOut,
-                    "the first copy of this batch is still being written; retry",
-                ));
-            }
-            return Ok(Check::Duplicate {
-                base_offset: b.base_offset,
-                last_offset: b.last_offset,
-            });
-        } else {
-            let expected = e.batches.back().map(|b| next_seq(b.last_seq)).unwrap_or(0);
-            if pb.first_seq != expected {
-                return Err(KafkaError::new(
-                    ErrorCode::OutOfOrderSequenceNumber,
-                    format!(
-                        "producer {} sent sequence {}, expected {expected}",
-                        pb.producer_id, pb.first_seq
-                    ),
-                ));
-            }
-        }
-        e.last_update_ms = now_ms;
-        e.batches.push_back(reserve);
-        while e.batches.len() > BATCHES_KEPT {
-            e.batches.pop_front();
-        }
+        self.entries.insert(
+            pb.producer_id,
+            ProducerEntry {
+                producer_id: pb.producer_id,
+                epoch: pb.epoch,
+                last_update_ms: now_ms,
+                batches: VecDeque::from([reserve]),
+                txn_first_offset: None,
+            },
+        );
         Ok(Check::Append(pb))
     }
 
@@ -619,6 +587,65 @@ fn new_entry(producer_id: i64, epoch: i16, now_ms: i64) -> ProducerEntry {
         batches: VecDeque::new(),
         txn_first_offset: None,
     }
+}
+
+/// A known producer's batch against its epoch and its last batches: `Some` is the
+/// answer for a duplicate; `None` lets the batch in (a newer epoch starts afresh).
+fn judge_sequence(e: &mut ProducerEntry, pb: &ProducerBatch) -> Result<Option<Check>, KafkaError> {
+    if pb.epoch < e.epoch {
+        // Transactional batches too: since Kafka 2.7 (KIP-588) a fenced epoch on
+        // Produce is INVALID_PRODUCER_EPOCH, which lets the producer abort and go
+        // on; PRODUCER_FENCED (fatal) comes from the coordinator.
+        return Err(KafkaError::new(
+            ErrorCode::InvalidProducerEpoch,
+            format!(
+                "producer {} epoch {} is older than the current epoch {}",
+                pb.producer_id, pb.epoch, e.epoch
+            ),
+        ));
+    }
+    if pb.epoch > e.epoch {
+        if pb.first_seq != 0 {
+            return Err(KafkaError::new(
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!(
+                    "producer {} started epoch {} at sequence {}, not 0",
+                    pb.producer_id, pb.epoch, pb.first_seq
+                ),
+            ));
+        }
+        e.epoch = pb.epoch;
+        e.batches.clear();
+        return Ok(None);
+    }
+    if let Some(b) = e
+        .batches
+        .iter()
+        .find(|b| b.first_seq == pb.first_seq && b.last_seq == pb.last_seq)
+    {
+        // KIP-98: a duplicate within the last 5 batches gets its original offsets.
+        if b.base_offset < 0 {
+            return Err(KafkaError::new(
+                ErrorCode::RequestTimedOut,
+                "the first copy of this batch is still being written; retry",
+            ));
+        }
+        return Ok(Some(Check::Duplicate {
+            base_offset: b.base_offset,
+            last_offset: b.last_offset,
+        }));
+    }
+    let expected = e.batches.back().map(|b| next_seq(b.last_seq)).unwrap_or(0);
+    if pb.first_seq != expected {
+        return Err(KafkaError::new(
+            ErrorCode::OutOfOrderSequenceNumber,
+            format!(
+                "producer {} sent sequence {}, expected {expected}",
+                pb.producer_id, pb.first_seq
+            ),
+        ));
+    }
+    Ok(None)
 }
 
 /// A newer epoch (bumped by a marker) starts the sequences again at 0.
