@@ -2,12 +2,9 @@
 //! that crosses cores is one of these messages, answered on the transactional id's
 //! owner shard (`owner_shard`); another shard answers NOT_COORDINATOR.
 
-use std::rc::Rc;
-
 use super::operations::TxnCommit;
 use super::Coordinator;
 use crate::kafka::ErrorCode;
-use crate::runtime::Message;
 
 fn owned(c: &Coordinator, id: &str) -> Result<(), ErrorCode> {
     if c.owns(id) {
@@ -18,23 +15,7 @@ fn owned(c: &Coordinator, id: &str) -> Result<(), ErrorCode> {
 }
 
 macro_rules! txn_message {
-    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $reply:ty,
-     $label:literal, |$c:ident, $m:ident| $body:expr) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name { $(pub $field: $ty),* }
-
-        impl Message for $name {
-            type Service = Coordinator;
-            type Reply = $reply;
-            const NAME: &'static str = $label;
-
-            async fn handle(self, $c: Rc<Coordinator>) -> Self::Reply {
-                let $m = self;
-                $body
-            }
-        }
-    };
+    ($($t:tt)*) => { crate::message! { Coordinator; $($t)* } };
 }
 
 txn_message! {
