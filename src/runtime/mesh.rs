@@ -47,7 +47,7 @@ pub trait Message: Send + Sized + 'static {
 /// Used only in a part's `messages.rs` (checked by `scripts/check_layers.py`), so those
 /// files stay the list of what crosses cores.
 ///
-/// ```ignore
+/// ```text
 /// crate::message! { Coordinator;
 ///     /// Doc of the message.
 ///     Join { group: String } -> Result<(), ErrorCode>, "group.join", |c, m| c.join(m.group).await
