@@ -542,6 +542,44 @@ impl Coordinator {
         code
     }
 
+    /// Topics were deleted (or re-created under a new id): remove their committed offsets
+    /// from every group this shard coordinates, durably, as Kafka does when a topic goes
+    /// (`GroupCoordinator.onPartitionsDeleted`). Without this a group would resume a
+    /// re-created topic at the old topic's offsets. A no-op until the groups are loaded.
+    pub async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        let Ok(store) = self.store() else {
+            return Ok(());
+        };
+        let records: Vec<OffsetRecord> = {
+            let offsets = store.offsets();
+            let mut out = Vec::new();
+            for (group, committed) in offsets.iter() {
+                for (topic, partition) in committed.keys().filter(|(t, _)| gone(t)) {
+                    out.push((group.clone(), topic.clone(), *partition));
+                }
+            }
+            out.into_iter()
+                .map(|(group, topic, partition)| OffsetRecord::Delete {
+                    seq: store.next_seq(),
+                    group,
+                    topic,
+                    partition,
+                })
+                .collect()
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n = records.len();
+        store.append(records).await.map_err(|e| e.to_string())?;
+        info!(
+            shard = self.shard.0,
+            offsets = n,
+            "removed the committed offsets of deleted topics"
+        );
+        Ok(())
+    }
+
     // --- describe and list ---
 
     pub fn describe(&self, group: &str) -> Described {
