@@ -175,3 +175,31 @@ def test_deleting_and_recreating_a_written_topic_logs_no_error(broker_factory):
             w.join(30)
     produce(bs, topic, 8, 16, start=0)
     assert broker_errors(broker) == []
+
+
+# --- 6. commits of assign()-only consumers under the consumer protocol -----------------
+
+
+def test_an_assign_only_consumer_commits_under_the_consumer_protocol(broker):
+    """A librdkafka consumer with group.protocol=consumer that uses assign() (no
+    subscription, so member epoch -1 and no group on the broker) commits its position;
+    the commit is accepted, as Kafka accepts it for simple consumers, and a new
+    consumer of the group resumes after it."""
+    bs, topic, group = broker.bootstrap, "assigned", "g-assigned"
+    create_topic(bs, topic, 1)
+    produce(bs, topic, 1, 30)
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "group.protocol": "consumer",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    consume(c, 20)
+    c.commit(asynchronous=False)  # raises KafkaException on a refused commit
+    c.close()
+    assert committed(bs, group, topic, 1) == {0: 20}
+    k = __import__("kafka")
+    kc = k.KafkaConsumer(bootstrap_servers=bs, group_id=group, enable_auto_commit=False)
+    try:
+        tp = k.TopicPartition(topic, 0)
+        kc.assign([tp])
+        assert kc.committed(tp) == 20
+    finally:
+        kc.close()

@@ -334,10 +334,14 @@ impl Coordinator {
                 r.instance_id.as_deref(),
                 now,
             ),
+            // Epoch -1: an admin client or an assign()-only consumer (which has a member
+            // id under KIP-848): accepted while no member runs the protocol, as in Kafka.
+            Some(Group::Consumer(g)) if r.generation_or_epoch < 0 && g.members.is_empty() => Ok(()),
             Some(Group::Consumer(g)) => {
                 g.validate_member_epoch(&r.member_id, r.generation_or_epoch)
             }
-            None if r.member_id.is_empty() && r.generation_or_epoch < 0 => Ok(()),
+            // No group: Kafka creates a simple group for such a commit.
+            None if r.generation_or_epoch < 0 => Ok(()),
             None => Err(ErrorCode::UnknownMemberId),
         }
     }
