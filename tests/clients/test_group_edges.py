@@ -177,6 +177,45 @@ def test_deleting_and_recreating_a_written_topic_logs_no_error(broker_factory):
     assert broker_errors(broker) == []
 
 
+# --- 5. KIP-848 regex subscriptions ----------------------------------------------------
+
+
+def test_a_kip848_regex_subscription_gets_the_matching_topics_and_follows_new_ones(broker):
+    """librdkafka with group.protocol=consumer subscribes to "^orders-.*": it sends an
+    empty topic list and SubscribedTopicRegex. The consumer is assigned both partitions
+    of both matching topics (not the one that does not match) and reads their records;
+    a matching topic created later joins the assignment and is read too."""
+    bs = broker.bootstrap
+    for t in ("orders-eu", "orders-us", "payments"):
+        create_topic(bs, t, 2)
+        produce(bs, t, 2, 10)
+    c = Consumer({"bootstrap.servers": bs, "group.id": "g-regex", "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest", "topic.metadata.refresh.interval.ms": 1000})
+    c.subscribe(["^orders-.*"])
+    try:
+        seen = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < 20 and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                seen.add((m.topic(), m.partition(), m.offset()))
+        assert len(seen) == 20, f"read {len(seen)} of the 20 records of orders-*"
+        assert {t for t, _, _ in seen} == {"orders-eu", "orders-us"}
+        assert {(tp.topic, tp.partition) for tp in c.assignment()} == {
+            ("orders-eu", 0), ("orders-eu", 1), ("orders-us", 0), ("orders-us", 1)}
+        create_topic(bs, "orders-ap", 2)
+        produce(bs, "orders-ap", 2, 10)
+        late = set()
+        deadline = time.monotonic() + 60
+        while len(late) < 10 and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error() and m.topic() == "orders-ap":
+                late.add((m.partition(), m.offset()))
+        assert len(late) == 10, f"read {len(late)} of the 10 records of the new topic"
+    finally:
+        c.close()
+
+
 # --- 6. commits of assign()-only consumers under the consumer protocol -----------------
 
 
@@ -203,3 +242,53 @@ def test_an_assign_only_consumer_commits_under_the_consumer_protocol(broker):
         assert kc.committed(tp) == 20
     finally:
         kc.close()
+
+
+# --- 7. KIP-848 static members ----------------------------------------------------------
+
+
+def test_a_second_kip848_member_with_an_instance_id_in_use_is_refused(broker):
+    """Two librdkafka consumers (group.protocol=consumer) with the same group.instance.id:
+    the second is refused with UNRELEASED_INSTANCE_ID while the first is in the group,
+    and the first keeps its partitions and keeps reading."""
+    bs, topic, group = broker.bootstrap, "static848", "g-static848"
+    create_topic(bs, topic, 2)
+    produce(bs, topic, 2, 10)
+    conf = {"bootstrap.servers": bs, "group.id": group, "group.protocol": "consumer",
+            "group.instance.id": "instance-1", "auto.offset.reset": "earliest"}
+    first = Consumer(conf)
+    first.subscribe([topic])
+    second = None
+    try:
+        consume(first, 10)
+        before = {(tp.topic, tp.partition) for tp in first.assignment()}
+        assert before == {(topic, 0), (topic, 1)}
+        errors = []
+        second = Consumer({**conf, "error_cb": lambda e: errors.append(e)})
+        second.subscribe([topic])
+        # librdkafka raises UNRELEASED_INSTANCE_ID as a fatal error naming it.
+        unreleased = "instance ID is still used by another member"
+
+        def refused() -> bool:
+            return any(e.code() == KafkaError.UNRELEASED_INSTANCE_ID or unreleased in e.str()
+                       for e in errors)
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not refused():
+            try:
+                m = second.poll(0.2)
+            except KafkaException as e:
+                errors.append(e.args[0])
+                break
+            if m is not None and m.error():
+                errors.append(m.error())
+            first.poll(0)
+        assert refused(), f"errors seen: {errors}"
+        assert not second.assignment()
+        produce(bs, topic, 2, 10, start=100)
+        consume(first, 10)
+        assert {(tp.topic, tp.partition) for tp in first.assignment()} == before
+    finally:
+        first.close()
+        if second is not None:
+            second.close()

@@ -30,7 +30,7 @@ use crate::cluster::Registry;
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::Signal;
 use classic::{ClassicGroup, JoinRequest, JoinResult, SyncRequest, SyncResult};
-use consumer::{ConsumerGroup, TopicInfo};
+use consumer::{ConsumerGroup, TopicInfo, Topics};
 pub use offsets::Recovered;
 use offsets::{OffsetRecord, OffsetStore};
 
@@ -124,6 +124,7 @@ pub struct ConsumerMemberView {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: Vec<String>,
+    pub regex: Option<String>,
     /// (topic id, topic name, partitions)
     pub assignment: Vec<(Uuid, String, Vec<i32>)>,
     pub target: Vec<(Uuid, String, Vec<i32>)>,
@@ -169,6 +170,18 @@ pub fn topic_info(reg: &Registry, names: &BTreeSet<String>) -> TopicInfo {
                 .map(|t| (n.clone(), (t.id, t.partition_count())))
         })
         .collect()
+}
+
+/// The topics of a registry snapshot, as consumer groups subscribe to them.
+struct RegistryTopics<'a>(&'a Registry);
+
+impl Topics for RegistryTopics<'_> {
+    fn info(&self, names: &BTreeSet<String>) -> TopicInfo {
+        topic_info(self.0, names)
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.topics.keys().map(|n| n.to_string()).collect()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -707,8 +720,7 @@ impl Coordinator {
                 "not a consumer group",
             ));
         };
-        let lookup = |names: &BTreeSet<String>| topic_info(reg, names);
-        g.heartbeat(r, &lookup, Instant::now())
+        g.heartbeat(r, &RegistryTopics(reg), Instant::now())
     }
 
     pub fn consumer_describe(&self, reg: &Registry, group: &str) -> ConsumerDescribed {
@@ -751,6 +763,7 @@ impl Coordinator {
                         client_id: m.client_id.clone(),
                         client_host: m.client_host.clone(),
                         subscribed: m.subscribed.clone(),
+                        regex: m.regex.as_ref().map(|r| r.source.clone()),
                         assignment: view(&m.assigned),
                         target: view(&g.target.get(&m.id).cloned().unwrap_or_default()),
                     })
@@ -766,7 +779,7 @@ impl Coordinator {
 
     pub fn tick(&self, reg: &Registry) {
         let now = Instant::now();
-        let lookup = |names: &BTreeSet<String>| topic_info(reg, names);
+        let lookup = RegistryTopics(reg);
         let mut groups = self.groups.borrow_mut();
         for g in groups.values_mut() {
             match g {
