@@ -27,7 +27,8 @@ use super::error::LogError;
 use super::segment::{self, Segment};
 use super::wait::{OffsetWait, Waiters};
 
-/// Preallocation grows a segment file by this much at a time (or segment_bytes if smaller).
+/// Preallocation grows a segment file by at most this much at a time (or segment_bytes if
+/// smaller); see `segment::preallocation_chunk` for how it gets there.
 const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
 /// The checkpoint is rewritten after a sync at most this often.
 const CHECKPOINT_INTERVAL_MS: i64 = 1000;
@@ -507,10 +508,10 @@ impl PartitionLog {
         } else {
             active
         };
-        let chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
+        let max_chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
         let need = active.reserved_end.get() + len;
         if let Err(e) = active
-            .preallocate(need, chunk, segment_bytes.max(need))
+            .preallocate(need, max_chunk, segment_bytes.max(need))
             .await
         {
             self.fail(&e);
