@@ -766,10 +766,23 @@ fn preallocation_starts_small_and_doubles_with_the_writes() {
     // A partition written once holds 64 KiB of disk, not the 64 MiB chunk; written on,
     // its file doubles at each growth until the chunk reaches its cap.
     assert_eq!(super::segment::preallocation_chunk(0, 64 << 20), 64 << 10);
-    assert_eq!(super::segment::preallocation_chunk(64 << 10, 64 << 20), 64 << 10);
-    assert_eq!(super::segment::preallocation_chunk(1 << 20, 64 << 20), 1 << 20);
-    assert_eq!(super::segment::preallocation_chunk(1 << 30, 64 << 20), 64 << 20);
-    assert_eq!(super::segment::preallocation_chunk(0, 8192), 64 << 10, "tiny segments");
+    assert_eq!(
+        super::segment::preallocation_chunk(64 << 10, 64 << 20),
+        64 << 10
+    );
+    assert_eq!(
+        super::segment::preallocation_chunk(1 << 20, 64 << 20),
+        1 << 20
+    );
+    assert_eq!(
+        super::segment::preallocation_chunk(1 << 30, 64 << 20),
+        64 << 20
+    );
+    assert_eq!(
+        super::segment::preallocation_chunk(0, 8192),
+        64 << 10,
+        "tiny segments"
+    );
     run(|| async {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("p");
