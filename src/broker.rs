@@ -166,7 +166,12 @@ impl Broker {
         self.txns
             .load(&self.config.data_dir, txns)
             .await
-            .map_err(|e| format!("loading transactions failed: {e}"))
+            .map_err(|e| format!("loading transactions failed: {e}"))?;
+        // A topic deleted just before a crash may have left offsets behind.
+        let reg = self.cluster.registry();
+        self.forget_topics(&|t: &str| reg.topic(t).is_none())
+            .await
+            .map_err(|e| format!("removing offsets of deleted topics failed: {}", e.message))
     }
 
     /// Serve until shutdown: the admin endpoint (shard 0), background work, the
@@ -191,11 +196,29 @@ impl Broker {
     }
 
     /// Follow the registry to `next`: open and remove partitions, then route with it.
+    /// Committed offsets (and offsets of open transactions) of a deleted topic go with
+    /// it, before DeleteTopics is answered: a re-created topic starts without them.
     async fn install(&self, next: Arc<Registry>) -> Result<(), KafkaError> {
         let prev = self.cluster.registry();
         self.partitions.apply(&prev, &next).await?;
+        let gone: std::collections::HashSet<Arc<str>> = prev
+            .topics
+            .iter()
+            .filter(|(name, old)| next.topic(name).is_none_or(|t| t.id != old.id))
+            .map(|(name, _)| name.clone())
+            .collect();
         self.cluster.set_registry(next);
+        if !gone.is_empty() {
+            self.forget_topics(&|t: &str| gone.contains(t)).await?;
+        }
         Ok(())
+    }
+
+    /// Remove what the group and transaction coordinators hold of the topics `gone`.
+    async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), KafkaError> {
+        let storage = |e: String| KafkaError::new(ErrorCode::KafkaStorageError, e);
+        self.groups.forget_topics(gone).await.map_err(storage)?;
+        self.txns.forget_topics(gone).await.map_err(storage)
     }
 
     /// This shard's metrics, for a scrape.

@@ -27,7 +27,8 @@ use super::error::LogError;
 use super::segment::{self, Segment};
 use super::wait::{OffsetWait, Waiters};
 
-/// Preallocation grows a segment file by this much at a time (or segment_bytes if smaller).
+/// Preallocation grows a segment file by at most this much at a time (or segment_bytes if
+/// smaller); see `segment::preallocation_chunk` for how it gets there.
 const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
 /// The checkpoint is rewritten after a sync at most this often.
 const CHECKPOINT_INTERVAL_MS: i64 = 1000;
@@ -243,6 +244,9 @@ pub struct PartitionLog {
     offline: Cell<bool>,
     offline_reason: RefCell<Option<String>>,
     closed: Cell<bool>,
+    /// Set by `remove` (DeleteTopics): no file of this log is written again, since its
+    /// directory may already belong to a re-created topic of the same name.
+    removed: Cell<bool>,
     checkpoint_gate: Semaphore,
     last_checkpoint_ms: Cell<i64>,
     flush_timer_generation: Cell<u64>,
@@ -284,6 +288,7 @@ impl PartitionLog {
             offline: Cell::new(false),
             offline_reason: RefCell::new(None),
             closed: Cell::new(false),
+            removed: Cell::new(false),
             checkpoint_gate: Semaphore::new(1),
             last_checkpoint_ms: Cell::new(0),
             flush_timer_generation: Cell::new(0),
@@ -319,6 +324,11 @@ impl PartitionLog {
     /// Takes the log offline after an I/O error: nothing more is written or served from memory
     /// state that may not match the files; every waiter is released.
     fn fail(&self, e: &LogError) {
+        if self.removed.get() {
+            // Deleted: a write that raced the removal has nothing left to protect.
+            tracing::debug!(dir = %self.dir.display(), error = %e, "write to a removed log failed");
+            return;
+        }
         tracing::error!(dir = %self.dir.display(), error = %e, "partition log going offline");
         self.offline_reason
             .borrow_mut()
@@ -498,10 +508,10 @@ impl PartitionLog {
         } else {
             active
         };
-        let chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
+        let max_chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
         let need = active.reserved_end.get() + len;
         if let Err(e) = active
-            .preallocate(need, chunk, segment_bytes.max(need))
+            .preallocate(need, max_chunk, segment_bytes.max(need))
             .await
         {
             self.fail(&e);
@@ -611,6 +621,9 @@ impl PartitionLog {
         active.sync().await?;
         self.sync_count.set(self.sync_count.get() + 1);
         self.mark_durable(target);
+        if self.removed.get() {
+            return Ok(());
+        }
         if now_ms() - self.last_checkpoint_ms.get() >= CHECKPOINT_INTERVAL_MS {
             active.persist_index(false).await?;
             self.store_checkpoint(at, false).await?;
@@ -672,6 +685,9 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| LogError::Offline("checkpoint gate".into()))?;
+        if self.removed.get() {
+            return Ok(());
+        }
         at.log_start_offset = self.log_start_offset.get();
         let path = checkpoint::path(&self.dir);
         let res = async {
@@ -1039,6 +1055,13 @@ impl PartitionLog {
     /// Deletes every file and the directory (DeleteTopics). Open fetch ranges stay readable.
     pub async fn remove(&self) -> Result<(), LogError> {
         self.closed.set(true);
+        self.removed.set(true);
+        // A checkpoint write already past its check finishes before the files go.
+        let _gate = self
+            .checkpoint_gate
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Offline("checkpoint gate".into()))?;
         self.offline_reason
             .borrow_mut()
             .get_or_insert_with(|| "removed".into());

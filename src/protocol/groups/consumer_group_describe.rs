@@ -62,6 +62,7 @@ pub(super) fn consumer_described(d: group::ConsumerDescribed) -> cgd::DescribedG
                         .with_subscribed_topic_names(
                             m.subscribed.iter().map(|t| TopicName(sb(t))).collect(),
                         )
+                        .with_subscribed_topic_regex(m.regex.as_deref().map(sb))
                         .with_assignment(cgd_assignment(m.assignment))
                         .with_target_assignment(cgd_assignment(m.target))
                 })
