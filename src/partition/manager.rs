@@ -64,6 +64,11 @@ impl PartitionManager {
         &self.metrics
     }
 
+    /// The data directory the partitions live under.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.data_dir
+    }
+
     pub(crate) fn zero_copy(&self) -> bool {
         self.config.fetch_zero_copy
     }
@@ -223,4 +228,20 @@ impl PartitionManager {
             }
         }
     }
+}
+
+/// (total, available to unprivileged users) bytes of the file system holding `dir`
+/// (`statvfs(3)`), or None if it cannot be asked.
+pub fn file_system_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `st` a live, writable statvfs;
+    // both outlive the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let block = st.f_frsize as u64;
+    Some((st.f_blocks as u64 * block, st.f_bavail as u64 * block))
 }
