@@ -41,6 +41,7 @@ pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// A partition this shard owns: its log and its idempotent producers.
 pub struct Partition {
@@ -122,6 +123,9 @@ impl Partition {
 
     /// ListOffsets: (offset, timestamp) for a timestamp or one of the special ones.
     /// With `committed` (read_committed) latest is the last stable offset (KIP-98).
+    /// Max timestamp (KIP-734) is the first record with the largest timestamp; without
+    /// tiered storage earliest local (KIP-405) is earliest and latest tiered (KIP-1005)
+    /// is -1, as Kafka answers when remote storage is off.
     pub async fn offset_for_time(
         &self,
         ts: i64,
@@ -132,21 +136,27 @@ impl Partition {
             LATEST_TIMESTAMP if committed => Ok((txn::last_stable_offset(self), -1)),
             LATEST_TIMESTAMP => Ok((log.high_watermark(), -1)),
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((log.log_start_offset(), -1)),
-            MAX_TIMESTAMP => Err(KafkaError::new(
-                ErrorCode::UnsupportedVersion,
-                "ListOffsets by max timestamp (-3) is not supported yet",
-            )),
+            LATEST_TIERED_TIMESTAMP => Ok((-1, -1)),
+            MAX_TIMESTAMP => match log.max_timestamp() {
+                None => Ok((-1, -1)),
+                Some(max) => self.first_at_or_after(max).await,
+            },
             ts if ts < 0 => Err(KafkaError::new(
                 ErrorCode::InvalidRequest,
                 format!("unknown special timestamp {ts}"),
             )),
-            ts => match log.offset_for_timestamp(ts).await? {
-                None => Ok((-1, -1)),
-                Some((base, max_ts)) => Ok(self
-                    .first_record_at(base, ts)
-                    .await?
-                    .unwrap_or((base, max_ts))),
-            },
+            ts => self.first_at_or_after(ts).await,
+        }
+    }
+
+    /// The first record whose timestamp is at or after `ts`, or (-1, -1).
+    async fn first_at_or_after(&self, ts: i64) -> Result<(i64, i64), KafkaError> {
+        match self.log.offset_for_timestamp(ts).await? {
+            None => Ok((-1, -1)),
+            Some((base, max_ts)) => Ok(self
+                .first_record_at(base, ts)
+                .await?
+                .unwrap_or((base, max_ts))),
         }
     }
 
