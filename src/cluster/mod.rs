@@ -29,7 +29,7 @@ pub use registry::{
     new_topic_id, partition_dir, place_partition, registry_path, validate_topic_name, Registry,
     RegistryRecord, TopicMeta,
 };
-pub use topic_config::{ConfigError, TopicConfigDefaults};
+pub use topic_config::{Compression, ConfigError, TopicConfigDefaults};
 
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::{Mesh, MeshError};

@@ -170,10 +170,12 @@ impl PartitionManager {
             }
             if let Some(part) = self.find(&topic.name, p as i32) {
                 part.log.set_config(topic.log_config.clone());
+                part.set_compression(topic.compression());
                 continue;
             }
             let dir = partition_dir(&self.config.data_dir, &topic.name, p as i32);
             let part = Rc::new(Partition::open(&dir, topic.log_config.clone()).await?);
+            part.set_compression(topic.compression());
             let mut parts = self.partitions.borrow_mut();
             let slots = parts.entry(topic.name.clone()).or_default();
             if slots.len() <= p {

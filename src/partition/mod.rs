@@ -15,6 +15,7 @@
 //! Nothing here knows the wire format of a request; errors are `KafkaError`s because
 //! they go to a client as they are.
 
+pub mod compress;
 pub mod error;
 pub mod manager;
 pub mod messages;
@@ -22,12 +23,13 @@ pub mod producer;
 pub mod read;
 pub mod txn;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
 use tracing::warn;
 
+use crate::cluster::Compression;
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::{AppendInfo, PartitionLog};
 use crate::runtime::now_ms;
@@ -47,6 +49,9 @@ pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 pub struct Partition {
     pub log: Rc<PartitionLog>,
     pub producers: RefCell<ProducerTable>,
+    /// The topic's compression.type: batches in another codec are recompressed
+    /// before they are written (`compress`).
+    compression: Cell<Compression>,
 }
 
 impl Partition {
@@ -57,19 +62,31 @@ impl Partition {
     ) -> Result<Partition, KafkaError> {
         let log = PartitionLog::open(dir, config).await?;
         let producers = RefCell::new(producer::recovery::load(&log).await?);
-        Ok(Partition { log, producers })
+        Ok(Partition {
+            log,
+            producers,
+            compression: Cell::new(Compression::Producer),
+        })
+    }
+
+    /// Follow the topic's compression.type from the next append on.
+    pub fn set_compression(&self, c: Compression) {
+        self.compression.set(c);
     }
 
     /// Append a record set; with acks=all also wait for the flush policy's durability.
     /// An idempotent batch is checked against its producer's sequence first
     /// (synchronously, so pipelined batches are judged in arrival order); a duplicate is
     /// answered with the offsets of the copy already in the log. The second value says
-    /// whether records were appended (false for a duplicate).
+    /// whether records were appended (false for a duplicate). A topic with a
+    /// compression.type gets the batches in its codec (`compress`).
     pub async fn append(
         &self,
         records: &Bytes,
         acks: i16,
     ) -> Result<(AppendInfo, bool), KafkaError> {
+        let recompressed = compress::recompress(records, self.compression.get())?;
+        let records = recompressed.as_ref().unwrap_or(records);
         let log = &self.log;
         let check = self.producers.borrow_mut().check(records, now_ms())?;
         let info = match check {
