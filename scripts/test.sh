@@ -89,7 +89,7 @@ fi
 from importlib.metadata import version
 import confluent_kafka
 print(f"    confluent-kafka {version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}), "
-      f"kafka-python {version('kafka-python')}, pytest {version('pytest')}")
+      f"kafka-python {version('kafka-python')}, aiokafka {version('aiokafka')}, pytest {version('pytest')}")
 EOF
 
 if ((SETUP_ONLY)); then
