@@ -1,7 +1,8 @@
 """The authorized operations admin clients ask for (issue 12, item 11), with
 confluent-kafka's AdminClient (librdkafka 2.16): Metadata and DescribeCluster with
-include_authorized_operations, DescribeGroups v5 for a classic group and
-ConsumerGroupDescribe v0 for a KIP-848 one. (kafka-python 3.0's describe_groups
+include_authorized_operations (librdkafka asks for the cluster's through Metadata
+v10), DescribeGroups v5 for a classic group and ConsumerGroupDescribe v0 for a KIP-848
+one; DescribeCluster v1 with kafka-python's request class. (kafka-python 3.0's describe_groups
 drops its include_authorized_operations argument, so it is not used.)
 
 Before the change every authorized-operations field was left "not requested"
@@ -14,6 +15,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
+from kafka.admin import KafkaAdminClient
+from kafka.protocol.admin import DescribeClusterRequest
 
 from kafka_python_io import create_topic
 
@@ -52,6 +55,19 @@ def test_authorized_operations_are_every_operation_without_an_authorizer(broker)
     assert names(t.result().authorized_operations) == TOPIC_OPS
     c = admin.describe_cluster(include_authorized_operations=True, request_timeout=15).result()
     assert names(c.authorized_operations) == CLUSTER_OPS
+    # librdkafka asks through Metadata v10; DescribeCluster itself through kafka-python's
+    # request class (its describe_cluster() also uses Metadata).
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+    try:
+        # kafka-python decodes the bit field into the set of operation codes.
+        r = kp._manager.run(kp._manager.send, DescribeClusterRequest(
+            include_cluster_authorized_operations=True))
+        assert r.authorized_operations == {5, 7, 8, 9, 10, 11, 12}
+        r = kp._manager.run(kp._manager.send, DescribeClusterRequest(
+            include_cluster_authorized_operations=False))
+        assert r.authorized_operations is None  # INT32_MIN: not requested
+    finally:
+        kp.close()
 
     consumers = []
     try:
