@@ -84,6 +84,17 @@ impl Cluster {
         self.quotas.borrow().clone()
     }
 
+    /// The producer byte rate quota of `client_id` (its own, else the default client
+    /// id's), looked up in place: on the produce path, without cloning the snapshot.
+    pub fn producer_byte_rate(&self, client_id: &str) -> Option<u64> {
+        self.quotas.borrow().producer_byte_rate(client_id)
+    }
+
+    /// Whether any client quota is set.
+    pub fn has_quotas(&self) -> bool {
+        !self.quotas.borrow().is_empty()
+    }
+
     pub fn set_quotas(&self, next: Arc<ClientQuotas>) {
         *self.quotas.borrow_mut() = next;
     }

@@ -55,7 +55,7 @@ impl ClientQuotas {
 
     pub fn to_record(&self) -> QuotaRecord {
         QuotaRecord {
-            producer_byte_rate: self.entries().map(|(k, v)| (k, v)).collect(),
+            producer_byte_rate: self.entries().collect(),
         }
     }
 

@@ -237,13 +237,13 @@ impl Reader<'_> {
     /// with AlterClientQuotas, else the broker's `producer_byte_rate`); the throttle
     /// time in ms. Without any quota it looks nothing up.
     fn produce_throttle_ms(&self, frame: &Bytes) -> u64 {
-        let quotas = self.net.protocol.cluster.quotas();
+        let cluster = &self.net.protocol.cluster;
         let broker_wide = self.net.config.producer_byte_rate;
-        if quotas.is_empty() && broker_wide == 0 {
+        if broker_wide == 0 && !cluster.has_quotas() {
             return 0;
         }
         let client = client_id(frame);
-        let rate = quotas.producer_byte_rate(client).unwrap_or(broker_wide);
+        let rate = cluster.producer_byte_rate(client).unwrap_or(broker_wide);
         let now = crate::runtime::now_ms() as u64;
         self.net
             .quotas
