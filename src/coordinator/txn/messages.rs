@@ -98,3 +98,19 @@ txn_message! {
     PendingOffsets { group: String } -> Vec<(String, i32)>,
     "txn.pending_offsets", |c, m| c.pending_partitions(&m.group)
 }
+
+txn_message! {
+    /// ListTransactions (KIP-664): every transactional id this shard coordinates (sent to
+    /// every shard; the caller filters).
+    ListTxns {} -> Vec<super::TxnEntry>,
+    "txn.list", |c, _m| c.entries()
+}
+
+txn_message! {
+    /// DescribeTransactions (KIP-664): the state of one transactional id, on its owner.
+    DescribeTxn { transactional_id: String } -> Result<Option<super::TxnEntry>, ErrorCode>,
+    "txn.describe", |c, m| {
+        owned(&c, &m.transactional_id)?;
+        Ok(c.entry(&m.transactional_id))
+    }
+}
