@@ -30,6 +30,9 @@ use super::wait::{OffsetWait, Waiters};
 /// Preallocation grows a segment file by at most this much at a time (or segment_bytes if
 /// smaller); see `segment::preallocation_chunk` for how it gets there.
 const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
+/// How often a log out of space tries again to preallocate, and how much.
+const SPACE_PROBE_MS: u64 = 500;
+const SPACE_PROBE_BYTES: u64 = 1 << 20;
 /// The checkpoint is rewritten after a sync at most this often.
 const CHECKPOINT_INTERVAL_MS: i64 = 1000;
 
@@ -199,6 +202,29 @@ fn fd_of(f: &BufferedFile) -> i32 {
     f.as_raw_fd()
 }
 
+/// What a log can do now (`PartitionLog::availability`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Online,
+    /// Out of space: appends refused until a probe finds room again; reads served.
+    NoSpace(String),
+    /// An I/O error took the log offline until a restart (recovery then checks the files).
+    Offline(String),
+}
+
+/// Whether an error is the disk (or a quota) being full.
+pub(crate) fn is_no_space(e: &LogError) -> bool {
+    match e {
+        LogError::Io { source, .. } => {
+            matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ) || source.kind() == std::io::ErrorKind::StorageFull
+        }
+        _ => false,
+    }
+}
+
 /// What `enforce_retention` removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -243,6 +269,10 @@ pub struct PartitionLog {
     /// Set when the log cannot be used any more (write failed, removed): every wait returns.
     offline: Cell<bool>,
     offline_reason: RefCell<Option<String>>,
+    /// Set while the disk has no room for the next append (ENOSPC or EDQUOT while
+    /// preallocating, before any offset was reserved): appends are refused, reads go on,
+    /// and a probe retries the preallocation until space returns (`watch_for_space`).
+    no_space: RefCell<Option<String>>,
     closed: Cell<bool>,
     /// Set by `remove` (DeleteTopics): no file of this log is written again, since its
     /// directory may already belong to a re-created topic of the same name.
@@ -287,6 +317,7 @@ impl PartitionLog {
             sync_running: Cell::new(false),
             offline: Cell::new(false),
             offline_reason: RefCell::new(None),
+            no_space: RefCell::new(None),
             closed: Cell::new(false),
             removed: Cell::new(false),
             checkpoint_gate: Semaphore::new(1),
@@ -318,7 +349,69 @@ impl PartitionLog {
                 self.dir.display()
             )));
         }
+        if let Some(why) = self.no_space.borrow().as_ref() {
+            return Err(LogError::Offline(format!(
+                "{}: out of space, appends refused until space returns: {why}",
+                self.dir.display()
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether the log takes no appends, and why: `Offline` after an I/O error (until a
+    /// restart; reads are refused too), `NoSpace` while the disk is full (reads go on).
+    pub fn availability(&self) -> Availability {
+        if self.offline.get() && !self.closed.get() {
+            return Availability::Offline(self.offline_reason.borrow().clone().unwrap_or_default());
+        }
+        match self.no_space.borrow().as_ref() {
+            Some(why) => Availability::NoSpace(why.clone()),
+            None => Availability::Online,
+        }
+    }
+
+    /// The preallocation for an append failed with ENOSPC/EDQUOT, before anything was
+    /// reserved: nothing is lost or half-written, so instead of going offline for good the
+    /// log refuses appends and probes for space every `SPACE_PROBE_MS`.
+    fn out_of_space(&self, e: &LogError) {
+        if self.no_space.borrow().is_some() {
+            return;
+        }
+        tracing::error!(dir = %self.dir.display(), error = %e,
+            "partition log out of space: appends refused (KAFKA_STORAGE_ERROR) until space returns");
+        *self.no_space.borrow_mut() = Some(e.to_string());
+        let me = self.me.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(std::time::Duration::from_millis(SPACE_PROBE_MS)).await;
+                let Some(log) = me.upgrade() else { return };
+                if log.closed.get() || log.offline.get() || log.probe_space().await {
+                    return;
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Tries to preallocate room for one more small append; true (and online again) on
+    /// success.
+    async fn probe_space(&self) -> bool {
+        let config = self.config.borrow().clone();
+        let active = self.active();
+        let need = active.reserved_end.get() + SPACE_PROBE_BYTES;
+        let limit = config.effective_segment_bytes().max(need);
+        match active.preallocate(need, SPACE_PROBE_BYTES, limit).await {
+            Ok(()) => {
+                *self.no_space.borrow_mut() = None;
+                tracing::warn!(dir = %self.dir.display(), "space returned: partition log takes appends again");
+                true
+            }
+            Err(e) if is_no_space(&e) => false,
+            Err(e) => {
+                self.fail(&e);
+                true
+            }
+        }
     }
 
     /// Takes the log offline after an I/O error: nothing more is written or served from memory
@@ -510,14 +603,23 @@ impl PartitionLog {
         };
         let max_chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
         let need = active.reserved_end.get() + len;
-        if let Err(e) = active
-            .preallocate(need, max_chunk, segment_bytes.max(need))
-            .await
-        {
-            self.fail(&e);
-            return Err(e);
+        let limit = segment_bytes.max(need);
+        let mut res = active.preallocate(need, max_chunk, limit).await;
+        if res.as_ref().is_err_and(is_no_space) {
+            // A whole chunk does not fit: this append alone may.
+            res = active.preallocate(need, 0, need).await;
         }
-        Ok(active)
+        match res {
+            Ok(()) => Ok(active),
+            Err(e) if is_no_space(&e) => {
+                self.out_of_space(&e);
+                Err(e)
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
     }
 
     /// Seals the active segment (after its in-flight writes land) and starts a new one.
@@ -625,7 +727,16 @@ impl PartitionLog {
             return Ok(());
         }
         if now_ms() - self.last_checkpoint_ms.get() >= CHECKPOINT_INTERVAL_MS {
-            active.persist_index(false).await?;
+            // The data is synced; the index only speeds up reads and is checked and
+            // rebuilt by recovery, so a full disk here is no reason to go offline.
+            match active.persist_index(false).await {
+                Err(e) if is_no_space(&e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "index not persisted (no space)");
+                    self.last_checkpoint_ms.set(now_ms());
+                    return Ok(());
+                }
+                r => r?,
+            }
             self.store_checkpoint(at, false).await?;
         }
         Ok(())

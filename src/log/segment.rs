@@ -300,10 +300,14 @@ impl Segment {
                 idx.offsets_persisted * super::index::OFFSET_ENTRY_LEN,
                 idx.times_persisted * super::index::TIME_ENTRY_LEN,
             );
-            idx.offsets_persisted = idx.offsets.len();
-            idx.times_persisted = idx.times.len();
             (o, t, at.0 as u64, at.1 as u64)
         };
+        let (n_offs, n_times) = {
+            let idx = self.index.borrow();
+            (idx.offsets.len(), idx.times.len())
+        };
+        // Entries count as persisted only once written: after a failed write (a full
+        // disk) the next call writes them again at the same place.
         write_file(
             &index_path(&self.dir, self.base_offset),
             offs,
@@ -311,13 +315,16 @@ impl Segment {
             fresh,
         )
         .await?;
+        self.index.borrow_mut().offsets_persisted = n_offs;
         write_file(
             &time_index_path(&self.dir, self.base_offset),
             times,
             time_at,
             fresh,
         )
-        .await
+        .await?;
+        self.index.borrow_mut().times_persisted = n_times;
+        Ok(())
     }
 
     /// Seals the segment on roll: trims the preallocated tail, writes the final time index

@@ -19,7 +19,7 @@ use tracing::warn;
 use super::{Partition, Read};
 use crate::cluster::{partition_dir, Registry, TopicMeta};
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
-use crate::log::AppendInfo;
+use crate::log::{AppendInfo, Availability};
 use crate::metrics::ShardMetrics;
 use crate::runtime::{now_ms, Signal};
 
@@ -102,6 +102,19 @@ impl PartitionManager {
             }
         }
         out
+    }
+
+    /// Owned partitions whose log takes no appends, for Metadata: (topic, partition,
+    /// offline until a restart) — else out of space for now, still readable.
+    pub fn offline(&self) -> Vec<(Arc<str>, i32, bool)> {
+        self.owned()
+            .into_iter()
+            .filter_map(|(t, p, part)| match part.log.availability() {
+                Availability::Online => None,
+                Availability::NoSpace(_) => Some((t, p, false)),
+                Availability::Offline(_) => Some((t, p, true)),
+            })
+            .collect()
     }
 
     /// Produce to an owned partition, counted in the shard's metrics.

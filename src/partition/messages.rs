@@ -34,6 +34,21 @@ impl Message for Append {
     }
 }
 
+/// Metadata: the partitions this owner cannot append to now, with whether their log is
+/// offline until a restart (an I/O error) rather than out of space for now.
+#[derive(Clone, Copy)]
+pub struct ListOffline;
+
+impl Message for ListOffline {
+    type Service = PartitionManager;
+    type Reply = Vec<(Arc<str>, i32, bool)>;
+    const NAME: &'static str = "partition.list_offline";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.offline()
+    }
+}
+
 /// Fetch: read these partitions in order within `budget` bytes (one message per owner,
 /// not per partition).
 pub struct ReadPartitions {

@@ -1,7 +1,7 @@
 //! Metadata: a single node that leads every partition (auto-creating topics where the
 //! client and the config allow it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -14,6 +14,7 @@ use crate::cluster::{Change, NewTopic};
 use crate::cluster::{Registry, TopicMeta};
 use crate::kafka::ErrorCode;
 use crate::protocol::authorized;
+use crate::partition::messages::ListOffline;
 use crate::protocol::context::Context;
 
 /// This broker's node id in every response.
@@ -62,6 +63,41 @@ fn topic_response(t: &TopicMeta, version: i16, ops: i32) -> MetadataResponseTopi
         r = r.with_topic_id(t.id);
     }
     r
+}
+
+/// Partitions whose log takes no appends. One offline after an I/O error (until a
+/// restart; it serves nothing) is reported as Kafka reports a partition whose only
+/// replica's log dir failed: LEADER_NOT_AVAILABLE, leader -1, the replica offline.
+/// One out of space for now keeps its leader, so consumers go on reading what it has,
+/// with KAFKA_STORAGE_ERROR on the partition, so clients and tools see why produce
+/// fails; it is healthy again once space returns.
+async fn mark_offline(ctx: &Context, topics: &mut [MetadataResponseTopic]) {
+    if topics.iter().all(|t| t.partitions.is_empty()) {
+        return;
+    }
+    let mut offline: HashMap<(Arc<str>, i32), bool> = HashMap::new();
+    for list in ctx.mesh.call_all(ListOffline).await.into_iter().flatten() {
+        offline.extend(list.into_iter().map(|(t, p, gone)| ((t, p), gone)));
+    }
+    if offline.is_empty() {
+        return;
+    }
+    for t in topics.iter_mut() {
+        let Some(name) = t.name.as_ref().map(|n| Arc::<str>::from(n.as_str())) else {
+            continue;
+        };
+        for p in t.partitions.iter_mut() {
+            match offline.get(&(name.clone(), p.partition_index)) {
+                Some(true) => {
+                    p.error_code = ErrorCode::LeaderNotAvailable.code();
+                    p.leader_id = BrokerId(-1);
+                    p.offline_replicas = vec![BrokerId(NODE_ID)];
+                }
+                Some(false) => p.error_code = ErrorCode::KafkaStorageError.code(),
+                None => {}
+            }
+        }
+    }
 }
 
 fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
@@ -124,6 +160,7 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
             });
         }
     }
+    mark_offline(ctx, &mut topics).await;
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
