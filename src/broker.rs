@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use crate::cluster::{Cluster, Controller, Installer, Registry, TopicConfigDefaults};
+use crate::cluster::{ClientQuotas, Cluster, Controller, Installer, Registry, TopicConfigDefaults};
 use crate::config::BrokerConfig;
 use crate::coordinator::{group, txn};
 use crate::kafka::{ErrorCode, KafkaError};
@@ -30,6 +30,7 @@ use crate::runtime::{Message, ShardContext};
 pub struct ShardInit {
     pub config: Arc<BrokerConfig>,
     pub registry: Arc<Registry>,
+    pub quotas: Arc<ClientQuotas>,
     pub groups: group::Recovered,
     pub txns: txn::store::Recovered,
 }
@@ -53,6 +54,7 @@ pub fn shard_main(
 ) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
     Box::pin(async move {
         let broker = Rc::new(Broker::build(ctx, init.config.clone()));
+        broker.cluster.set_quotas(init.quotas);
         let loaded = broker.load(init.registry, init.groups, init.txns).await;
         let ready = broker.ctx.ready(loaded.is_ok()).await;
         loaded?;
@@ -118,10 +120,11 @@ impl Broker {
             metrics: metrics.clone(),
             shutdown: ctx.shutdown.clone(),
             credit: CreditPool::new(config.produce_budget_bytes_per_shard()),
-            quotas: ProduceQuotas::new(config.producer_byte_rate),
+            quotas: ProduceQuotas::default(),
             connections: std::cell::Cell::new(0),
             protocol,
         });
+        mesh.register(cluster.clone());
         mesh.register(partitions.clone());
         mesh.register(groups.clone());
         mesh.register(txns.clone());

@@ -866,6 +866,17 @@ impl PartitionLog {
         Ok(slice)
     }
 
+    /// The largest batch max timestamp of the segments from the log start offset on
+    /// (ListOffsets MAX_TIMESTAMP, KIP-734), None when they hold no batch.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments_from(self.log_start_offset.get())
+            .iter()
+            .filter(|s| s.readable_end.get() > 0)
+            .map(|s| s.max_timestamp.get())
+            .max()
+            .filter(|&ts| ts >= 0)
+    }
+
     pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         let start = self.log_start_offset.get();
         for seg in self.segments_from(start) {

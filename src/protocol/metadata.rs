@@ -13,13 +13,12 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::{Change, NewTopic};
 use crate::cluster::{Registry, TopicMeta};
 use crate::kafka::ErrorCode;
+use crate::protocol::authorized;
 use crate::protocol::context::Context;
 
 /// This broker's node id in every response.
 pub const NODE_ID: i32 = 1;
 pub const CLUSTER_ID: &str = "sluice-single-node";
-/// "Authorized operations not requested" (Kafka's INT32_MIN sentinel).
-pub(super) const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub(super) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -44,7 +43,7 @@ pub async fn auto_create(ctx: &Context, names: Vec<String>) -> Arc<Registry> {
     ctx.cluster.registry()
 }
 
-fn topic_response(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+fn topic_response(t: &TopicMeta, version: i16, ops: i32) -> MetadataResponseTopic {
     let partitions = (0..t.partition_count())
         .map(|p| {
             MetadataResponsePartition::default()
@@ -58,7 +57,7 @@ fn topic_response(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let mut r = MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPS_NOT_REQUESTED);
+        .with_topic_authorized_operations(ops);
     if version >= 10 {
         r = r.with_topic_id(t.id);
     }
@@ -70,7 +69,7 @@ fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_error_code(code.code())
         .with_name(name.map(|n| TopicName(str_bytes(n))))
         .with_topic_id(id)
-        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+        .with_topic_authorized_operations(authorized::NOT_REQUESTED)
 }
 
 pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -80,9 +79,20 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
         Some(t) => version == 0 && t.is_empty(),
     };
     let mut reg = ctx.cluster.registry();
+    // KIP-430 (v8+): without an authorizer, every operation of the resource type.
+    let topic_ops =
+        authorized::if_requested(req.include_topic_authorized_operations, authorized::TOPIC);
+    let cluster_ops = authorized::if_requested(
+        req.include_cluster_authorized_operations,
+        authorized::CLUSTER,
+    );
     let mut topics = Vec::new();
     if all {
-        topics.extend(reg.sorted().into_iter().map(|t| topic_response(t, version)));
+        topics.extend(
+            reg.sorted()
+                .into_iter()
+                .map(|t| topic_response(t, version, topic_ops)),
+        );
     } else {
         let wanted = req.topics.unwrap_or_default();
         let allow_create = version < 4 || req.allow_auto_topic_creation;
@@ -101,7 +111,7 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
                 None => reg.topic_by_id(&t.topic_id),
             };
             topics.push(match (found, &t.name) {
-                (Some(meta), _) => topic_response(meta, version),
+                (Some(meta), _) => topic_response(meta, version, topic_ops),
                 (None, Some(n)) => {
                     let code = if crate::cluster::validate_topic_name(n.as_str()).is_err() {
                         ErrorCode::InvalidTopicException
@@ -122,5 +132,5 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
         .with_cluster_id((version >= 2).then(|| str_bytes(CLUSTER_ID)))
         .with_controller_id(BrokerId(if version >= 1 { NODE_ID } else { -1 }))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(cluster_ops)
 }

@@ -101,7 +101,7 @@ pub async fn describe_configs(
                 .with_resource_name(r.resource_name.clone());
             let configs = match r.resource_type {
                 RESOURCE_TOPIC => match reg.topic(r.resource_name.as_str()) {
-                    Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config)
+                    Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config, &t.overrides)
                         .into_iter()
                         .map(|(k, v)| {
                             let src = if t.overrides.contains_key(k) {
