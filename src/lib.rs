@@ -16,6 +16,7 @@
 //! written in request order.
 
 pub mod bench;
+pub mod cli;
 pub mod broker;
 pub mod cluster;
 pub mod config;

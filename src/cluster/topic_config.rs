@@ -26,7 +26,14 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "max.queue.bytes",
     "min.insync.replicas",
     "compression.type",
+    "errors.deadletterqueue.group.enable",
+    "sluice.delivery.delay.ms",
 ];
+
+/// KIP-1191: a topic takes dead-letter records of share groups only when this is true.
+pub const DLQ_GROUP_ENABLE: &str = "errors.deadletterqueue.group.enable";
+/// Sluice: share groups acquire a record only this long after its timestamp.
+pub const DELIVERY_DELAY_MS: &str = "sluice.delivery.delay.ms";
 
 /// Broker-wide defaults for topic configs.
 #[derive(Debug, Clone)]
@@ -117,6 +124,14 @@ impl TopicConfigDefaults {
                 })?
             }
             "max.queue.bytes" => cfg.max_queue_bytes = parse_limit(key, v)?,
+            DLQ_GROUP_ENABLE => {
+                if v != "true" && v != "false" {
+                    return Err(ConfigError(format!("{key} must be true or false, got '{v}'")));
+                }
+            }
+            DELIVERY_DELAY_MS => {
+                parse_min(key, v, 0)?;
+            }
             "min.insync.replicas" => {
                 if parse_i64(key, v)? != 1 {
                     return Err(ConfigError(
@@ -174,6 +189,8 @@ impl TopicConfigDefaults {
                     "max.queue.bytes" => opt_i64(cfg.max_queue_bytes),
                     "min.insync.replicas" => "1".into(),
                     "compression.type" => "producer".into(),
+                    DLQ_GROUP_ENABLE => "false".into(),
+                    DELIVERY_DELAY_MS => "0".into(),
                     _ => String::new(),
                 };
                 (k, v)

@@ -3,6 +3,7 @@
 
 mod alter_configs;
 mod describe_configs;
+mod group_configs;
 mod incremental_alter_configs;
 
 use crate::cluster::Change;
