@@ -131,9 +131,11 @@ impl Broker {
             connections: std::cell::Cell::new(0),
             protocol,
         });
-        partitions
-            .shares()
-            .set_dlq_sink(dlq_sink(cluster.clone(), mesh.clone(), config.auto_create_topics));
+        partitions.shares().set_dlq_sink(dlq_sink(
+            cluster.clone(),
+            mesh.clone(),
+            config.auto_create_topics,
+        ));
         mesh.register(partitions.clone());
         mesh.register(groups.clone());
         mesh.register(txns.clone());
@@ -301,7 +303,9 @@ fn dlq_sink(
         Box::pin(async move {
             let refuse = |m: String| Err(KafkaError::new(ErrorCode::InvalidConfig, m));
             if !topic.starts_with(share::configs::DLQ_PREFIX) {
-                return refuse(format!("DLQ topic {topic} does not start with the DLQ prefix"));
+                return refuse(format!(
+                    "DLQ topic {topic} does not start with the DLQ prefix"
+                ));
             }
             if cluster.registry().topic(&topic).is_none() && auto_create {
                 let configs = [(DLQ_GROUP_ENABLE.to_string(), "true".to_string())].into();

@@ -16,8 +16,8 @@
 //! written in request order.
 
 pub mod bench;
-pub mod cli;
 pub mod broker;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

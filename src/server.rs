@@ -98,12 +98,13 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     let txns = crate::coordinator::txn::store::recover(&config.data_dir, config.shards)?;
     let share_configs =
         crate::coordinator::share::configs::recover(&config.data_dir, config.shards)?;
-    let shares = crate::partition::share::store::recover(&config.data_dir, config.shards, |t, p| {
-        registry
-            .topic(t)
-            .and_then(|m| m.owner(p))
-            .map_or(0, |s| s.0)
-    })?;
+    let shares =
+        crate::partition::share::store::recover(&config.data_dir, config.shards, |t, p| {
+            registry
+                .topic(t)
+                .and_then(|m| m.owner(p))
+                .map_or(0, |s| s.0)
+        })?;
     let spec = RuntimeSpec {
         shards: config.shards,
         io_memory_bytes: config.io_memory_bytes,

@@ -174,7 +174,9 @@ fn move_one(
             });
         }
     }
-    let mut rec = BaseRecord::<[u8], [u8]>::to(&topic).payload(value).headers(headers);
+    let mut rec = BaseRecord::<[u8], [u8]>::to(&topic)
+        .payload(value)
+        .headers(headers);
     if let Some(k) = m.key() {
         rec = rec.key(k);
     }
@@ -187,7 +189,9 @@ fn move_one(
     while let Some(r) = rec.take() {
         match producer.send(r) {
             Ok(()) => {}
-            Err((e, r)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+            Err((e, r))
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+            {
                 producer.poll(Duration::from_millis(50));
                 rec = Some(r);
             }

@@ -126,7 +126,9 @@ impl TopicConfigDefaults {
             "max.queue.bytes" => cfg.max_queue_bytes = parse_limit(key, v)?,
             DLQ_GROUP_ENABLE => {
                 if v != "true" && v != "false" {
-                    return Err(ConfigError(format!("{key} must be true or false, got '{v}'")));
+                    return Err(ConfigError(format!(
+                        "{key} must be true or false, got '{v}'"
+                    )));
                 }
             }
             DELIVERY_DELAY_MS => {

@@ -95,10 +95,18 @@ fn render_shares(out: &mut String, snaps: &[Snapshot]) {
     let series: [(&str, &str, Get); 6] = [
         ("sluice_share_records_available", "gauge", |m| m.available),
         ("sluice_share_records_acquired", "gauge", |m| m.acquired),
-        ("sluice_share_records_archived_total", "counter", |m| m.archived_total),
-        ("sluice_share_delivery_limit_hits_total", "counter", |m| m.delivery_limit_hits),
-        ("sluice_share_lock_expiries_total", "counter", |m| m.lock_expiries),
-        ("sluice_share_start_offset", "gauge", |m| m.start_offset.max(0) as u64),
+        ("sluice_share_records_archived_total", "counter", |m| {
+            m.archived_total
+        }),
+        ("sluice_share_delivery_limit_hits_total", "counter", |m| {
+            m.delivery_limit_hits
+        }),
+        ("sluice_share_lock_expiries_total", "counter", |m| {
+            m.lock_expiries
+        }),
+        ("sluice_share_start_offset", "gauge", |m| {
+            m.start_offset.max(0) as u64
+        }),
     ];
     for (name, kind, get) in series {
         let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -114,8 +122,13 @@ fn render_shares(out: &mut String, snaps: &[Snapshot]) {
         }
     }
     for (name, get) in [
-        ("sluice_share_dlq_writes_total", (|s: &Snapshot| s.dlq_writes) as fn(&Snapshot) -> u64),
-        ("sluice_share_dlq_write_failures_total", |s: &Snapshot| s.dlq_failures),
+        (
+            "sluice_share_dlq_writes_total",
+            (|s: &Snapshot| s.dlq_writes) as fn(&Snapshot) -> u64,
+        ),
+        ("sluice_share_dlq_write_failures_total", |s: &Snapshot| {
+            s.dlq_failures
+        }),
     ] {
         let _ = writeln!(out, "# TYPE {name} counter");
         for s in snaps {

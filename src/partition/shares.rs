@@ -10,8 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::share::{
-    dlq, Archived, BatchSpan, ShareAcks, ShareAsk, ShareConfig, ShareOut, ShareRead,
-    SharePartition, ShareView, SpKey,
+    dlq, Archived, BatchSpan, ShareAcks, ShareAsk, ShareConfig, ShareOut, SharePartition,
+    ShareRead, ShareView, SpKey,
 };
 use super::{txn, Partition, PartitionManager};
 use crate::kafka::{ErrorCode, KafkaError};
@@ -87,7 +87,9 @@ impl PartitionManager {
         let mut archived_keys: Vec<(SpKey, Vec<Archived>)> = Vec::new();
         for r in &ask.reads {
             let k: SpKey = (r.topic.clone(), r.partition, ask.group.clone());
-            let got = self.share_fetch_one(&ask, &k, left, &mut archived_keys).await;
+            let got = self
+                .share_fetch_one(&ask, &k, left, &mut archived_keys)
+                .await;
             if let Ok(g) = &got {
                 let n: i64 = g.acquired.iter().map(|a| a.1 - a.0 + 1).sum();
                 left = left.saturating_sub(n as usize);
@@ -146,7 +148,11 @@ impl PartitionManager {
             let mut data = Vec::with_capacity(slice.len());
             slice.read_to_vec(&mut data).await?;
             let mut spans = spans(&part, &data, from, end, c.committed);
-            let delay = ask.reads.iter().find(|r| r.topic == k.0 && r.partition == k.1).map_or(0, |r| r.delay_ms);
+            let delay = ask
+                .reads
+                .iter()
+                .find(|r| r.topic == k.0 && r.partition == k.1)
+                .map_or(0, |r| r.delay_ms);
             if delay > 0 {
                 for (s, ts) in spans.iter_mut() {
                     s.not_before_ms = ts.saturating_add(delay);
@@ -154,9 +160,9 @@ impl PartitionManager {
             }
             let spans: Vec<BatchSpan> = spans.into_iter().map(|(s, _)| s).collect();
             let member: Rc<str> = Rc::from(&*ask.member);
-            let (acquired, used) = sp
-                .borrow_mut()
-                .acquire(&member, &spans, max_records, now_ms(), c);
+            let (acquired, used) =
+                sp.borrow_mut()
+                    .acquire(&member, &spans, max_records, now_ms(), c);
             out.records = keep_batches(&data, &used);
             out.acquired = acquired;
         }
@@ -320,7 +326,9 @@ fn keep_batches(data: &[u8], used: &[bool]) -> Bytes {
     let mut pos = 0;
     let mut i = 0;
     while pos + batch::HEADER_LEN <= data.len() {
-        let len = batch::header_info(&data[pos..], pos).len.max(batch::HEADER_LEN);
+        let len = batch::header_info(&data[pos..], pos)
+            .len
+            .max(batch::HEADER_LEN);
         let end = (pos + len).min(data.len());
         if used.get(i).copied().unwrap_or(false) {
             out.extend_from_slice(&data[pos..end]);

@@ -78,7 +78,8 @@ impl Sessions {
         s.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
         s.last_used_ms = now;
         s.partitions.extend(add.iter().cloned());
-        s.partitions.retain(|(id, _, p)| !forget.contains(&(*id, *p)));
+        s.partitions
+            .retain(|(id, _, p)| !forget.contains(&(*id, *p)));
         s.partitions = dedup(std::mem::take(&mut s.partitions));
         Ok(s.clone())
     }

@@ -208,7 +208,9 @@ mod tests {
 
     #[test]
     fn bad_values_say_why() {
-        assert!(validate(LOCK_DURATION_MS, "abc").unwrap_err().contains("integer"));
+        assert!(validate(LOCK_DURATION_MS, "abc")
+            .unwrap_err()
+            .contains("integer"));
         assert!(validate(DLQ_TOPIC, "errors").unwrap_err().contains("dlq."));
         assert!(validate("share.nope", "1").is_err());
         assert!(validate(AUTO_OFFSET_RESET, "earliest").is_ok());

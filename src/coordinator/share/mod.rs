@@ -127,7 +127,11 @@ impl Coordinator {
         let n = recovered.state.0.len();
         let j = configs::open(data_dir, self.shard.0, recovered).await?;
         *self.journal.borrow_mut() = Some(Rc::new(j));
-        info!(shard = self.shard.0, groups = n, "share group configs loaded");
+        info!(
+            shard = self.shard.0,
+            groups = n,
+            "share group configs loaded"
+        );
         Ok(())
     }
 
@@ -138,7 +142,12 @@ impl Coordinator {
     /// The group's overrides (empty for a group without any).
     pub fn overrides(&self, group: &str) -> Overrides {
         match self.journal.borrow().as_ref() {
-            Some(j) => j.state().0.get(group).map(|(_, o)| o.clone()).unwrap_or_default(),
+            Some(j) => j
+                .state()
+                .0
+                .get(group)
+                .map(|(_, o)| o.clone())
+                .unwrap_or_default(),
             None => Overrides::new(),
         }
     }
@@ -258,7 +267,11 @@ impl Coordinator {
         match groups.get(group) {
             Some(g) => Some(Described {
                 group: group.to_string(),
-                state: if g.members.is_empty() { "Empty" } else { "Stable" },
+                state: if g.members.is_empty() {
+                    "Empty"
+                } else {
+                    "Stable"
+                },
                 epoch: g.epoch,
                 members: g.members.values().cloned().collect(),
             }),
@@ -312,10 +325,9 @@ impl Coordinator {
         let now = now_ms();
         let mut groups = self.groups.borrow_mut();
         for (name, g) in groups.iter_mut() {
-            let timeout: i64 =
-                configs::value(&self.overrides(name), configs::SESSION_TIMEOUT_MS)
-                    .parse()
-                    .unwrap_or(45_000);
+            let timeout: i64 = configs::value(&self.overrides(name), configs::SESSION_TIMEOUT_MS)
+                .parse()
+                .unwrap_or(45_000);
             let before = g.members.len();
             g.members.retain(|_, m| now - m.last_seen_ms < timeout);
             if g.members.len() != before {

@@ -15,8 +15,7 @@ use futures_util::future::LocalBoxFuture;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use super::state::Archived;
@@ -32,8 +31,7 @@ pub const H_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
 pub const H_REASON: &str = "__dlq.errors.reason";
 
 /// Appends a record batch to a DLQ topic durably, or says why not.
-pub type DlqSink =
-    Rc<dyn Fn(String, Bytes) -> LocalBoxFuture<'static, Result<(), KafkaError>>>;
+pub type DlqSink = Rc<dyn Fn(String, Bytes) -> LocalBoxFuture<'static, Result<(), KafkaError>>>;
 
 /// What one DLQ write is about.
 pub struct Source<'a> {
@@ -114,7 +112,10 @@ pub async fn build(
         compression: Compression::None,
     };
     RecordBatchEncoder::encode(&mut buf, &records, &opts).map_err(|e| {
-        KafkaError::new(ErrorCode::UnknownServerError, format!("encoding dead-letter records: {e}"))
+        KafkaError::new(
+            ErrorCode::UnknownServerError,
+            format!("encoding dead-letter records: {e}"),
+        )
     })?;
     Ok(buf.freeze())
 }

@@ -404,9 +404,12 @@ impl SharePartition {
                 return Err(ErrorCode::InvalidRequest);
             }
             for offset in *first..=*last {
-                let held = self.slot(offset).filter(|_| offset >= self.start).is_some_and(|s| {
-                    s.state == RecordState::Acquired && s.member.as_deref() == Some(member)
-                });
+                let held = self
+                    .slot(offset)
+                    .filter(|_| offset >= self.start)
+                    .is_some_and(|s| {
+                        s.state == RecordState::Acquired && s.member.as_deref() == Some(member)
+                    });
                 // A gap the member saw no record at (control records) may be below the
                 // window already.
                 let gap = ack_type(types, offset - first) == ACK_GAP;
@@ -513,7 +516,9 @@ fn backoff(c: &ShareConfig, count: i16) -> i64 {
         return 0;
     }
     let shift = (count - 1).clamp(0, 20) as u32;
-    c.backoff_ms.saturating_mul(1 << shift).min(c.backoff_max_ms)
+    c.backoff_ms
+        .saturating_mul(1 << shift)
+        .min(c.backoff_max_ms)
 }
 
 #[cfg(test)]
@@ -549,8 +554,13 @@ mod tests {
         let c = ShareConfig::default();
         let mut sp = SharePartition::new(0);
         sp.acquire(&m("a"), &[span(0, 2)], 10, 0, &c);
-        sp.acknowledge("a", &[(0, 0, vec![ACK_ACCEPT]), (1, 1, vec![ACK_RELEASE])], 0, &c)
-            .unwrap();
+        sp.acknowledge(
+            "a",
+            &[(0, 0, vec![ACK_ACCEPT]), (1, 1, vec![ACK_RELEASE])],
+            0,
+            &c,
+        )
+        .unwrap();
         assert_eq!(sp.start(), 1);
         let (again, _) = sp.acquire(&m("b"), &[span(1, 2)], 10, 0, &c);
         assert_eq!(again, vec![(1, 1, 2)]);
@@ -574,9 +584,14 @@ mod tests {
         };
         let mut sp = SharePartition::new(0);
         sp.acquire(&m("a"), &[span(0, 0)], 10, 0, &c);
-        assert!(sp.acknowledge("a", &[(0, 0, vec![ACK_RELEASE])], 0, &c).unwrap().is_empty());
+        assert!(sp
+            .acknowledge("a", &[(0, 0, vec![ACK_RELEASE])], 0, &c)
+            .unwrap()
+            .is_empty());
         sp.acquire(&m("a"), &[span(0, 0)], 10, 0, &c);
-        let a = sp.acknowledge("a", &[(0, 0, vec![ACK_RELEASE])], 0, &c).unwrap();
+        let a = sp
+            .acknowledge("a", &[(0, 0, vec![ACK_RELEASE])], 0, &c)
+            .unwrap();
         assert_eq!(a[0].reason, ArchiveReason::DeliveryLimit);
         assert_eq!(sp.start(), 1);
     }
@@ -613,7 +628,8 @@ mod tests {
         let c = ShareConfig::default();
         let mut sp = SharePartition::new(0);
         sp.acquire(&m("a"), &[span(0, 3)], 10, 0, &c);
-        sp.acknowledge("a", &[(1, 1, vec![ACK_ACCEPT])], 0, &c).unwrap();
+        sp.acknowledge("a", &[(1, 1, vec![ACK_ACCEPT])], 0, &c)
+            .unwrap();
         let back = SharePartition::restore(sp.start(), &sp.runs());
         assert_eq!(back.state_of(0), Some((RecordState::Available, 1)));
         assert_eq!(back.state_of(1), Some((RecordState::Acknowledged, 1)));
@@ -639,8 +655,12 @@ mod tests {
         };
         let mut sp = SharePartition::new(0);
         sp.acquire(&m("a"), &[span(0, 0)], 10, 0, &c);
-        sp.acknowledge("a", &[(0, 0, vec![ACK_RELEASE])], 10, &c).unwrap();
+        sp.acknowledge("a", &[(0, 0, vec![ACK_RELEASE])], 10, &c)
+            .unwrap();
         assert!(sp.acquire(&m("a"), &[span(0, 0)], 10, 500, &c).0.is_empty());
-        assert_eq!(sp.acquire(&m("a"), &[span(0, 0)], 10, 1010, &c).0, vec![(0, 0, 2)]);
+        assert_eq!(
+            sp.acquire(&m("a"), &[span(0, 0)], 10, 1010, &c).0,
+            vec![(0, 0, 2)]
+        );
     }
 }

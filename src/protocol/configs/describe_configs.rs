@@ -108,7 +108,10 @@ pub async fn describe_configs(
                 .with_resource_name(r.resource_name.clone());
             let configs = match r.resource_type {
                 t if group_configs::is_group(t) => groups.next().unwrap_or_else(|| {
-                    Err(KafkaError::new(ErrorCode::UnknownServerError, "missing result"))
+                    Err(KafkaError::new(
+                        ErrorCode::UnknownServerError,
+                        "missing result",
+                    ))
                 }),
                 RESOURCE_TOPIC => match reg.topic(r.resource_name.as_str()) {
                     Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config)

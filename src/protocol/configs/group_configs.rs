@@ -16,7 +16,10 @@ pub fn is_group(resource_type: i8) -> bool {
 }
 
 fn gone() -> KafkaError {
-    KafkaError::new(ErrorCode::NotCoordinator, "the group's coordinator is shutting down")
+    KafkaError::new(
+        ErrorCode::NotCoordinator,
+        "the group's coordinator is shutting down",
+    )
 }
 
 async fn overrides(ctx: &Context, group: &str) -> Result<Overrides, KafkaError> {
@@ -28,12 +31,19 @@ async fn overrides(ctx: &Context, group: &str) -> Result<Overrides, KafkaError> 
 }
 
 /// Every group config with its value for `group` (DescribeConfigs).
-pub async fn describe(ctx: &Context, group: &str) -> Result<Vec<DescribeConfigsResourceResult>, KafkaError> {
+pub async fn describe(
+    ctx: &Context,
+    group: &str,
+) -> Result<Vec<DescribeConfigsResourceResult>, KafkaError> {
     let o = overrides(ctx, group).await?;
     Ok(gc::DEFAULTS
         .iter()
         .map(|(name, _)| {
-            let src = if o.contains_key(*name) { SOURCE_GROUP } else { SOURCE_DEFAULT };
+            let src = if o.contains_key(*name) {
+                SOURCE_GROUP
+            } else {
+                SOURCE_DEFAULT
+            };
             describe_configs::entry(name, gc::value(&o, name).to_string(), src, false)
         })
         .collect())
@@ -54,7 +64,10 @@ pub async fn alter(
                 o.insert(name.clone(), v.clone());
             }
             (0, None) => {
-                return Err(KafkaError::new(ErrorCode::InvalidConfig, format!("{name}: no value to set")))
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{name}: no value to set"),
+                ))
             }
             (1, _) => {
                 gc::validate(name, gc::value(&Overrides::new(), name))

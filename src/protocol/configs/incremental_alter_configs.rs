@@ -32,7 +32,13 @@ pub async fn incremental_alter_configs(
             let ops: Vec<(String, i8, Option<String>)> = r
                 .configs
                 .iter()
-                .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
                 .collect();
             outcomes[i] =
                 group_configs::alter(ctx, r.resource_name.as_str(), &ops, req.validate_only).await;

@@ -36,17 +36,32 @@ async fn delete_share_group(ctx: &Context, id: &str) -> ErrorCode {
     let msg = crate::coordinator::share::messages::Delete {
         group: id.to_string(),
     };
-    let code = ctx.mesh.call(owner, msg).await.unwrap_or(ErrorCode::NotCoordinator);
+    let code = ctx
+        .mesh
+        .call(owner, msg)
+        .await
+        .unwrap_or(ErrorCode::NotCoordinator);
     if code != ErrorCode::None && code != ErrorCode::GroupIdNotFound {
         return code;
     }
     let ask = ShareDescribe {
         group: Some(id.to_string()),
     };
-    let views: Vec<_> = ctx.mesh.call_all(ask).await.into_iter().flatten().flatten().collect();
+    let views: Vec<_> = ctx
+        .mesh
+        .call_all(ask)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
     let found = !views.is_empty();
     for v in views {
-        let Some(shard) = ctx.cluster.registry().topic(&v.topic).and_then(|t| t.owner(v.partition))
+        let Some(shard) = ctx
+            .cluster
+            .registry()
+            .topic(&v.topic)
+            .and_then(|t| t.owner(v.partition))
         else {
             continue;
         };

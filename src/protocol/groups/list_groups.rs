@@ -16,7 +16,11 @@ pub async fn list_groups(
             Err(_) => code = ErrorCode::CoordinatorNotAvailable,
         }
     }
-    for r in ctx.mesh.call_all(crate::coordinator::share::messages::List).await {
+    for r in ctx
+        .mesh
+        .call_all(crate::coordinator::share::messages::List)
+        .await
+    {
         match r {
             Ok(l) => all.extend(l.into_iter().map(|d| group::Listed {
                 group: d.group,

@@ -17,15 +17,26 @@ pub async fn handle(
     req: ShareAcknowledgeRequest,
     _version: i16,
 ) -> ShareAcknowledgeResponse {
-    let group = req.group_id.as_ref().map(|g| g.to_string()).unwrap_or_default();
-    let member = req.member_id.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let group = req
+        .group_id
+        .as_ref()
+        .map(|g| g.to_string())
+        .unwrap_or_default();
+    let member = req
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     let top = |code: ErrorCode, msg: &str| {
         ShareAcknowledgeResponse::default()
             .with_error_code(code.code())
             .with_error_message(Some(sb(msg)))
     };
     if group.is_empty() || member.is_empty() {
-        return top(ErrorCode::InvalidRequest, "group_id and member_id are required");
+        return top(
+            ErrorCode::InvalidRequest,
+            "group_id and member_id are required",
+        );
     }
     let key: SessionKey = (group.clone(), member.clone());
     let epoch = req.share_session_epoch;

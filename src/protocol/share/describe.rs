@@ -25,7 +25,10 @@ pub async fn handle(
         let reg = reg.clone();
         async move {
             let owner = owner_shard(&id, ctx.shards());
-            let d = ctx.mesh.call(owner, sm::Describe { group: id.clone() }).await;
+            let d = ctx
+                .mesh
+                .call(owner, sm::Describe { group: id.clone() })
+                .await;
             match d {
                 Ok(Some(d)) => described(&reg, d),
                 Ok(None) => DescribedGroup::default()
@@ -50,7 +53,10 @@ fn described(reg: &crate::cluster::Registry, d: Described) -> DescribedGroup {
                 .assigned
                 .iter()
                 .map(|(id, ps)| {
-                    let name = reg.topic_by_id(id).map(|t| t.name.to_string()).unwrap_or_default();
+                    let name = reg
+                        .topic_by_id(id)
+                        .map(|t| t.name.to_string())
+                        .unwrap_or_default();
                     TopicPartitions::default()
                         .with_topic_id(*id)
                         .with_topic_name(TopicName(sb(&name)))
@@ -63,7 +69,9 @@ fn described(reg: &crate::cluster::Registry, d: Described) -> DescribedGroup {
                 .with_member_epoch(m.epoch)
                 .with_client_id(sb(&m.client_id))
                 .with_client_host(sb(&m.client_host))
-                .with_subscribed_topic_names(m.subscribed.iter().map(|t| TopicName(sb(t))).collect())
+                .with_subscribed_topic_names(
+                    m.subscribed.iter().map(|t| TopicName(sb(t))).collect(),
+                )
                 .with_assignment(Assignment::default().with_topic_partitions(tps))
         })
         .collect();

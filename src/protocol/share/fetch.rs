@@ -13,7 +13,6 @@ use kafka_protocol::messages::share_fetch_response::{
 use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
 use uuid::Uuid;
 
-use crate::protocol::share_session::SessionPartition;
 use super::{ack_on_owners, config_for, release_on_owners, sb, SessionKey};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::messages as pm;
@@ -22,6 +21,7 @@ use crate::partition::Read;
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 use crate::protocol::route::owner_in;
+use crate::protocol::share_session::SessionPartition;
 use crate::runtime::now_ms;
 
 /// Longest a fetch that found nothing sleeps before it looks again (a release or an
@@ -45,10 +45,21 @@ fn top_error(code: ErrorCode, msg: &str) -> ShareFetchResponse {
 }
 
 pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> ShareFetchResponse {
-    let group = req.group_id.as_ref().map(|g| g.to_string()).unwrap_or_default();
-    let member = req.member_id.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let group = req
+        .group_id
+        .as_ref()
+        .map(|g| g.to_string())
+        .unwrap_or_default();
+    let member = req
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     if group.is_empty() || member.is_empty() {
-        return top_error(ErrorCode::InvalidRequest, "group_id and member_id are required");
+        return top_error(
+            ErrorCode::InvalidRequest,
+            "group_id and member_id are required",
+        );
     }
     let epoch = req.share_session_epoch;
     let reg = ctx.cluster.registry();
@@ -58,9 +69,13 @@ pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> Sha
     for t in &req.topics {
         for p in &t.partitions {
             let Some(meta) = reg.topic_by_id(&t.topic_id) else {
-                answers.entry((t.topic_id, p.partition_index)).or_default().error = Some(
-                    KafkaError::new(ErrorCode::UnknownTopicId, "no topic with this id"),
-                );
+                answers
+                    .entry((t.topic_id, p.partition_index))
+                    .or_default()
+                    .error = Some(KafkaError::new(
+                    ErrorCode::UnknownTopicId,
+                    "no topic with this id",
+                ));
                 continue;
             };
             let sp = (t.topic_id, meta.name.clone(), p.partition_index);
@@ -81,7 +96,10 @@ pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> Sha
         }
     }
     if epoch == 0 && !acks.is_empty() {
-        return top_error(ErrorCode::InvalidRequest, "a new share session carries no acknowledgements");
+        return top_error(
+            ErrorCode::InvalidRequest,
+            "a new share session carries no acknowledgements",
+        );
     }
     let forget: Vec<(Uuid, i32)> = req
         .forgotten_topics_data
@@ -108,7 +126,8 @@ pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> Sha
             member: m,
             config: config.clone(),
             max_records: req.max_records.clamp(1, 10_000) as usize,
-            max_bytes: (req.max_bytes.max(1) as usize).min(ctx.config.fetch_budget_bytes_per_shard()),
+            max_bytes: (req.max_bytes.max(1) as usize)
+                .min(ctx.config.fetch_budget_bytes_per_shard()),
         };
         fetch_until(ctx, &ask, &session.partitions, wait, &mut answers).await;
     }
@@ -198,7 +217,9 @@ async fn fetch_once(
         });
         let replies = match ctx.mesh.call(crate::kafka::ShardId(shard), msg).await {
             Ok(r) => r,
-            Err(e) => (0..sps.len()).map(|_| Err(crate::protocol::route::owner_gone(e))).collect(),
+            Err(e) => (0..sps.len())
+                .map(|_| Err(crate::protocol::route::owner_gone(e)))
+                .collect(),
         };
         (shard, sps, replies)
     });
@@ -221,7 +242,11 @@ async fn fetch_once(
 /// The topic's `sluice.delivery.delay.ms` (0 when unset).
 fn delay_of(reg: &crate::cluster::Registry, topic: &str) -> i64 {
     reg.topic(topic)
-        .and_then(|t| t.overrides.get(crate::cluster::topic_config::DELIVERY_DELAY_MS).cloned())
+        .and_then(|t| {
+            t.overrides
+                .get(crate::cluster::topic_config::DELIVERY_DELAY_MS)
+                .cloned()
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
@@ -236,7 +261,12 @@ fn read_at(sp: &SessionPartition, offset: i64) -> Read {
     }
 }
 
-async fn wait_on_owners(ctx: &Context, waits: Vec<(usize, Read)>, timeout: Duration, committed: bool) {
+async fn wait_on_owners(
+    ctx: &Context,
+    waits: Vec<(usize, Read)>,
+    timeout: Duration,
+    committed: bool,
+) {
     let mut by_owner: HashMap<usize, Vec<Read>> = HashMap::new();
     for (s, mut r) in waits {
         r.committed = committed;
@@ -315,7 +345,9 @@ fn partition_data(partition: i32, a: Answer) -> PartitionData {
                     .with_delivery_count(count)
             })
             .collect();
-        pd = pd.with_records(Some(o.records)).with_acquired_records(acquired);
+        pd = pd
+            .with_records(Some(o.records))
+            .with_acquired_records(acquired);
     }
     pd
 }

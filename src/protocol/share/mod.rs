@@ -29,8 +29,8 @@ pub use acknowledge::handle as share_acknowledge;
 pub use describe::handle as share_group_describe;
 pub use fetch::handle as share_fetch;
 pub use heartbeat::handle as share_group_heartbeat;
-pub use offsets::{alter as alter_share_group_offsets, delete as delete_share_group_offsets};
 pub use offsets::describe as describe_share_group_offsets;
+pub use offsets::{alter as alter_share_group_offsets, delete as delete_share_group_offsets};
 
 /// (group, member).
 pub type SessionKey = (String, String);

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use kafka_protocol::messages::alter_share_group_offsets_response::{
-    AlterShareGroupOffsetsResponsePartition as AltPart, AlterShareGroupOffsetsResponseTopic as AltTopic,
+    AlterShareGroupOffsetsResponsePartition as AltPart,
+    AlterShareGroupOffsetsResponseTopic as AltTopic,
 };
 use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as DelTopic;
 use kafka_protocol::messages::describe_share_group_offsets_response::{
@@ -30,7 +31,13 @@ async fn views(ctx: &Context, group: &str) -> Vec<ShareView> {
     let msg = pm::ShareDescribe {
         group: Some(group.to_string()),
     };
-    ctx.mesh.call_all(msg).await.into_iter().flatten().flatten().collect()
+    ctx.mesh
+        .call_all(msg)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect()
 }
 
 pub async fn describe(
@@ -44,7 +51,10 @@ pub async fn describe(
         let id = g.group_id.to_string();
         let all = views(ctx, &id).await;
         let asked: Vec<(String, Vec<i32>)> = match g.topics {
-            Some(ts) => ts.into_iter().map(|t| (t.topic_name.to_string(), t.partitions)).collect(),
+            Some(ts) => ts
+                .into_iter()
+                .map(|t| (t.topic_name.to_string(), t.partitions))
+                .collect(),
             None => {
                 let mut ts: Vec<(String, Vec<i32>)> = Vec::new();
                 for v in &all {
@@ -67,7 +77,10 @@ pub async fn describe(
                             .iter()
                             .find(|v| *v.topic == *t && v.partition == p)
                             .map_or(-1, |v| v.start);
-                        DPart::default().with_partition_index(p).with_start_offset(start).with_leader_epoch(0)
+                        DPart::default()
+                            .with_partition_index(p)
+                            .with_start_offset(start)
+                            .with_leader_epoch(0)
                     })
                     .collect();
                 DTopic::default()
@@ -76,7 +89,11 @@ pub async fn describe(
                     .with_partitions(parts)
             })
             .collect();
-        groups.push(DGroup::default().with_group_id(GroupId(sb(&id))).with_topics(topics));
+        groups.push(
+            DGroup::default()
+                .with_group_id(GroupId(sb(&id)))
+                .with_topics(topics),
+        );
     }
     DescribeShareGroupOffsetsResponse::default().with_groups(groups)
 }
@@ -86,7 +103,12 @@ async fn check_empty(ctx: &Context, group: &str) -> Result<(), KafkaError> {
     let owner = owner_shard(group, ctx.shards());
     let d = ctx
         .mesh
-        .call(owner, sm::Describe { group: group.to_string() })
+        .call(
+            owner,
+            sm::Describe {
+                group: group.to_string(),
+            },
+        )
         .await
         .map_err(|_| KafkaError::new(ErrorCode::NotCoordinator, "coordinator shutting down"))?;
     match d {
@@ -98,7 +120,13 @@ async fn check_empty(ctx: &Context, group: &str) -> Result<(), KafkaError> {
     }
 }
 
-async fn reset(ctx: &Context, group: &Arc<str>, topic: &str, p: i32, start: Option<i64>) -> Result<(), KafkaError> {
+async fn reset(
+    ctx: &Context,
+    group: &Arc<str>,
+    topic: &str,
+    p: i32,
+    start: Option<i64>,
+) -> Result<(), KafkaError> {
     let (topic, owner) = partition_owner(&ctx.cluster.registry(), topic, p)?;
     let msg = pm::ShareReset {
         group: group.clone(),
@@ -106,7 +134,10 @@ async fn reset(ctx: &Context, group: &Arc<str>, topic: &str, p: i32, start: Opti
         partition: p,
         start,
     };
-    ctx.mesh.call(owner, msg).await.map_err(crate::protocol::route::owner_gone)?
+    ctx.mesh
+        .call(owner, msg)
+        .await
+        .map_err(crate::protocol::route::owner_gone)?
 }
 
 pub async fn alter(
@@ -133,13 +164,20 @@ pub async fn alter(
                 let part = AltPart::default().with_partition_index(idx);
                 match r {
                     Ok(()) => part,
-                    Err(e) => part.with_error_code(e.wire_code()).with_error_message(Some(sb(&e.message))),
+                    Err(e) => part
+                        .with_error_code(e.wire_code())
+                        .with_error_message(Some(sb(&e.message))),
                 }
             }
         });
         let parts = join_all(work).await;
         let tid = reg.topic(&name).map(|m| m.id).unwrap_or_default();
-        topics.push(AltTopic::default().with_topic_name(TopicName(sb(&name))).with_topic_id(tid).with_partitions(parts));
+        topics.push(
+            AltTopic::default()
+                .with_topic_name(TopicName(sb(&name)))
+                .with_topic_id(tid)
+                .with_partitions(parts),
+        );
     }
     AlterShareGroupOffsetsResponse::default().with_responses(topics)
 }
@@ -161,7 +199,11 @@ pub async fn delete(
     for t in req.topics {
         let name = t.topic_name.to_string();
         let Some(meta) = reg.topic(&name) else {
-            topics.push(DelTopic::default().with_topic_name(TopicName(sb(&name))).with_error_code(ErrorCode::UnknownTopicOrPartition.code()));
+            topics.push(
+                DelTopic::default()
+                    .with_topic_name(TopicName(sb(&name)))
+                    .with_error_code(ErrorCode::UnknownTopicOrPartition.code()),
+            );
             continue;
         };
         let mut code = ErrorCode::None;
@@ -170,7 +212,12 @@ pub async fn delete(
                 code = e.code;
             }
         }
-        topics.push(DelTopic::default().with_topic_name(TopicName(sb(&name))).with_topic_id(meta.id).with_error_code(code.code()));
+        topics.push(
+            DelTopic::default()
+                .with_topic_name(TopicName(sb(&name)))
+                .with_topic_id(meta.id)
+                .with_error_code(code.code()),
+        );
     }
     DeleteShareGroupOffsetsResponse::default().with_responses(topics)
 }
