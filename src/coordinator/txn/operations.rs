@@ -9,6 +9,10 @@ use super::{Coordinator, Next, MAX_METADATA_BYTES, MAX_TIMEOUT_MS};
 use crate::coordinator::group::CommitPartition;
 use crate::kafka::{ErrorCode, TopicPartition};
 
+/// What one InitProducerId step does: the entry to save (if it changed) and what comes
+/// next, `Done((producer_id, epoch))` or the abort to complete first.
+type InitChange = (Option<TxnEntry>, Next<(i64, i16)>);
+
 impl Coordinator {
     /// InitProducerId with a transactional id. A first call gets a new producer id, epoch 0;
     /// a later one bumps the epoch (fencing every older producer of the id) after aborting the
@@ -67,7 +71,7 @@ impl Coordinator {
         old: Option<&TxnEntry>,
         fresh: Option<i64>,
         ask: &InitAsk,
-    ) -> Result<(Option<TxnEntry>, Next<(i64, i16)>), ErrorCode> {
+    ) -> Result<InitChange, ErrorCode> {
         let Some(e) = old else {
             let pid = fresh.ok_or(ErrorCode::ConcurrentTransactions)?;
             let n = TxnEntry::new(id, pid, ask.timeout_ms);
