@@ -413,7 +413,8 @@ impl SharePartition {
                 // A gap the member saw no record at (control records) may be below the
                 // window already.
                 let gap = ack_type(types, offset - first) == ACK_GAP;
-                if !held && !(gap && self.slot(offset).is_none_or(|s| s.state.is_terminal())) {
+                let gap_done = gap && self.slot(offset).is_none_or(|s| s.state.is_terminal());
+                if !(held || gap_done) {
                     return Err(ErrorCode::InvalidRecordState);
                 }
             }

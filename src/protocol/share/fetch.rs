@@ -26,7 +26,7 @@ use crate::runtime::now_ms;
 
 /// Longest a fetch that found nothing sleeps before it looks again (a release or an
 /// expiry elsewhere does not wake it).
-const RECHECK: Duration = Duration::from_millis(200);
+const RECHECK: Duration = Duration::from_millis(50);
 
 /// Per partition: what the response says about it.
 #[derive(Default)]
