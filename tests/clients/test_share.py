@@ -176,6 +176,8 @@ def test_a_record_released_every_time_stops_at_the_delivery_limit(broker):
     c.close()
     assert deliveries == [1, 2, 3]
     assert seen == [(1, b"healthy", 1)]
+    hits = broker.metric("sluice_share_delivery_limit_hits_total")
+    assert sum(v for k, v in hits.items() if ("group", group) in k) == 1, hits
 
 
 DYING_CONSUMER = textwrap.dedent("""
@@ -323,6 +325,7 @@ def test_rejected_and_delivery_limit_records_land_in_the_dlq_with_their_headers(
     key, h = by_value[b"flaky"]
     assert h["__dlq.errors.offset"] == b"1" and h["__dlq.errors.delivery.count"] == b"2"
     assert h["__dlq.errors.reason"] == b"DELIVERY_COUNT_LIMIT"
+    assert sum(broker.per_shard("sluice_share_dlq_writes_total").values()) == 2
 
 
 def test_redrive_puts_dlq_records_back_and_they_are_delivered_again(broker, sluice_bin):
@@ -392,3 +395,21 @@ def test_share_groups_are_listed_and_deleted_with_the_admin_client(broker):
     admin.delete_consumer_groups([group])[group].result(timeout=20)
     listed = admin.list_consumer_groups().result(timeout=20)
     assert group not in {g.group_id for g in listed.valid}
+
+
+def test_a_read_committed_share_group_skips_aborted_transactions(broker):
+    topic, group = unique("q"), unique("g")
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    set_group_configs(broker.bootstrap, group, {"share.auto.offset.reset": "earliest",
+                                                "share.isolation.level": "read_committed"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": unique("tx")})
+    p.init_transactions(30)
+    for value, commit in ((b"aborted", False), (b"committed", True)):
+        p.begin_transaction()
+        p.produce(topic, value=value, partition=0)
+        p.flush(30)
+        (p.commit_transaction if commit else p.abort_transaction)(30)
+    c = share_consumer(broker.bootstrap, group, topic)
+    seen = consume(c, 1)
+    c.close()
+    assert [v for _, v, _ in seen] == [b"committed"]
