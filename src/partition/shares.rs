@@ -141,6 +141,7 @@ impl PartitionManager {
         };
         let mut out = ShareOut {
             wait_from,
+            window_full: from.is_none(),
             ..ShareOut::default()
         };
         if let Some(from) = from.filter(|&f| f < end) {

@@ -78,6 +78,9 @@ pub struct ShareOut {
     pub wait_from: i64,
     /// ...or until this time (a lock expires, a held-back record is due).
     pub wake_at_ms: Option<i64>,
+    /// Every record of the window is held by some member (the lock cap is reached):
+    /// only an acknowledgement or a lock expiry can free one.
+    pub window_full: bool,
 }
 
 /// One partition's acknowledgements: (first, last, types).

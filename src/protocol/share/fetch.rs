@@ -152,13 +152,20 @@ async fn fetch_until(
     wait: Duration,
     answers: &mut Answers,
 ) {
-    let deadline = Instant::now() + wait;
+    let mut deadline = Instant::now() + wait;
     loop {
         let (got, waits, wake) = fetch_once(ctx, ask, parts).await;
         let any = got
             .iter()
             .any(|(_, r)| !matches!(r, Ok(o) if o.acquired.is_empty()));
         let now = Instant::now();
+        // Every window full: the acks that would free it may be queued behind this very
+        // request on the member's connection (responses leave in request order), so do
+        // not hold it for max_wait_ms — one short recheck, then answer.
+        let full = !got.is_empty() && got.iter().all(|(_, r)| matches!(r, Ok(o) if o.window_full));
+        if full {
+            deadline = deadline.min(now + RECHECK);
+        }
         if any || now >= deadline || ctx.shutdown.is_fired() {
             for (k, r) in got {
                 let a = answers.entry(k).or_default();
