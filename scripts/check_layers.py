@@ -55,7 +55,7 @@ NO_SYNC_FILES = [
 ]
 SYNC_WORDS = re.compile(r"\b(Mutex|RwLock|Atomic[A-Z][A-Za-z0-9]*|std::sync::atomic)\b")
 TODO = re.compile(r"\b(todo|unimplemented)!\s*\(")
-CROSS = re.compile(r"\bimpl\s+(crate::runtime::)?(mesh::)?Message\s+for\b")
+CROSS = re.compile(r"\bimpl\s+(crate::runtime::)?(mesh::)?Message\s+for\b|\bmessage!\s*\{")
 CROSS_ALLOWED = re.compile(r"(^|/)messages\.rs$|^broker\.rs$")
 
 

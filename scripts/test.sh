@@ -7,12 +7,15 @@
 #      or atomics on the produce/fetch path, no todo!());
 #   5. cargo test --release    (unit tests and Rust integration tests);
 #   6. pytest tests/clients tests/tools (real clients against the real binary,
-#      and the layer checker against planted violations).
+#      and the layer checker against planted violations);
+#   7. node --test tests/kafkajs (kafkajs, a client with its own protocol code in
+#      JavaScript, against the real binary; node and npm installed if missing, kafkajs
+#      from tests/kafkajs/package-lock.json).
 # Runs from any directory, without a terminal, as root (CI) or a user with sudo.
 # Exits non-zero if any step fails; later test steps still run when an earlier
 # test step fails, so one run shows every failure.
 #
-# Usage: scripts/test.sh [--setup-only]   (--setup-only: steps 1-2, then exit)
+# Usage: scripts/test.sh [--setup-only]   (--setup-only: steps 1-2 and kafkajs, then exit)
 # Environment:
 #   PYTEST_ARGS   extra arguments for pytest, e.g. "-k kcat -x"
 #   SKIP_CARGO_TEST=1  skip step 4 (the client tests still build the binary)
@@ -48,9 +51,11 @@ export PATH
 # make and zlib1g-dev: the `rdkafka` crate (sluice bench) builds librdkafka from its
 # bundled source with ./configure and make, against zlib; redis-server: the bench's
 # Redis Streams mode is tested against a real one.
-step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server"
+step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server, nodejs, npm"
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if command -v dpkg >/dev/null 2>&1; then
@@ -89,8 +94,23 @@ fi
 from importlib.metadata import version
 import confluent_kafka
 print(f"    confluent-kafka {version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}), "
-      f"kafka-python {version('kafka-python')}, pytest {version('pytest')}")
+      f"kafka-python {version('kafka-python')}, aiokafka {version('aiokafka')}, pytest {version('pytest')}")
 EOF
+
+# kafkajs for tests/kafkajs, at the version its package-lock.json pins; reinstalled only
+# when the lock file changes.
+step "kafkajs (tests/kafkajs/package-lock.json)"
+KAFKAJS="$ROOT/tests/kafkajs"
+stamp="$KAFKAJS/node_modules/.package-lock.sha256"
+want="$(sha256sum "$KAFKAJS/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  note "npm ci"
+  npm ci --prefix "$KAFKAJS" --no-audit --no-fund --loglevel=error </dev/null
+  echo "$want" >"$stamp"
+else
+  note "up to date"
+fi
+note "node $(node --version), kafkajs $(node -p "require('$KAFKAJS/node_modules/kafkajs/package.json').version")"
 
 if ((SETUP_ONLY)); then
   step "setup done (--setup-only)"
@@ -133,6 +153,11 @@ step "pytest tests/clients tests/tools (SLUICE_BIN=$SLUICE_BIN)"
 "$VENV/bin/python" -m pytest "$ROOT/tests/clients" "$ROOT/tests/tools" -v --junitxml="$REPORTS/pytest.xml" ${PYTEST_ARGS:-} </dev/null \
   || FAILED+=("pytest tests/clients tests/tools")
 
+# --- 7. kafkajs against the real binary ---------------------------------------------
+step "node --test tests/kafkajs (SLUICE_BIN=$SLUICE_BIN)"
+node --test --test-reporter=tap "$ROOT/tests/kafkajs/sluice.test.mjs" </dev/null \
+  2>&1 | tee "$REPORTS/kafkajs.log" || FAILED+=("node --test tests/kafkajs")
+
 step "done in $((SECONDS - START)) s"
 # One closing line with the counts of both runners: cargo's "test result" lines
 # and pytest's JUnit report.
@@ -153,6 +178,16 @@ if cargo.exists():
         passed, failed = passed + int(p), failed + int(f)
     if (reports / "cargo-test.failed").exists() and not any(int(f) for _, f in counts):
         failed += 1  # cargo test failed before any test did: count the build
+
+kafkajs = reports / "kafkajs.log"
+if kafkajs.exists():
+    text = kafkajs.read_text(errors="replace")
+    p = re.findall(r"^# pass (\d+)$", text, re.M)
+    f = re.findall(r"^# fail (\d+)$", text, re.M)
+    if p or f:
+        passed, failed = passed + int(p[-1] if p else 0), failed + int(f[-1] if f else 0)
+    else:
+        failed += 1  # node never reported: count the run as one failure
 
 junit = reports / "pytest.xml"
 if junit.exists():

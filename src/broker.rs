@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use crate::cluster::{Cluster, Controller, Installer, Registry, TopicConfigDefaults};
+use crate::cluster::{ClientQuotas, Cluster, Controller, Installer, Registry, TopicConfigDefaults};
 use crate::config::BrokerConfig;
 use crate::coordinator::{group, share, txn};
 use crate::kafka::{ErrorCode, KafkaError};
@@ -30,6 +30,7 @@ use crate::runtime::{Message, ShardContext};
 pub struct ShardInit {
     pub config: Arc<BrokerConfig>,
     pub registry: Arc<Registry>,
+    pub quotas: Arc<ClientQuotas>,
     pub groups: group::Recovered,
     pub txns: txn::store::Recovered,
     pub share_configs: share::configs::Recovered,
@@ -56,6 +57,7 @@ pub fn shard_main(
 ) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
     Box::pin(async move {
         let broker = Rc::new(Broker::build(ctx, init.config.clone()));
+        broker.cluster.set_quotas(init.quotas);
         let loaded = broker.load(init.registry, init.groups, init.txns).await;
         let loaded = match loaded {
             Ok(()) => broker.load_shares(init.share_configs, init.shares).await,
@@ -127,7 +129,7 @@ impl Broker {
             metrics: metrics.clone(),
             shutdown: ctx.shutdown.clone(),
             credit: CreditPool::new(config.produce_budget_bytes_per_shard()),
-            quotas: ProduceQuotas::new(config.producer_byte_rate),
+            quotas: ProduceQuotas::default(),
             connections: std::cell::Cell::new(0),
             protocol,
         });
@@ -136,6 +138,7 @@ impl Broker {
             mesh.clone(),
             config.auto_create_topics,
         ));
+        mesh.register(cluster.clone());
         mesh.register(partitions.clone());
         mesh.register(groups.clone());
         mesh.register(txns.clone());
@@ -201,7 +204,12 @@ impl Broker {
         self.txns
             .load(&self.config.data_dir, txns)
             .await
-            .map_err(|e| format!("loading transactions failed: {e}"))
+            .map_err(|e| format!("loading transactions failed: {e}"))?;
+        // A topic deleted just before a crash may have left offsets behind.
+        let reg = self.cluster.registry();
+        self.forget_topics(&|t: &str| reg.topic(t).is_none())
+            .await
+            .map_err(|e| format!("removing offsets of deleted topics failed: {}", e.message))
     }
 
     /// Serve until shutdown: the admin endpoint (shard 0), background work, the
@@ -226,11 +234,29 @@ impl Broker {
     }
 
     /// Follow the registry to `next`: open and remove partitions, then route with it.
+    /// Committed offsets (and offsets of open transactions) of a deleted topic go with
+    /// it, before DeleteTopics is answered: a re-created topic starts without them.
     async fn install(&self, next: Arc<Registry>) -> Result<(), KafkaError> {
         let prev = self.cluster.registry();
         self.partitions.apply(&prev, &next).await?;
+        let gone: std::collections::HashSet<Arc<str>> = prev
+            .topics
+            .iter()
+            .filter(|(name, old)| next.topic(name).is_none_or(|t| t.id != old.id))
+            .map(|(name, _)| name.clone())
+            .collect();
         self.cluster.set_registry(next);
+        if !gone.is_empty() {
+            self.forget_topics(&|t: &str| gone.contains(t)).await?;
+        }
         Ok(())
+    }
+
+    /// Remove what the group and transaction coordinators hold of the topics `gone`.
+    async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), KafkaError> {
+        let storage = |e: String| KafkaError::new(ErrorCode::KafkaStorageError, e);
+        self.groups.forget_topics(gone).await.map_err(storage)?;
+        self.txns.forget_topics(gone).await.map_err(storage)
     }
 
     /// This shard's metrics, for a scrape.

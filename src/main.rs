@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use sluice::config::{BrokerConfig, ServeArgs};
+use sluice::metrics::log_sink::{self, DroppingStderr};
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +36,10 @@ fn main() {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        // Never `std::io::stderr` itself: a failed write would reach tracing's
+        // `eprintln!` fallback, which panics (metrics::log_sink).
+        .with_writer(DroppingStderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
@@ -45,7 +49,7 @@ fn main() {
         Command::Redrive(args) => sluice::cli::redrive::run(args),
     };
     if let Err(e) = result {
-        eprintln!("sluice: {e}");
+        log_sink::print_line(&format!("sluice: {e}"));
         std::process::exit(1);
     }
 }

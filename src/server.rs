@@ -8,7 +8,10 @@ use futures_channel::oneshot;
 use tracing::{info, warn};
 
 use crate::broker::{shard_main, ShardInit};
-use crate::cluster::{registry_path, Registry, RegistryRecord, TopicConfigDefaults};
+use crate::cluster::{
+    quotas_path, registry_path, ClientQuotas, QuotaRecord, Registry, RegistryRecord,
+    TopicConfigDefaults,
+};
 use crate::config::BrokerConfig;
 use crate::runtime::{self, RuntimeSpec};
 use crate::store::atomic as store;
@@ -80,6 +83,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     let lock = lock_data_dir(&config)?;
     raise_open_files_limit(&config);
     let registry = load_registry(&config)?;
+    let quotas = load_quotas(&config)?;
     info!(
         data_dir = %config.data_dir.display(),
         topics = registry.topics.len(),
@@ -117,6 +121,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
         .map(|((groups, txns), (share_configs, shares))| ShardInit {
             config: config.clone(),
             registry: registry.clone(),
+            quotas: quotas.clone(),
             groups,
             txns,
             share_configs,
@@ -145,6 +150,13 @@ fn load_registry(config: &BrokerConfig) -> Result<Registry, String> {
         config.shards,
     )
     .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn load_quotas(config: &BrokerConfig) -> Result<Arc<ClientQuotas>, String> {
+    let record: QuotaRecord = store::load(&quotas_path(&config.data_dir))
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    Ok(Arc::new(ClientQuotas::from_record(&record)))
 }
 
 /// Only one broker may use a data directory at a time.

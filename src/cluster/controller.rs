@@ -13,9 +13,10 @@ use std::sync::Arc;
 use futures_util::future::LocalBoxFuture;
 use tracing::{info, warn};
 
+use super::messages::InstallQuotas;
 use super::producer_ids::{IdBlockRecord, ID_BLOCK};
 use super::registry::{new_topic_id, place_partition, registry_path, validate_topic_name};
-use super::{Cluster, Registry, TopicMeta};
+use super::{quotas_path, Cluster, QuotaChange, Registry, TopicMeta};
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::FifoGate;
 use crate::store::atomic as store;
@@ -146,6 +147,35 @@ impl Controller {
             .map_err(storage)?;
         self.next_producer_id.set(Some(next));
         Ok(start)
+    }
+
+    /// Apply client-quota changes (all or none), save them and install them on every
+    /// shard (`messages::InstallQuotas`) before answering.
+    pub async fn alter_quotas(
+        &self,
+        changes: Vec<QuotaChange>,
+        validate_only: bool,
+    ) -> Result<(), KafkaError> {
+        let _turn = self.gate.lock().await;
+        let now = self.cluster.quotas();
+        let next = changes.iter().fold((*now).clone(), |q, c| q.with(c));
+        if validate_only || next == *now {
+            return Ok(());
+        }
+        store::save(&quotas_path(&self.data_dir), &next.to_record())
+            .await
+            .map_err(|e| KafkaError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
+        info!(?changes, "client quotas changed");
+        let next = Arc::new(next);
+        for r in self.cluster.mesh.call_all(InstallQuotas(next)).await {
+            if r.is_err() {
+                return Err(KafkaError::new(
+                    ErrorCode::UnknownServerError,
+                    "broker is shutting down",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The registry after `change`, or why the change is refused.

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::controller::{Change, Controller};
-use super::TopicMeta;
+use super::{ClientQuotas, Cluster, QuotaChange, TopicMeta};
 use crate::kafka::KafkaError;
 use crate::runtime::Message;
 
@@ -36,5 +36,36 @@ impl Message for AllocateIdBlock {
 
     async fn handle(self, c: Rc<Controller>) -> Self::Reply {
         c.allocate_id_block().await
+    }
+}
+
+/// AlterClientQuotas: change the client quotas, save them and install them on every
+/// shard.
+pub struct AlterQuotas {
+    pub changes: Vec<QuotaChange>,
+    pub validate_only: bool,
+}
+
+impl Message for AlterQuotas {
+    type Service = Controller;
+    type Reply = Result<(), KafkaError>;
+    const NAME: &'static str = "cluster.alter_quotas";
+
+    async fn handle(self, c: Rc<Controller>) -> Self::Reply {
+        c.alter_quotas(self.changes, self.validate_only).await
+    }
+}
+
+/// From the controller: measure produce against these quotas from now on.
+#[derive(Clone)]
+pub struct InstallQuotas(pub Arc<ClientQuotas>);
+
+impl Message for InstallQuotas {
+    type Service = Cluster;
+    type Reply = ();
+    const NAME: &'static str = "cluster.install_quotas";
+
+    async fn handle(self, c: Rc<Cluster>) -> Self::Reply {
+        c.set_quotas(self.0);
     }
 }

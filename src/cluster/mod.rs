@@ -8,11 +8,14 @@
 //! - [`Cluster`]: one shard's view — the registry snapshot it routes with, its block of
 //!   producer ids, and the way to ask the controller for a change;
 //! - [`Controller`]: shard 0's service that changes the registry one change at a time
-//!   and hands out producer-id blocks (`controller`, reached through `messages`).
+//!   and hands out producer-id blocks (`controller`, reached through `messages`);
+//! - [`ClientQuotas`]: the client-id byte-rate quotas (`quotas`), changed by the
+//!   controller like the registry and installed on every shard.
 
 pub mod controller;
 pub mod messages;
 pub mod producer_ids;
+pub mod quotas;
 pub mod registry;
 pub mod topic_config;
 
@@ -21,11 +24,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use controller::{Change, Controller, Installer, NewTopic, CONTROLLER_SHARD};
+pub use quotas::{quotas_path, ClientQuotas, QuotaChange, QuotaRecord};
 pub use registry::{
     new_topic_id, partition_dir, place_partition, registry_path, validate_topic_name, Registry,
     RegistryRecord, TopicMeta,
 };
-pub use topic_config::{ConfigError, TopicConfigDefaults};
+pub use topic_config::{Compression, ConfigError, TopicConfigDefaults};
 
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::{Mesh, MeshError};
@@ -35,6 +39,7 @@ use producer_ids::IdBlock;
 pub struct Cluster {
     mesh: Rc<Mesh>,
     registry: RefCell<Arc<Registry>>,
+    quotas: RefCell<Arc<ClientQuotas>>,
     defaults: TopicConfigDefaults,
     producer_ids: IdBlock,
 }
@@ -48,6 +53,7 @@ impl Cluster {
         Cluster {
             mesh,
             registry: RefCell::new(Arc::new(Registry::default())),
+            quotas: RefCell::new(Arc::new(ClientQuotas::default())),
             defaults,
             producer_ids: IdBlock::default(),
         }
@@ -71,6 +77,43 @@ impl Cluster {
     /// Route with `next` from now on (once this shard has opened its partitions).
     pub fn set_registry(&self, next: Arc<Registry>) {
         *self.registry.borrow_mut() = next;
+    }
+
+    /// The client quotas this shard measures produce against now.
+    pub fn quotas(&self) -> Arc<ClientQuotas> {
+        self.quotas.borrow().clone()
+    }
+
+    /// The producer byte rate quota of `client_id` (its own, else the default client
+    /// id's), looked up in place: on the produce path, without cloning the snapshot.
+    pub fn producer_byte_rate(&self, client_id: &str) -> Option<u64> {
+        self.quotas.borrow().producer_byte_rate(client_id)
+    }
+
+    /// Whether any client quota is set.
+    pub fn has_quotas(&self) -> bool {
+        !self.quotas.borrow().is_empty()
+    }
+
+    pub fn set_quotas(&self, next: Arc<ClientQuotas>) {
+        *self.quotas.borrow_mut() = next;
+    }
+
+    /// Change the client quotas on the controller (all or none), durably and on every
+    /// shard before it answers.
+    pub async fn alter_quotas(
+        &self,
+        changes: Vec<QuotaChange>,
+        validate_only: bool,
+    ) -> Result<(), KafkaError> {
+        let msg = messages::AlterQuotas {
+            changes,
+            validate_only,
+        };
+        self.mesh
+            .call(CONTROLLER_SHARD, msg)
+            .await
+            .map_err(shutting_down)?
     }
 
     pub fn defaults(&self) -> &TopicConfigDefaults {

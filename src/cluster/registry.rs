@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rkyv::{Archive, Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::topic_config::{ConfigError, TopicConfigDefaults};
+use super::topic_config::{Compression, ConfigError, TopicConfigDefaults};
 use crate::kafka::ShardId;
 use crate::log::LogConfig;
 
@@ -43,6 +43,12 @@ pub struct TopicMeta {
 impl TopicMeta {
     pub fn partition_count(&self) -> i32 {
         self.partition_shards.len() as i32
+    }
+
+    /// The topic's `compression.type` and codec level (the overrides were validated
+    /// when set, so a failure here cannot happen; it would mean "as produced").
+    pub fn compression(&self) -> Compression {
+        Compression::from_overrides(&self.overrides).unwrap_or_default()
     }
 
     pub fn owner(&self, partition: i32) -> Option<ShardId> {

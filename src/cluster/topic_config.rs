@@ -26,6 +26,9 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "max.queue.bytes",
     "min.insync.replicas",
     "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
     "errors.deadletterqueue.group.enable",
     "sluice.delivery.delay.ms",
 ];
@@ -34,6 +37,101 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
 pub const DLQ_GROUP_ENABLE: &str = "errors.deadletterqueue.group.enable";
 /// Sluice: share groups acquire a record only this long after its timestamp.
 pub const DELIVERY_DELAY_MS: &str = "sluice.delivery.delay.ms";
+
+/// Kafka's topic `compression.type`, with the level of its codec
+/// (`compression.gzip.level` -1 or 1–9, `compression.lz4.level` 1–17,
+/// `compression.zstd.level` -131072–22; Kafka's defaults -1, 9 and 3, KIP-390).
+/// `Producer` keeps batches as the producer compressed them; any other value makes the
+/// partition's owner recompress batches in another codec (`partition::compress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip {
+        level: i32,
+    },
+    Snappy,
+    Lz4 {
+        level: i32,
+    },
+    Zstd {
+        level: i32,
+    },
+}
+
+/// (key, lowest, highest, Kafka's default) of the codec levels.
+const LEVELS: &[(&str, i32, i32, i32)] = &[
+    ("compression.gzip.level", -1, 9, -1),
+    ("compression.lz4.level", 1, 17, 9),
+    ("compression.zstd.level", -131072, 22, 3),
+];
+
+impl Compression {
+    /// The codec id of the batch attributes the topic stores (None: as produced).
+    pub fn codec(self) -> Option<u8> {
+        match self {
+            Compression::Producer => None,
+            Compression::Uncompressed => Some(0),
+            Compression::Gzip { .. } => Some(1),
+            Compression::Snappy => Some(2),
+            Compression::Lz4 { .. } => Some(3),
+            Compression::Zstd { .. } => Some(4),
+        }
+    }
+
+    /// The compression of a topic with these overrides (validated when they were set).
+    pub fn from_overrides(o: &BTreeMap<String, String>) -> Result<Compression, ConfigError> {
+        let level = |key: &str| -> Result<i32, ConfigError> {
+            let &(_, min, max, default) = LEVELS
+                .iter()
+                .find(|l| l.0 == key)
+                .ok_or_else(|| ConfigError(format!("unknown level {key}")))?;
+            let Some(v) = o.get(key) else {
+                return Ok(default);
+            };
+            match parse_i64(key, v)? {
+                x if (min as i64..=max as i64).contains(&x) => Ok(x as i32),
+                x => Err(ConfigError(format!(
+                    "{key} must be between {min} and {max}, got {x}"
+                ))),
+            }
+        };
+        let gzip = level("compression.gzip.level")?;
+        if gzip == 0 {
+            return Err(ConfigError(
+                "compression.gzip.level must be -1 or 1-9".into(),
+            ));
+        }
+        let lz4 = level("compression.lz4.level")?;
+        let zstd = level("compression.zstd.level")?;
+        Ok(match o.get("compression.type").map(|v| v.trim()) {
+            None | Some("producer") => Compression::Producer,
+            Some("uncompressed") => Compression::Uncompressed,
+            Some("gzip") => Compression::Gzip { level: gzip },
+            Some("snappy") => Compression::Snappy,
+            Some("lz4") => Compression::Lz4 { level: lz4 },
+            Some("zstd") => Compression::Zstd { level: zstd },
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "compression.type must be one of producer, uncompressed, gzip, snappy, lz4, zstd, got '{other}'"
+                )))
+            }
+        })
+    }
+
+    /// Kafka's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Producer => "producer",
+            Compression::Uncompressed => "uncompressed",
+            Compression::Gzip { .. } => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 { .. } => "lz4",
+            Compression::Zstd { .. } => "zstd",
+        }
+    }
+}
 
 /// Broker-wide defaults for topic configs.
 #[derive(Debug, Clone)]
@@ -141,12 +239,14 @@ impl TopicConfigDefaults {
                     ));
                 }
             }
-            "compression.type" => {
-                if v != "producer" {
-                    return Err(ConfigError(format!(
-                        "compression.type={v} is not supported: Sluice keeps batches as the producer compressed them (compression.type=producer)"
-                    )));
-                }
+            "compression.type"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level" => {
+                // Checked alone here; `Compression::from_overrides` reads them together.
+                let mut one = BTreeMap::new();
+                one.insert(key.to_string(), v.to_string());
+                Compression::from_overrides(&one)?;
             }
             _ => {
                 return Err(ConfigError(format!(
@@ -171,7 +271,17 @@ impl TopicConfigDefaults {
     }
 
     /// Every known config with its effective value, for DescribeConfigs.
-    pub fn describe(cfg: &LogConfig) -> Vec<(&'static str, String)> {
+    pub fn describe(
+        cfg: &LogConfig,
+        overrides: &BTreeMap<String, String>,
+    ) -> Vec<(&'static str, String)> {
+        let compression = Compression::from_overrides(overrides).unwrap_or_default();
+        let level = |key: &str| {
+            overrides.get(key).cloned().unwrap_or_else(|| {
+                let l = LEVELS.iter().find(|l| l.0 == key);
+                l.map(|l| l.3.to_string()).unwrap_or_default()
+            })
+        };
         TOPIC_CONFIG_KEYS
             .iter()
             .map(|&k| {
@@ -190,7 +300,10 @@ impl TopicConfigDefaults {
                     "flush.policy" => cfg.flush.to_string(),
                     "max.queue.bytes" => opt_i64(cfg.max_queue_bytes),
                     "min.insync.replicas" => "1".into(),
-                    "compression.type" => "producer".into(),
+                    "compression.type" => compression.name().into(),
+                    k @ ("compression.gzip.level"
+                    | "compression.lz4.level"
+                    | "compression.zstd.level") => level(k),
                     DLQ_GROUP_ENABLE => "false".into(),
                     DELIVERY_DELAY_MS => "0".into(),
                     _ => String::new(),
@@ -214,6 +327,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compression_type_and_levels_are_kafkas() {
+        let mut o = BTreeMap::new();
+        assert_eq!(Compression::from_overrides(&o), Ok(Compression::Producer));
+        o.insert("compression.type".into(), "zstd".into());
+        assert_eq!(
+            Compression::from_overrides(&o),
+            Ok(Compression::Zstd { level: 3 })
+        );
+        o.insert("compression.zstd.level".into(), "-5".into());
+        assert_eq!(
+            Compression::from_overrides(&o),
+            Ok(Compression::Zstd { level: -5 })
+        );
+        o.insert("compression.type".into(), "gzip".into());
+        assert_eq!(
+            Compression::from_overrides(&o),
+            Ok(Compression::Gzip { level: -1 })
+        );
+        let d = TopicConfigDefaults::default();
+        assert!(d.log_config(&o).is_ok());
+        let described = TopicConfigDefaults::describe(&d.log_config(&o).unwrap(), &o);
+        assert!(described.contains(&("compression.type", "gzip".into())));
+        assert!(described.contains(&("compression.lz4.level", "9".into())));
+    }
+
+    #[test]
     fn overrides_change_the_log_config_and_bad_values_are_refused() {
         let d = TopicConfigDefaults::default();
         let mut o = BTreeMap::new();
@@ -230,6 +369,10 @@ mod tests {
             ("retention.ms", "soon"),
             ("no.such.config", "1"),
             ("flush.policy", "sometimes"),
+            ("compression.type", "brotli"),
+            ("compression.zstd.level", "23"),
+            ("compression.lz4.level", "0"),
+            ("compression.gzip.level", "0"),
         ] {
             let mut o = BTreeMap::new();
             o.insert(k.to_string(), v.to_string());

@@ -22,4 +22,6 @@ pub(crate) mod tests;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use error::LogError;
-pub use partition::{AppendInfo, FetchSlice, FileRange, PartitionLog, RetentionReport, SendRange};
+pub use partition::{
+    AppendInfo, Availability, FetchSlice, FileRange, PartitionLog, RetentionReport, SendRange,
+};

@@ -27,8 +27,12 @@ use super::error::LogError;
 use super::segment::{self, Segment};
 use super::wait::{OffsetWait, Waiters};
 
-/// Preallocation grows a segment file by this much at a time (or segment_bytes if smaller).
+/// Preallocation grows a segment file by at most this much at a time (or segment_bytes if
+/// smaller); see `segment::preallocation_chunk` for how it gets there.
 const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
+/// How often a log out of space tries again to preallocate, and how much.
+const SPACE_PROBE_MS: u64 = 500;
+const SPACE_PROBE_BYTES: u64 = 1 << 20;
 /// The checkpoint is rewritten after a sync at most this often.
 const CHECKPOINT_INTERVAL_MS: i64 = 1000;
 
@@ -198,6 +202,29 @@ fn fd_of(f: &BufferedFile) -> i32 {
     f.as_raw_fd()
 }
 
+/// What a log can do now (`PartitionLog::availability`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Online,
+    /// Out of space: appends refused until a probe finds room again; reads served.
+    NoSpace(String),
+    /// An I/O error took the log offline until a restart (recovery then checks the files).
+    Offline(String),
+}
+
+/// Whether an error is the disk (or a quota) being full.
+pub(crate) fn is_no_space(e: &LogError) -> bool {
+    match e {
+        LogError::Io { source, .. } => {
+            matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ) || source.kind() == std::io::ErrorKind::StorageFull
+        }
+        _ => false,
+    }
+}
+
 /// What `enforce_retention` removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -242,7 +269,14 @@ pub struct PartitionLog {
     /// Set when the log cannot be used any more (write failed, removed): every wait returns.
     offline: Cell<bool>,
     offline_reason: RefCell<Option<String>>,
+    /// Set while the disk has no room for the next append (ENOSPC or EDQUOT while
+    /// preallocating, before any offset was reserved): appends are refused, reads go on,
+    /// and a probe retries the preallocation until space returns (`watch_for_space`).
+    no_space: RefCell<Option<String>>,
     closed: Cell<bool>,
+    /// Set by `remove` (DeleteTopics): no file of this log is written again, since its
+    /// directory may already belong to a re-created topic of the same name.
+    removed: Cell<bool>,
     checkpoint_gate: Semaphore,
     last_checkpoint_ms: Cell<i64>,
     flush_timer_generation: Cell<u64>,
@@ -283,7 +317,9 @@ impl PartitionLog {
             sync_running: Cell::new(false),
             offline: Cell::new(false),
             offline_reason: RefCell::new(None),
+            no_space: RefCell::new(None),
             closed: Cell::new(false),
+            removed: Cell::new(false),
             checkpoint_gate: Semaphore::new(1),
             last_checkpoint_ms: Cell::new(0),
             flush_timer_generation: Cell::new(0),
@@ -313,12 +349,79 @@ impl PartitionLog {
                 self.dir.display()
             )));
         }
+        if let Some(why) = self.no_space.borrow().as_ref() {
+            return Err(LogError::Offline(format!(
+                "{}: out of space, appends refused until space returns: {why}",
+                self.dir.display()
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether the log takes no appends, and why: `Offline` after an I/O error (until a
+    /// restart; reads are refused too), `NoSpace` while the disk is full (reads go on).
+    pub fn availability(&self) -> Availability {
+        if self.offline.get() && !self.closed.get() {
+            return Availability::Offline(self.offline_reason.borrow().clone().unwrap_or_default());
+        }
+        match self.no_space.borrow().as_ref() {
+            Some(why) => Availability::NoSpace(why.clone()),
+            None => Availability::Online,
+        }
+    }
+
+    /// The preallocation for an append failed with ENOSPC/EDQUOT, before anything was
+    /// reserved: nothing is lost or half-written, so instead of going offline for good the
+    /// log refuses appends and probes for space every `SPACE_PROBE_MS`.
+    fn out_of_space(&self, e: &LogError) {
+        if self.no_space.borrow().is_some() {
+            return;
+        }
+        tracing::error!(dir = %self.dir.display(), error = %e,
+            "partition log out of space: appends refused (KAFKA_STORAGE_ERROR) until space returns");
+        *self.no_space.borrow_mut() = Some(e.to_string());
+        let me = self.me.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(std::time::Duration::from_millis(SPACE_PROBE_MS)).await;
+                let Some(log) = me.upgrade() else { return };
+                if log.closed.get() || log.offline.get() || log.probe_space().await {
+                    return;
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Tries to preallocate room for one more small append; true (and online again) on
+    /// success.
+    async fn probe_space(&self) -> bool {
+        let config = self.config.borrow().clone();
+        let active = self.active();
+        let need = active.reserved_end.get() + SPACE_PROBE_BYTES;
+        let limit = config.effective_segment_bytes().max(need);
+        match active.preallocate(need, SPACE_PROBE_BYTES, limit).await {
+            Ok(()) => {
+                *self.no_space.borrow_mut() = None;
+                tracing::warn!(dir = %self.dir.display(), "space returned: partition log takes appends again");
+                true
+            }
+            Err(e) if is_no_space(&e) => false,
+            Err(e) => {
+                self.fail(&e);
+                true
+            }
+        }
     }
 
     /// Takes the log offline after an I/O error: nothing more is written or served from memory
     /// state that may not match the files; every waiter is released.
     fn fail(&self, e: &LogError) {
+        if self.removed.get() {
+            // Deleted: a write that raced the removal has nothing left to protect.
+            tracing::debug!(dir = %self.dir.display(), error = %e, "write to a removed log failed");
+            return;
+        }
         tracing::error!(dir = %self.dir.display(), error = %e, "partition log going offline");
         self.offline_reason
             .borrow_mut()
@@ -498,16 +601,25 @@ impl PartitionLog {
         } else {
             active
         };
-        let chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
+        let max_chunk = PREALLOCATE_CHUNK_BYTES.min(segment_bytes);
         let need = active.reserved_end.get() + len;
-        if let Err(e) = active
-            .preallocate(need, chunk, segment_bytes.max(need))
-            .await
-        {
-            self.fail(&e);
-            return Err(e);
+        let limit = segment_bytes.max(need);
+        let mut res = active.preallocate(need, max_chunk, limit).await;
+        if res.as_ref().is_err_and(is_no_space) {
+            // A whole chunk does not fit: this append alone may.
+            res = active.preallocate(need, 0, need).await;
         }
-        Ok(active)
+        match res {
+            Ok(()) => Ok(active),
+            Err(e) if is_no_space(&e) => {
+                self.out_of_space(&e);
+                Err(e)
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
     }
 
     /// Seals the active segment (after its in-flight writes land) and starts a new one.
@@ -611,8 +723,20 @@ impl PartitionLog {
         active.sync().await?;
         self.sync_count.set(self.sync_count.get() + 1);
         self.mark_durable(target);
+        if self.removed.get() {
+            return Ok(());
+        }
         if now_ms() - self.last_checkpoint_ms.get() >= CHECKPOINT_INTERVAL_MS {
-            active.persist_index(false).await?;
+            // The data is synced; the index only speeds up reads and is checked and
+            // rebuilt by recovery, so a full disk here is no reason to go offline.
+            match active.persist_index(false).await {
+                Err(e) if is_no_space(&e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "index not persisted (no space)");
+                    self.last_checkpoint_ms.set(now_ms());
+                    return Ok(());
+                }
+                r => r?,
+            }
             self.store_checkpoint(at, false).await?;
         }
         Ok(())
@@ -672,6 +796,9 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| LogError::Offline("checkpoint gate".into()))?;
+        if self.removed.get() {
+            return Ok(());
+        }
         at.log_start_offset = self.log_start_offset.get();
         let path = checkpoint::path(&self.dir);
         let res = async {
@@ -848,6 +975,17 @@ impl PartitionLog {
             }
         }
         Ok(slice)
+    }
+
+    /// The largest batch max timestamp of the segments from the log start offset on
+    /// (ListOffsets MAX_TIMESTAMP, KIP-734), None when they hold no batch.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments_from(self.log_start_offset.get())
+            .iter()
+            .filter(|s| s.readable_end.get() > 0)
+            .map(|s| s.max_timestamp.get())
+            .max()
+            .filter(|&ts| ts >= 0)
     }
 
     pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
@@ -1039,6 +1177,13 @@ impl PartitionLog {
     /// Deletes every file and the directory (DeleteTopics). Open fetch ranges stay readable.
     pub async fn remove(&self) -> Result<(), LogError> {
         self.closed.set(true);
+        self.removed.set(true);
+        // A checkpoint write already past its check finishes before the files go.
+        let _gate = self
+            .checkpoint_gate
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Offline("checkpoint gate".into()))?;
         self.offline_reason
             .borrow_mut()
             .get_or_insert_with(|| "removed".into());

@@ -760,3 +760,52 @@ fn recovery_validates_only_after_the_checkpoint_and_cuts_there() {
         }
     });
 }
+
+#[test]
+fn preallocation_starts_small_and_doubles_with_the_writes() {
+    // A partition written once holds 64 KiB of disk, not the 64 MiB chunk; written on,
+    // its file doubles at each growth until the chunk reaches its cap.
+    assert_eq!(super::segment::preallocation_chunk(0, 64 << 20), 64 << 10);
+    assert_eq!(
+        super::segment::preallocation_chunk(64 << 10, 64 << 20),
+        64 << 10
+    );
+    assert_eq!(
+        super::segment::preallocation_chunk(1 << 20, 64 << 20),
+        1 << 20
+    );
+    assert_eq!(
+        super::segment::preallocation_chunk(1 << 30, 64 << 20),
+        64 << 20
+    );
+    assert_eq!(
+        super::segment::preallocation_chunk(0, 8192),
+        64 << 10,
+        "tiny segments"
+    );
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let config = LogConfig {
+            flush: FlushPolicy::Never,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(&dir, config).await.unwrap();
+        log.append(&batch_of(1, 10, 1)).await.unwrap();
+        let size = || {
+            let files = files_with(&dir, "log");
+            std::fs::metadata(&files[0]).unwrap().len()
+        };
+        assert_eq!(size(), 64 << 10);
+        let mut sizes = vec![size()];
+        for _ in 0..200 {
+            log.append(&batch_of(16, 1000, 1)).await.unwrap();
+            if sizes.last() != Some(&size()) {
+                sizes.push(size());
+            }
+        }
+        // ~3.2 MB written: 64 KiB, 128 KiB, 256 KiB, ... 4 MiB.
+        let expected: Vec<u64> = (0..7).map(|i| (64u64 << 10) << i).collect();
+        assert_eq!(sizes, expected);
+    });
+}

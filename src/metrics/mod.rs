@@ -2,6 +2,7 @@
 //! HTTP endpoint that serves them as Prometheus text at `/metrics`.
 
 pub mod http;
+pub mod log_sink;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -351,6 +352,13 @@ pub fn render(snaps: &[Snapshot]) -> String {
             );
         }
     }
+    let _ = writeln!(out, "# HELP sluice_log_lines_dropped_total log lines dropped because stderr failed (full disk, closed pipe)");
+    let _ = writeln!(out, "# TYPE sluice_log_lines_dropped_total counter");
+    let _ = writeln!(
+        out,
+        "sluice_log_lines_dropped_total {}",
+        log_sink::dropped_lines()
+    );
     render_group_lag(&mut out, snaps);
     render_request_latency(&mut out, snaps);
     render_summary(

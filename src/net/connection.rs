@@ -204,12 +204,8 @@ impl Reader<'_> {
         let credit = self.credit.take().filter(|_| is_produce);
         let mut throttle = credit.as_ref().map(|c| c.1).unwrap_or_default();
         let mut mute = Duration::ZERO;
-        if is_produce && self.net.quotas.enabled() {
-            let ms = self.net.quotas.record(
-                client_id(&frame),
-                4 + frame.len() as u64,
-                crate::runtime::now_ms() as u64,
-            );
+        if is_produce {
+            let ms = self.produce_throttle_ms(&frame);
             mute = Duration::from_millis(ms);
             throttle = throttle.max(mute);
         }
@@ -235,6 +231,23 @@ impl Reader<'_> {
             return Ok(self.net.shutdown.sleep(mute).await);
         }
         Ok(true)
+    }
+
+    /// Record a Produce frame against its client id's quota (a client-id quota set
+    /// with AlterClientQuotas, else the broker's `producer_byte_rate`); the throttle
+    /// time in ms. Without any quota it looks nothing up.
+    fn produce_throttle_ms(&self, frame: &Bytes) -> u64 {
+        let cluster = &self.net.protocol.cluster;
+        let broker_wide = self.net.config.producer_byte_rate;
+        if broker_wide == 0 && !cluster.has_quotas() {
+            return 0;
+        }
+        let client = client_id(frame);
+        let rate = cluster.producer_byte_rate(client).unwrap_or(broker_wide);
+        let now = crate::runtime::now_ms() as u64;
+        self.net
+            .quotas
+            .record(client, 4 + frame.len() as u64, now, rate)
     }
 
     /// Read more bytes: at least the rest of the current frame. False on EOF,

@@ -5,7 +5,9 @@
 //! does not read that connection for that long (KIP-219 muting).
 //!
 //! State is per shard (connections of one client id on two shards are measured
-//! separately), kept in a `RefCell` on the shard's thread.
+//! separately), kept in a `RefCell` on the shard's thread. The quota of a client id is
+//! its own or the default client id's (`cluster::ClientQuotas`, set with
+//! AlterClientQuotas), else the broker's `producer_byte_rate`.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -19,8 +21,8 @@ const FORGET_AFTER_MS: u64 = SAMPLES as u64 * WINDOW_MS;
 const SWEEP_AT_CLIENTS: usize = 1024;
 
 /// One shard's produce quota accounting.
+#[derive(Default)]
 pub struct ProduceQuotas {
-    bytes_per_s: u64,
     clients: RefCell<HashMap<String, Rate>>,
 }
 
@@ -64,22 +66,11 @@ impl Rate {
 }
 
 impl ProduceQuotas {
-    /// `bytes_per_s` 0 disables quotas.
-    pub fn new(bytes_per_s: u64) -> ProduceQuotas {
-        ProduceQuotas {
-            bytes_per_s,
-            clients: RefCell::new(HashMap::new()),
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.bytes_per_s > 0
-    }
-
-    /// Record `bytes` of produce from `client_id` at `now_ms`; returns the throttle
-    /// time in ms (0 within quota), capped at the whole measured window.
-    pub fn record(&self, client_id: &str, bytes: u64, now_ms: u64) -> u64 {
-        if !self.enabled() {
+    /// Record `bytes` of produce from `client_id` at `now_ms` against its quota of
+    /// `bytes_per_s` (0: none); returns the throttle time in ms (0 within quota),
+    /// capped at the whole measured window.
+    pub fn record(&self, client_id: &str, bytes: u64, now_ms: u64, bytes_per_s: u64) -> u64 {
+        if bytes_per_s == 0 {
             return 0;
         }
         let mut clients = self.clients.borrow_mut();
@@ -92,7 +83,7 @@ impl ProduceQuotas {
         let rate = clients.entry(client_id.to_string()).or_default();
         rate.record(now_ms, bytes);
         let observed = rate.bytes_per_s(now_ms);
-        let quota = self.bytes_per_s as f64;
+        let quota = bytes_per_s as f64;
         if observed <= quota {
             return 0;
         }
@@ -112,52 +103,57 @@ mod tests {
 
     #[test]
     fn disabled_quotas_never_throttle() {
-        let q = ProduceQuotas::new(0);
-        assert_eq!(q.record("c", u64::MAX / 2, 0), 0);
+        let q = ProduceQuotas::default();
+        assert_eq!(q.record("c", u64::MAX / 2, 0, 0), 0);
         assert_eq!(q.tracked_clients(), 0);
     }
 
     #[test]
     fn a_client_within_its_rate_is_not_throttled() {
-        let q = ProduceQuotas::new(1000);
+        let q = ProduceQuotas::default();
+        let rate = 1000;
         // 900 bytes each second for 30 s.
         for s in 0..30 {
-            assert_eq!(q.record("c", 900, s * 1000), 0, "second {s}");
+            assert_eq!(q.record("c", 900, s * 1000, rate), 0, "second {s}");
         }
     }
 
     #[test]
     fn throttle_time_is_the_excess_over_the_quota_times_the_window() {
-        let q = ProduceQuotas::new(1000);
+        let q = ProduceQuotas::default();
+        let rate = 1000;
         // 20,000 bytes at once: over a 10 s minimum window that is 2,000 B/s, twice
         // the quota: Kafka throttles (2000 - 1000) / 1000 × 10 s = 10 s.
-        assert_eq!(q.record("c", 20_000, 5_000), 10_000);
+        assert_eq!(q.record("c", 20_000, 5_000, rate), 10_000);
         // Another client is measured on its own.
-        assert_eq!(q.record("d", 500, 5_000), 0);
+        assert_eq!(q.record("d", 500, 5_000, rate), 0);
     }
 
     #[test]
     fn the_throttle_fades_as_old_samples_leave_the_window() {
-        let q = ProduceQuotas::new(1000);
-        assert!(q.record("c", 30_000, 0) > 0);
+        let q = ProduceQuotas::default();
+        let rate = 1000;
+        assert!(q.record("c", 30_000, 0, rate) > 0);
         // Eleven windows later the burst is forgotten.
-        assert_eq!(q.record("c", 10, 11_000), 0);
+        assert_eq!(q.record("c", 10, 11_000, rate), 0);
     }
 
     #[test]
     fn throttle_is_capped_at_the_whole_window() {
-        let q = ProduceQuotas::new(1);
-        assert_eq!(q.record("c", 1 << 40, 0), SAMPLES as u64 * WINDOW_MS);
+        let q = ProduceQuotas::default();
+        let rate = 1;
+        assert_eq!(q.record("c", 1 << 40, 0, rate), SAMPLES as u64 * WINDOW_MS);
     }
 
     #[test]
     fn idle_clients_are_swept_when_the_table_grows() {
-        let q = ProduceQuotas::new(1000);
+        let q = ProduceQuotas::default();
+        let rate = 1000;
         for i in 0..SWEEP_AT_CLIENTS {
-            q.record(&format!("client-{i}"), 1, 0);
+            q.record(&format!("client-{i}"), 1, 0, rate);
         }
         assert_eq!(q.tracked_clients(), SWEEP_AT_CLIENTS);
-        q.record("late", 1, FORGET_AFTER_MS + 1);
+        q.record("late", 1, FORGET_AFTER_MS + 1, rate);
         assert_eq!(q.tracked_clients(), 1);
     }
 }

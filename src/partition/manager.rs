@@ -19,7 +19,7 @@ use tracing::warn;
 use super::{Partition, Read};
 use crate::cluster::{partition_dir, Registry, TopicMeta};
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
-use crate::log::AppendInfo;
+use crate::log::{AppendInfo, Availability};
 use crate::metrics::ShardMetrics;
 use crate::runtime::{now_ms, Signal};
 
@@ -71,6 +71,11 @@ impl PartitionManager {
         &self.shares
     }
 
+    /// The data directory the partitions live under.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.data_dir
+    }
+
     pub(crate) fn zero_copy(&self) -> bool {
         self.config.fetch_zero_copy
     }
@@ -104,6 +109,19 @@ impl PartitionManager {
             }
         }
         out
+    }
+
+    /// Owned partitions whose log takes no appends, for Metadata: (topic, partition,
+    /// offline until a restart) — else out of space for now, still readable.
+    pub fn offline(&self) -> Vec<(Arc<str>, i32, bool)> {
+        self.owned()
+            .into_iter()
+            .filter_map(|(t, p, part)| match part.log.availability() {
+                Availability::Online => None,
+                Availability::NoSpace(_) => Some((t, p, false)),
+                Availability::Offline(_) => Some((t, p, true)),
+            })
+            .collect()
     }
 
     /// Produce to an owned partition, counted in the shard's metrics.
@@ -172,10 +190,12 @@ impl PartitionManager {
             }
             if let Some(part) = self.find(&topic.name, p as i32) {
                 part.log.set_config(topic.log_config.clone());
+                part.set_compression(topic.compression());
                 continue;
             }
             let dir = partition_dir(&self.config.data_dir, &topic.name, p as i32);
             let part = Rc::new(Partition::open(&dir, topic.log_config.clone()).await?);
+            part.set_compression(topic.compression());
             let mut parts = self.partitions.borrow_mut();
             let slots = parts.entry(topic.name.clone()).or_default();
             if slots.len() <= p {
@@ -230,4 +250,20 @@ impl PartitionManager {
             }
         }
     }
+}
+
+/// (total, available to unprivileged users) bytes of the file system holding `dir`
+/// (`statvfs(3)`), or None if it cannot be asked.
+pub fn file_system_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `st` a live, writable statvfs;
+    // both outlive the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let block = st.f_frsize as u64;
+    Some((st.f_blocks as u64 * block, st.f_bavail as u64 * block))
 }

@@ -34,6 +34,21 @@ impl Message for Append {
     }
 }
 
+/// Metadata: the partitions this owner cannot append to now, with whether their log is
+/// offline until a restart (an I/O error) rather than out of space for now.
+#[derive(Clone, Copy)]
+pub struct ListOffline;
+
+impl Message for ListOffline {
+    type Service = PartitionManager;
+    type Reply = Vec<(Arc<str>, i32, bool)>;
+    const NAME: &'static str = "partition.list_offline";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.offline()
+    }
+}
+
 /// Fetch: read these partitions in order within `budget` bytes (one message per owner,
 /// not per partition).
 pub struct ReadPartitions {
@@ -252,5 +267,80 @@ impl Message for ShareReset {
     async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
         pm.share_reset(&self.group, &self.topic, self.partition, self.start)
             .await
+    }
+}
+
+/// DescribeLogDirs: the bytes on disk of every partition this shard owns, and the
+/// space of the file system holding the data directory.
+#[derive(Clone)]
+pub struct PartitionSizes;
+
+/// What `PartitionSizes` answers.
+#[derive(Debug, Clone, Default)]
+pub struct LogDirReport {
+    /// (topic, partition, bytes of its segments).
+    pub partitions: Vec<(Arc<str>, i32, u64)>,
+    /// Size and free space (for an unprivileged user) of the file system, if known.
+    pub total_bytes: Option<u64>,
+    pub usable_bytes: Option<u64>,
+}
+
+impl Message for PartitionSizes {
+    type Service = PartitionManager;
+    type Reply = LogDirReport;
+    const NAME: &'static str = "partition.sizes";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        let partitions = pm
+            .owned()
+            .into_iter()
+            .map(|(t, p, part)| (t, p, part.log.size_bytes()))
+            .collect();
+        let space = super::manager::file_system_space(pm.data_dir());
+        LogDirReport {
+            partitions,
+            total_bytes: space.map(|s| s.0),
+            usable_bytes: space.map(|s| s.1),
+        }
+    }
+}
+
+/// One producer with state on a partition (DescribeProducers, KIP-664).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The sequence of its last record here, -1 if none.
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+    /// The first offset of its open transaction here, -1 if none.
+    pub txn_start_offset: i64,
+}
+
+/// DescribeProducers of one partition: its active producers.
+pub struct DescribeProducers {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl Message for DescribeProducers {
+    type Service = PartitionManager;
+    type Reply = Result<Vec<ProducerInfo>, KafkaError>;
+    const NAME: &'static str = "partition.describe_producers";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        let part = pm.get(&self.topic, self.partition)?;
+        let table = part.producers.borrow();
+        Ok(table
+            .entries()
+            .into_iter()
+            .map(|e| ProducerInfo {
+                producer_id: e.producer_id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp_ms: e.last_update_ms,
+                txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect())
     }
 }

@@ -15,6 +15,7 @@
 //! Nothing here knows the wire format of a request; errors are `KafkaError`s because
 //! they go to a client as they are.
 
+pub mod compress;
 pub mod error;
 pub mod manager;
 pub mod messages;
@@ -24,12 +25,13 @@ pub mod share;
 mod shares;
 pub mod txn;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::Bytes;
 use tracing::warn;
 
+use crate::cluster::Compression;
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::{AppendInfo, PartitionLog};
 use crate::runtime::now_ms;
@@ -43,11 +45,15 @@ pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// A partition this shard owns: its log and its idempotent producers.
 pub struct Partition {
     pub log: Rc<PartitionLog>,
     pub producers: RefCell<ProducerTable>,
+    /// The topic's compression.type: batches in another codec are recompressed
+    /// before they are written (`compress`).
+    compression: Cell<Compression>,
 }
 
 impl Partition {
@@ -58,19 +64,31 @@ impl Partition {
     ) -> Result<Partition, KafkaError> {
         let log = PartitionLog::open(dir, config).await?;
         let producers = RefCell::new(producer::recovery::load(&log).await?);
-        Ok(Partition { log, producers })
+        Ok(Partition {
+            log,
+            producers,
+            compression: Cell::new(Compression::Producer),
+        })
+    }
+
+    /// Follow the topic's compression.type from the next append on.
+    pub fn set_compression(&self, c: Compression) {
+        self.compression.set(c);
     }
 
     /// Append a record set; with acks=all also wait for the flush policy's durability.
     /// An idempotent batch is checked against its producer's sequence first
     /// (synchronously, so pipelined batches are judged in arrival order); a duplicate is
     /// answered with the offsets of the copy already in the log. The second value says
-    /// whether records were appended (false for a duplicate).
+    /// whether records were appended (false for a duplicate). A topic with a
+    /// compression.type gets the batches in its codec (`compress`).
     pub async fn append(
         &self,
         records: &Bytes,
         acks: i16,
     ) -> Result<(AppendInfo, bool), KafkaError> {
+        let recompressed = compress::recompress(records, self.compression.get())?;
+        let records = recompressed.as_ref().unwrap_or(records);
         let log = &self.log;
         let check = self.producers.borrow_mut().check(records, now_ms())?;
         let info = match check {
@@ -124,6 +142,9 @@ impl Partition {
 
     /// ListOffsets: (offset, timestamp) for a timestamp or one of the special ones.
     /// With `committed` (read_committed) latest is the last stable offset (KIP-98).
+    /// Max timestamp (KIP-734) is the first record with the largest timestamp; without
+    /// tiered storage earliest local (KIP-405) is earliest and latest tiered (KIP-1005)
+    /// is -1, as Kafka answers when remote storage is off.
     pub async fn offset_for_time(
         &self,
         ts: i64,
@@ -134,21 +155,27 @@ impl Partition {
             LATEST_TIMESTAMP if committed => Ok((txn::last_stable_offset(self), -1)),
             LATEST_TIMESTAMP => Ok((log.high_watermark(), -1)),
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((log.log_start_offset(), -1)),
-            MAX_TIMESTAMP => Err(KafkaError::new(
-                ErrorCode::UnsupportedVersion,
-                "ListOffsets by max timestamp (-3) is not supported yet",
-            )),
+            LATEST_TIERED_TIMESTAMP => Ok((-1, -1)),
+            MAX_TIMESTAMP => match log.max_timestamp() {
+                None => Ok((-1, -1)),
+                Some(max) => self.first_at_or_after(max).await,
+            },
             ts if ts < 0 => Err(KafkaError::new(
                 ErrorCode::InvalidRequest,
                 format!("unknown special timestamp {ts}"),
             )),
-            ts => match log.offset_for_timestamp(ts).await? {
-                None => Ok((-1, -1)),
-                Some((base, max_ts)) => Ok(self
-                    .first_record_at(base, ts)
-                    .await?
-                    .unwrap_or((base, max_ts))),
-            },
+            ts => self.first_at_or_after(ts).await,
+        }
+    }
+
+    /// The first record whose timestamp is at or after `ts`, or (-1, -1).
+    async fn first_at_or_after(&self, ts: i64) -> Result<(i64, i64), KafkaError> {
+        match self.log.offset_for_timestamp(ts).await? {
+            None => Ok((-1, -1)),
+            Some((base, max_ts)) => Ok(self
+                .first_record_at(base, ts)
+                .await?
+                .unwrap_or((base, max_ts))),
         }
     }
 

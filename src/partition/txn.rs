@@ -85,7 +85,6 @@ pub fn committed_wait_target(part: &Partition, offset: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::path::Path;
 
     use crate::runtime::test_run as run;
@@ -93,7 +92,7 @@ mod tests {
     use super::*;
     use crate::kafka::ErrorCode;
     use crate::log::batch::{self, Record};
-    use crate::log::{FlushPolicy, LogConfig, PartitionLog};
+    use crate::log::{FlushPolicy, LogConfig};
     use crate::partition::producer::recovery;
     use crate::partition::producer::state::Check;
 
@@ -108,9 +107,7 @@ mod tests {
     }
 
     async fn open(dir: &Path) -> Partition {
-        let log = PartitionLog::open(dir, config()).await.unwrap();
-        let producers = RefCell::new(recovery::load(&log).await.unwrap());
-        Partition { log, producers }
+        Partition::open(dir, config()).await.unwrap()
     }
 
     /// A batch of `n` records from `pid` (transactional or not; pid -1: plain).

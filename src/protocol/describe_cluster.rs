@@ -1,14 +1,16 @@
-//! DescribeCluster (KIP-700): one broker, which is also the controller.
+//! DescribeCluster (KIP-700): one broker, which is also the controller; the cluster's
+//! authorized operations when asked (KIP-430: every one, there is no authorizer).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::*;
 
-use super::metadata::{str_bytes, CLUSTER_ID, NODE_ID, OPS_NOT_REQUESTED};
+use super::authorized;
+use super::metadata::{str_bytes, CLUSTER_ID, NODE_ID};
 use crate::protocol::context::Context;
 
 pub async fn handle(
     ctx: &Context,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
     let (host, port) = ctx.config.advertised();
@@ -19,5 +21,8 @@ pub async fn handle(
             .with_broker_id(BrokerId(NODE_ID))
             .with_host(str_bytes(&host))
             .with_port(port)])
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(authorized::if_requested(
+            req.include_cluster_authorized_operations,
+            authorized::CLUSTER,
+        ))
 }

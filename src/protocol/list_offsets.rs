@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), earliest local (-4), max timestamp (-3),
-//! or the first offset whose timestamp is at or after a given time. With
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734, v7+), earliest
+//! local (-4, KIP-405, v8+: earliest, there is no tiered storage), latest tiered (-5,
+//! KIP-1005, v9+: -1), or the first offset whose timestamp is at or after a given time. With
 //! isolation_level 1 (read_committed, v2+) latest is the last stable offset (KIP-98).
 
 use futures_util::future::join_all;

@@ -1,7 +1,7 @@
 //! Metadata: a single node that leads every partition (auto-creating topics where the
 //! client and the config allow it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -13,13 +13,13 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::{Change, NewTopic};
 use crate::cluster::{Registry, TopicMeta};
 use crate::kafka::ErrorCode;
+use crate::partition::messages::ListOffline;
+use crate::protocol::authorized;
 use crate::protocol::context::Context;
 
 /// This broker's node id in every response.
 pub const NODE_ID: i32 = 1;
 pub const CLUSTER_ID: &str = "sluice-single-node";
-/// "Authorized operations not requested" (Kafka's INT32_MIN sentinel).
-pub(super) const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub(super) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -44,7 +44,7 @@ pub async fn auto_create(ctx: &Context, names: Vec<String>) -> Arc<Registry> {
     ctx.cluster.registry()
 }
 
-fn topic_response(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+fn topic_response(t: &TopicMeta, version: i16, ops: i32) -> MetadataResponseTopic {
     let partitions = (0..t.partition_count())
         .map(|p| {
             MetadataResponsePartition::default()
@@ -58,11 +58,46 @@ fn topic_response(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let mut r = MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPS_NOT_REQUESTED);
+        .with_topic_authorized_operations(ops);
     if version >= 10 {
         r = r.with_topic_id(t.id);
     }
     r
+}
+
+/// Partitions whose log takes no appends. One offline after an I/O error (until a
+/// restart; it serves nothing) is reported as Kafka reports a partition whose only
+/// replica's log dir failed: LEADER_NOT_AVAILABLE, leader -1, the replica offline.
+/// One out of space for now keeps its leader, so consumers go on reading what it has,
+/// with KAFKA_STORAGE_ERROR on the partition, so clients and tools see why produce
+/// fails; it is healthy again once space returns.
+async fn mark_offline(ctx: &Context, topics: &mut [MetadataResponseTopic]) {
+    if topics.iter().all(|t| t.partitions.is_empty()) {
+        return;
+    }
+    let mut offline: HashMap<(Arc<str>, i32), bool> = HashMap::new();
+    for list in ctx.mesh.call_all(ListOffline).await.into_iter().flatten() {
+        offline.extend(list.into_iter().map(|(t, p, gone)| ((t, p), gone)));
+    }
+    if offline.is_empty() {
+        return;
+    }
+    for t in topics.iter_mut() {
+        let Some(name) = t.name.as_ref().map(|n| Arc::<str>::from(n.as_str())) else {
+            continue;
+        };
+        for p in t.partitions.iter_mut() {
+            match offline.get(&(name.clone(), p.partition_index)) {
+                Some(true) => {
+                    p.error_code = ErrorCode::LeaderNotAvailable.code();
+                    p.leader_id = BrokerId(-1);
+                    p.offline_replicas = vec![BrokerId(NODE_ID)];
+                }
+                Some(false) => p.error_code = ErrorCode::KafkaStorageError.code(),
+                None => {}
+            }
+        }
+    }
 }
 
 fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
@@ -70,7 +105,7 @@ fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_error_code(code.code())
         .with_name(name.map(|n| TopicName(str_bytes(n))))
         .with_topic_id(id)
-        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+        .with_topic_authorized_operations(authorized::NOT_REQUESTED)
 }
 
 pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -80,9 +115,20 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
         Some(t) => version == 0 && t.is_empty(),
     };
     let mut reg = ctx.cluster.registry();
+    // KIP-430 (v8+): without an authorizer, every operation of the resource type.
+    let topic_ops =
+        authorized::if_requested(req.include_topic_authorized_operations, authorized::TOPIC);
+    let cluster_ops = authorized::if_requested(
+        req.include_cluster_authorized_operations,
+        authorized::CLUSTER,
+    );
     let mut topics = Vec::new();
     if all {
-        topics.extend(reg.sorted().into_iter().map(|t| topic_response(t, version)));
+        topics.extend(
+            reg.sorted()
+                .into_iter()
+                .map(|t| topic_response(t, version, topic_ops)),
+        );
     } else {
         let wanted = req.topics.unwrap_or_default();
         let allow_create = version < 4 || req.allow_auto_topic_creation;
@@ -101,7 +147,7 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
                 None => reg.topic_by_id(&t.topic_id),
             };
             topics.push(match (found, &t.name) {
-                (Some(meta), _) => topic_response(meta, version),
+                (Some(meta), _) => topic_response(meta, version, topic_ops),
                 (None, Some(n)) => {
                     let code = if crate::cluster::validate_topic_name(n.as_str()).is_err() {
                         ErrorCode::InvalidTopicException
@@ -114,6 +160,7 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
             });
         }
     }
+    mark_offline(ctx, &mut topics).await;
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
@@ -122,5 +169,5 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
         .with_cluster_id((version >= 2).then(|| str_bytes(CLUSTER_ID)))
         .with_controller_id(BrokerId(if version >= 1 { NODE_ID } else { -1 }))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(cluster_ops)
 }

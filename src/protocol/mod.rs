@@ -12,6 +12,7 @@ pub mod context;
 pub mod frame;
 
 mod admin;
+mod authorized;
 mod configs;
 mod describe_cluster;
 mod fetch;
@@ -21,6 +22,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 mod route;
 pub mod share;
@@ -103,7 +105,7 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
     Ok(match key {
         ApiKey::ApiVersions => {
             let req: ApiVersionsRequest = decode(key, body, v)?;
-            Reply::Frame(encode_frame(key, v, cid, &api_versions::handle(req))?)
+            Reply::Frame(encode_frame(key, v, cid, &api_versions::handle(req, v))?)
         }
         ApiKey::Produce => {
             let req = decode(key, body, v)?;
@@ -130,6 +132,17 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ApiKey::DeleteTopics => call!(admin::delete_topics),
         ApiKey::CreatePartitions => call!(admin::create_partitions),
         ApiKey::DeleteRecords => call!(admin::delete_records),
+        ApiKey::DescribeLogDirs => call!(admin::describe_log_dirs),
+        ApiKey::DescribeTopicPartitions => call!(admin::describe_topic_partitions),
+        ApiKey::ElectLeaders => call!(admin::elect_leaders),
+        ApiKey::ListPartitionReassignments => call!(admin::list_partition_reassignments),
+        ApiKey::AlterPartitionReassignments => call!(admin::alter_partition_reassignments),
+        ApiKey::DescribeClientQuotas => call!(configs::describe_client_quotas),
+        ApiKey::AlterClientQuotas => call!(configs::alter_client_quotas),
+        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch::handle),
+        ApiKey::DescribeProducers => call!(txn::describe_producers),
+        ApiKey::ListTransactions => call!(txn::list_transactions),
+        ApiKey::DescribeTransactions => call!(txn::describe_transactions),
         ApiKey::DescribeConfigs => call!(configs::describe_configs),
         ApiKey::AlterConfigs => call!(configs::alter_configs),
         ApiKey::IncrementalAlterConfigs => call!(configs::incremental_alter_configs),

@@ -42,6 +42,38 @@ pub trait Message: Send + Sized + 'static {
     fn handle(self, service: Rc<Self::Service>) -> impl Future<Output = Self::Reply> + 'static;
 }
 
+/// Declares a message a service answers: a struct with public fields and its `Message`
+/// impl, the body run on the owner with the service as `$svc` and the message as `$m`.
+/// Used only in a part's `messages.rs` (checked by `scripts/check_layers.py`), so those
+/// files stay the list of what crosses cores.
+///
+/// ```text
+/// crate::message! { Coordinator;
+///     /// Doc of the message.
+///     Join { group: String } -> Result<(), ErrorCode>, "group.join", |c, m| c.join(m.group).await
+/// }
+/// ```
+#[macro_export]
+macro_rules! message {
+    ($service:ty; $(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $reply:ty,
+     $label:literal, |$c:ident, $m:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name { $(pub $field: $ty),* }
+
+        impl $crate::runtime::Message for $name {
+            type Service = $service;
+            type Reply = $reply;
+            const NAME: &'static str = $label;
+
+            async fn handle(self, $c: std::rc::Rc<$service>) -> Self::Reply {
+                let $m = self;
+                $body
+            }
+        }
+    };
+}
+
 /// Why a call got no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeshError {

@@ -55,6 +55,9 @@ def test_the_tree_as_it_is_passes(tree):
      "struct Sneak; impl crate::runtime::Message for Sneak { type Service = (); type Reply = (); "
      "const NAME: &'static str = \"x\"; async fn handle(self, _: std::rc::Rc<()>) {} }",
      "a cross-core message declared outside a messages.rs"),
+    ("coordinator/group/consumer.rs",
+     "crate::message! { Coordinator; Sneak {} -> (), \"x\", |c, m| () }",
+     "a cross-core message declared outside a messages.rs"),
 ])
 def test_a_planted_violation_fails_the_check(tree, rel, code, says):
     plant(tree, rel, code)

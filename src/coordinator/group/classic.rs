@@ -729,14 +729,13 @@ impl ClassicGroup {
         instance_id: Option<&str>,
         now: Instant,
     ) -> Result<(), ErrorCode> {
+        if generation < 0 && self.members.is_empty() {
+            // A consumer outside the group protocol (assign() + commit), whatever member
+            // id it names: allowed while no member runs the protocol, as in Kafka.
+            return Ok(());
+        }
         if generation < 0 && member_id.is_empty() {
-            // A consumer outside the group protocol (assign() + commit): allowed while
-            // no member runs the protocol, as in Kafka.
-            return if self.members.is_empty() {
-                Ok(())
-            } else {
-                Err(ErrorCode::UnknownMemberId)
-            };
+            return Err(ErrorCode::UnknownMemberId);
         }
         self.check_member(member_id, instance_id)?;
         if generation != self.generation {

@@ -28,6 +28,70 @@ pub type Tp = (Uuid, i32);
 /// What the coordinator knows of a subscribed topic: its id and partition count.
 pub type TopicInfo = BTreeMap<String, (Uuid, i32)>;
 
+/// The member epoch a static member leaves with (KIP-345 under KIP-848): it keeps its
+/// place and assignment until its session ends, for a successor with its instance id.
+pub const LEAVE_STATIC_EPOCH: i32 = -2;
+
+/// The topics a group can subscribe to: the shard's registry snapshot.
+pub trait Topics {
+    /// Id and partition count of those of `names` that exist.
+    fn info(&self, names: &BTreeSet<String>) -> TopicInfo;
+    /// Every topic name, for regex subscriptions.
+    fn names(&self) -> Vec<String>;
+}
+
+/// A plain lookup (tests): it knows no names to match a regex against.
+impl<F: Fn(&BTreeSet<String>) -> TopicInfo> Topics for F {
+    fn info(&self, names: &BTreeSet<String>) -> TopicInfo {
+        self(names)
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A KIP-848 `SubscribedTopicRegex`, compiled. Kafka compiles it with RE2/J and matches
+/// whole topic names (`Matcher.matches`); the `regex` crate is of the same RE2 family
+/// (linear time, no backreferences or lookaround), anchored here to the whole name.
+/// What differs: `regex` also takes class set operations (`[a-z&&[^x]]`) and the
+/// `x` flag, which RE2/J refuses, and its `\d`, `\w`, `\s` are Unicode-aware where
+/// RE2/J's are ASCII — topic names are ASCII, so no accepted pattern matches other
+/// topics than in Kafka.
+#[derive(Debug, Clone)]
+pub struct TopicRegex {
+    pub source: String,
+    compiled: regex::Regex,
+}
+
+/// The longest pattern compiled (a bound on the work per heartbeat; Kafka has none).
+const MAX_REGEX_BYTES: usize = 4096;
+
+impl TopicRegex {
+    pub fn new(source: &str) -> Result<TopicRegex, KafkaError> {
+        let invalid = |why: String| {
+            err(
+                ErrorCode::InvalidRegularExpression,
+                format!("SubscribedTopicRegex `{source}` is not a valid regular expression: {why}"),
+            )
+        };
+        if source.len() > MAX_REGEX_BYTES {
+            return Err(invalid(format!("longer than {MAX_REGEX_BYTES} bytes")));
+        }
+        let compiled = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| invalid(e.to_string().replace('\n', " ")))?;
+        Ok(TopicRegex {
+            source: source.to_string(),
+            compiled,
+        })
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.compiled.is_match(topic)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatRequest {
     pub member_id: String,
@@ -63,6 +127,8 @@ pub struct ConsumerMember {
     pub epoch: i32,
     previous_epoch: i32,
     pub subscribed: Vec<String>,
+    /// SubscribedTopicRegex: topics whose whole name matches are subscribed too.
+    pub regex: Option<TopicRegex>,
     pub assignor: Option<String>,
     rebalance_timeout: Duration,
     /// Partitions the member owns as far as the coordinator has told it.
@@ -127,12 +193,56 @@ impl ConsumerGroup {
         }
     }
 
-    /// Every topic name some member subscribes to.
+    /// Every topic name some member subscribes to, by name or by a regex matching one of
+    /// the topics the group's assignment was last computed from.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members
+        let known: Vec<String> = self.topics.keys().cloned().collect();
+        self.wanted(&known)
+    }
+
+    /// The names members subscribe to, and those of `candidates` a member's regex matches.
+    fn wanted(&self, candidates: &[String]) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self
+            .members
             .values()
             .flat_map(|m| m.subscribed.iter().cloned())
-            .collect()
+            .collect();
+        let regexes: Vec<&TopicRegex> = self
+            .members
+            .values()
+            .filter_map(|m| m.regex.as_ref())
+            .collect();
+        if !regexes.is_empty() {
+            out.extend(
+                candidates
+                    .iter()
+                    .filter(|t| regexes.iter().any(|r| r.matches(t)))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    /// The subscribed topics as they exist now: names, and regexes matched against every
+    /// topic, so a topic created or deleted changes the group at the next heartbeat.
+    fn resolve(&self, topics: &dyn Topics) -> TopicInfo {
+        let all = if self.members.values().any(|m| m.regex.is_some()) {
+            topics.names()
+        } else {
+            Vec::new()
+        };
+        topics.info(&self.wanted(&all))
+    }
+
+    /// One member's topics among those the group subscribes to.
+    fn member_topics(m: &ConsumerMember, topics: &TopicInfo) -> Vec<String> {
+        let mut out = m.subscribed.clone();
+        if let Some(r) = &m.regex {
+            out.extend(topics.keys().filter(|t| r.matches(t)).cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Handle one ConsumerGroupHeartbeat. `topics` resolves the names the group
@@ -140,7 +250,7 @@ impl ConsumerGroup {
     pub fn heartbeat(
         &mut self,
         r: HeartbeatRequest,
-        topics: &dyn Fn(&BTreeSet<String>) -> TopicInfo,
+        topics: &dyn Topics,
         now: Instant,
     ) -> Result<HeartbeatResult, KafkaError> {
         if r.member_id.is_empty() {
@@ -160,6 +270,12 @@ impl ConsumerGroup {
         if r.member_epoch < 0 {
             return Ok(self.leave(&r, topics, now));
         }
+        // Empty clears the regex (KIP-848); a bad one is refused before anything changes.
+        let regex = match r.regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(s) => Some(Some(TopicRegex::new(s)?)),
+        };
         let mut changed = false;
         if r.member_epoch == 0 {
             changed |= self.join(&r, now)?;
@@ -182,6 +298,13 @@ impl ConsumerGroup {
                 changed = true;
             }
         }
+        if let Some(regex) = regex {
+            let source = |r: &Option<TopicRegex>| r.as_ref().map(|r| r.source.clone());
+            if source(&regex) != source(&m.regex) {
+                m.regex = regex;
+                changed = true;
+            }
+        }
         if r.assignor.is_some() && r.assignor != m.assignor {
             m.assignor = r.assignor.clone();
             changed = true;
@@ -189,7 +312,7 @@ impl ConsumerGroup {
         if r.rack_id.is_some() {
             m.rack_id = r.rack_id.clone();
         }
-        let info = topics(&self.subscribed_topics());
+        let info = self.resolve(topics);
         if info != self.topics {
             self.topics = info;
             changed = true;
@@ -201,16 +324,10 @@ impl ConsumerGroup {
     }
 
     fn join(&mut self, r: &HeartbeatRequest, now: Instant) -> Result<bool, KafkaError> {
-        if r.subscribed.is_none() && !self.members.contains_key(&r.member_id) {
-            if r.regex.is_some() {
-                return Err(err(
-                    ErrorCode::InvalidRequest,
-                    "regex subscriptions are not supported",
-                ));
-            }
+        if r.subscribed.is_none() && r.regex.is_none() && !self.members.contains_key(&r.member_id) {
             return Err(err(
                 ErrorCode::InvalidRequest,
-                "SubscribedTopicNames must be set on join",
+                "SubscribedTopicNames or SubscribedTopicRegex must be set on join",
             ));
         }
         if self.members.contains_key(&r.member_id) {
@@ -223,13 +340,24 @@ impl ConsumerGroup {
             return Ok(false);
         }
         // Static membership: the same instance id takes over its predecessor's place
-        // and assignment without a rebalance.
+        // and assignment without a rebalance, once the predecessor has left with the
+        // static epoch (-2); while it is still in the group the id is not released.
         let predecessor = r.instance_id.as_ref().and_then(|i| {
             self.members
                 .values()
                 .find(|m| m.instance_id.as_ref() == Some(i))
-                .map(|m| m.id.clone())
         });
+        if let Some(p) = predecessor.filter(|p| p.epoch != LEAVE_STATIC_EPOCH) {
+            return Err(err(
+                ErrorCode::UnreleasedInstanceId,
+                format!(
+                    "static member {} with instance id {} is still in the group",
+                    p.id,
+                    p.instance_id.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        let predecessor = predecessor.map(|m| m.id.clone());
         let mut m = ConsumerMember {
             id: r.member_id.clone(),
             instance_id: r.instance_id.clone(),
@@ -239,6 +367,7 @@ impl ConsumerGroup {
             epoch: 0,
             previous_epoch: -1,
             subscribed: Vec::new(),
+            regex: None,
             assignor: None,
             rebalance_timeout: Duration::from_millis(r.rebalance_timeout_ms.max(1) as u64),
             assigned: BTreeSet::new(),
@@ -251,6 +380,7 @@ impl ConsumerGroup {
         if let Some(old_id) = predecessor {
             if let Some(old) = self.members.remove(&old_id) {
                 m.subscribed = old.subscribed;
+                m.regex = old.regex;
                 m.assignor = old.assignor;
                 if let Some(t) = self.target.remove(&old_id) {
                     self.target.insert(m.id.clone(), t);
@@ -293,12 +423,22 @@ impl ConsumerGroup {
     fn leave(
         &mut self,
         r: &HeartbeatRequest,
-        topics: &dyn Fn(&BTreeSet<String>) -> TopicInfo,
-        _now: Instant,
+        topics: &dyn Topics,
+        now: Instant,
     ) -> HeartbeatResult {
-        if self.members.remove(&r.member_id).is_some() {
+        let is_static = self
+            .members
+            .get(&r.member_id)
+            .is_some_and(|m| m.instance_id.is_some());
+        if r.member_epoch == LEAVE_STATIC_EPOCH && is_static {
+            // Stays until its session ends, keeping its partitions for its successor.
+            if let Some(m) = self.members.get_mut(&r.member_id) {
+                m.epoch = LEAVE_STATIC_EPOCH;
+                m.deadline = now + SESSION_TIMEOUT;
+            }
+        } else if self.members.remove(&r.member_id).is_some() {
             self.target.remove(&r.member_id);
-            self.topics = topics(&self.subscribed_topics());
+            self.topics = self.resolve(topics);
             self.bump_epoch();
         }
         HeartbeatResult {
@@ -325,7 +465,7 @@ impl ConsumerGroup {
         let subs: BTreeMap<String, Vec<String>> = self
             .members
             .iter()
-            .map(|(id, m)| (id.clone(), m.subscribed.clone()))
+            .map(|(id, m)| (id.clone(), Self::member_topics(m, &self.topics)))
             .collect();
         self.target = if assignor == "range" {
             assign_range(&subs, &self.topics)
@@ -421,7 +561,7 @@ impl ConsumerGroup {
     }
 
     /// Expire sessions and members that never revoked what they had to.
-    pub fn tick(&mut self, now: Instant, topics: &dyn Fn(&BTreeSet<String>) -> TopicInfo) {
+    pub fn tick(&mut self, now: Instant, topics: &dyn Topics) {
         let gone: Vec<String> = self
             .members
             .values()
@@ -436,7 +576,7 @@ impl ConsumerGroup {
             self.members.remove(id);
             self.target.remove(id);
         }
-        self.topics = topics(&self.subscribed_topics());
+        self.topics = self.resolve(topics);
         self.bump_epoch();
     }
 }
@@ -674,6 +814,52 @@ mod tests {
         }
     }
 
+    struct Named(TopicInfo);
+
+    impl Topics for Named {
+        fn info(&self, names: &BTreeSet<String>) -> TopicInfo {
+            self.0
+                .iter()
+                .filter(|(n, _)| names.contains(*n))
+                .map(|(n, v)| (n.clone(), *v))
+                .collect()
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
+        }
+    }
+
+    #[test]
+    fn a_regex_subscription_follows_the_topics_that_match() {
+        let mut all = TopicInfo::new();
+        all.insert("orders-eu".into(), (Uuid::from_u128(1), 2));
+        all.insert("orders-us".into(), (Uuid::from_u128(2), 2));
+        all.insert("payments".into(), (Uuid::from_u128(3), 2));
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("g");
+        let mut r = hb("a", 0, Some(vec![]));
+        r.subscribed = Some(vec![]); // librdkafka: an empty list and the regex
+        r.regex = Some("orders-.*".into());
+        let a = g.heartbeat(r, &Named(all.clone()), now).unwrap();
+        assert_eq!(owned(&a).len(), 4, "both orders topics, whole names only");
+        // A new matching topic joins the assignment at the next heartbeat.
+        all.insert("orders-ap".into(), (Uuid::from_u128(4), 2));
+        let a = g
+            .heartbeat(
+                hb("a", a.member_epoch, Some(owned(&a))),
+                &Named(all.clone()),
+                now,
+            )
+            .unwrap();
+        assert_eq!(owned(&a).len(), 6);
+        assert!(g.subscribed_topics().contains("orders-ap"));
+        assert!(!g.subscribed_topics().contains("payments"));
+        let mut bad = hb("b", 0, Some(vec![]));
+        bad.regex = Some("orders-(".into());
+        let e = g.heartbeat(bad, &Named(all), now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRegularExpression);
+    }
+
     #[test]
     fn a_static_member_takes_over_its_predecessor() {
         let (_, info) = topic();
@@ -686,6 +872,14 @@ mod tests {
         let epoch = g.epoch;
         let mut r = hb("a2", 0, Some(vec![]));
         r.instance_id = Some("i".into());
+        // a1 is still in the group: its instance id is not released.
+        let e = g.heartbeat(r.clone(), &lookup, now).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnreleasedInstanceId);
+        // a1 leaves as a static member: it keeps its place, a2 takes it over.
+        let mut leave = hb("a1", LEAVE_STATIC_EPOCH, None);
+        leave.instance_id = Some("i".into());
+        g.heartbeat(leave, &lookup, now).unwrap();
+        assert_eq!(g.epoch, epoch, "a static leave is no rebalance");
         let a2 = g.heartbeat(r, &lookup, now).unwrap();
         assert_eq!(g.epoch, epoch, "no new group epoch");
         assert_eq!(owned(&a2), owned(&a));

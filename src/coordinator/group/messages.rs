@@ -3,15 +3,12 @@
 //! (`owner_shard`). A message for a group this shard does not own is answered
 //! NOT_COORDINATOR (the client looks the coordinator up again).
 
-use std::rc::Rc;
-
 use super::classic::{JoinRequest, JoinResult, SyncRequest, SyncResult};
 use super::consumer::{HeartbeatRequest, HeartbeatResult};
 use super::{
     CommitRequest, ConsumerDescribed, Coordinator, Described, FetchedTopics, Listed, TopicCodes,
 };
 use crate::kafka::{ErrorCode, KafkaError};
-use crate::runtime::Message;
 
 /// Which offsets an OffsetFetch asks for: None is every committed offset of the group.
 pub type FetchAsk = Option<Vec<(String, Vec<i32>)>>;
@@ -25,23 +22,7 @@ fn owned(c: &Coordinator, group: &str) -> Result<(), ErrorCode> {
 }
 
 macro_rules! group_message {
-    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $reply:ty,
-     $label:literal, |$c:ident, $m:ident| $body:expr) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name { $(pub $field: $ty),* }
-
-        impl Message for $name {
-            type Service = Coordinator;
-            type Reply = $reply;
-            const NAME: &'static str = $label;
-
-            async fn handle(self, $c: Rc<Coordinator>) -> Self::Reply {
-                let $m = self;
-                $body
-            }
-        }
-    };
+    ($($t:tt)*) => { crate::message! { Coordinator; $($t)* } };
 }
 
 group_message! {

@@ -30,7 +30,7 @@ use crate::cluster::Registry;
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::Signal;
 use classic::{ClassicGroup, JoinRequest, JoinResult, SyncRequest, SyncResult};
-use consumer::{ConsumerGroup, TopicInfo};
+use consumer::{ConsumerGroup, TopicInfo, Topics};
 pub use offsets::Recovered;
 use offsets::{OffsetRecord, OffsetStore};
 
@@ -124,6 +124,7 @@ pub struct ConsumerMemberView {
     pub client_id: String,
     pub client_host: String,
     pub subscribed: Vec<String>,
+    pub regex: Option<String>,
     /// (topic id, topic name, partitions)
     pub assignment: Vec<(Uuid, String, Vec<i32>)>,
     pub target: Vec<(Uuid, String, Vec<i32>)>,
@@ -169,6 +170,18 @@ pub fn topic_info(reg: &Registry, names: &BTreeSet<String>) -> TopicInfo {
                 .map(|t| (n.clone(), (t.id, t.partition_count())))
         })
         .collect()
+}
+
+/// The topics of a registry snapshot, as consumer groups subscribe to them.
+struct RegistryTopics<'a>(&'a Registry);
+
+impl Topics for RegistryTopics<'_> {
+    fn info(&self, names: &BTreeSet<String>) -> TopicInfo {
+        topic_info(self.0, names)
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.topics.keys().map(|n| n.to_string()).collect()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -334,10 +347,14 @@ impl Coordinator {
                 r.instance_id.as_deref(),
                 now,
             ),
+            // Epoch -1: an admin client or an assign()-only consumer (which has a member
+            // id under KIP-848): accepted while no member runs the protocol, as in Kafka.
+            Some(Group::Consumer(g)) if r.generation_or_epoch < 0 && g.members.is_empty() => Ok(()),
             Some(Group::Consumer(g)) => {
                 g.validate_member_epoch(&r.member_id, r.generation_or_epoch)
             }
-            None if r.member_id.is_empty() && r.generation_or_epoch < 0 => Ok(()),
+            // No group: Kafka creates a simple group for such a commit.
+            None if r.generation_or_epoch < 0 => Ok(()),
             None => Err(ErrorCode::UnknownMemberId),
         }
     }
@@ -542,6 +559,44 @@ impl Coordinator {
         code
     }
 
+    /// Topics were deleted (or re-created under a new id): remove their committed offsets
+    /// from every group this shard coordinates, durably, as Kafka does when a topic goes
+    /// (`GroupCoordinator.onPartitionsDeleted`). Without this a group would resume a
+    /// re-created topic at the old topic's offsets. A no-op until the groups are loaded.
+    pub async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        let Ok(store) = self.store() else {
+            return Ok(());
+        };
+        let records: Vec<OffsetRecord> = {
+            let offsets = store.offsets();
+            let mut out = Vec::new();
+            for (group, committed) in offsets.iter() {
+                for (topic, partition) in committed.keys().filter(|(t, _)| gone(t)) {
+                    out.push((group.clone(), topic.clone(), *partition));
+                }
+            }
+            out.into_iter()
+                .map(|(group, topic, partition)| OffsetRecord::Delete {
+                    seq: store.next_seq(),
+                    group,
+                    topic,
+                    partition,
+                })
+                .collect()
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n = records.len();
+        store.append(records).await.map_err(|e| e.to_string())?;
+        info!(
+            shard = self.shard.0,
+            offsets = n,
+            "removed the committed offsets of deleted topics"
+        );
+        Ok(())
+    }
+
     // --- describe and list ---
 
     pub fn describe(&self, group: &str) -> Described {
@@ -665,8 +720,7 @@ impl Coordinator {
                 "not a consumer group",
             ));
         };
-        let lookup = |names: &BTreeSet<String>| topic_info(reg, names);
-        g.heartbeat(r, &lookup, Instant::now())
+        g.heartbeat(r, &RegistryTopics(reg), Instant::now())
     }
 
     pub fn consumer_describe(&self, reg: &Registry, group: &str) -> ConsumerDescribed {
@@ -709,6 +763,7 @@ impl Coordinator {
                         client_id: m.client_id.clone(),
                         client_host: m.client_host.clone(),
                         subscribed: m.subscribed.clone(),
+                        regex: m.regex.as_ref().map(|r| r.source.clone()),
                         assignment: view(&m.assigned),
                         target: view(&g.target.get(&m.id).cloned().unwrap_or_default()),
                     })
@@ -724,7 +779,7 @@ impl Coordinator {
 
     pub fn tick(&self, reg: &Registry) {
         let now = Instant::now();
-        let lookup = |names: &BTreeSet<String>| topic_info(reg, names);
+        let lookup = RegistryTopics(reg);
         let mut groups = self.groups.borrow_mut();
         for g in groups.values_mut() {
             match g {

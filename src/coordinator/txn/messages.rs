@@ -2,12 +2,9 @@
 //! that crosses cores is one of these messages, answered on the transactional id's
 //! owner shard (`owner_shard`); another shard answers NOT_COORDINATOR.
 
-use std::rc::Rc;
-
 use super::operations::TxnCommit;
 use super::Coordinator;
 use crate::kafka::ErrorCode;
-use crate::runtime::Message;
 
 fn owned(c: &Coordinator, id: &str) -> Result<(), ErrorCode> {
     if c.owns(id) {
@@ -18,23 +15,7 @@ fn owned(c: &Coordinator, id: &str) -> Result<(), ErrorCode> {
 }
 
 macro_rules! txn_message {
-    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $reply:ty,
-     $label:literal, |$c:ident, $m:ident| $body:expr) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name { $(pub $field: $ty),* }
-
-        impl Message for $name {
-            type Service = Coordinator;
-            type Reply = $reply;
-            const NAME: &'static str = $label;
-
-            async fn handle(self, $c: Rc<Coordinator>) -> Self::Reply {
-                let $m = self;
-                $body
-            }
-        }
-    };
+    ($($t:tt)*) => { crate::message! { Coordinator; $($t)* } };
 }
 
 txn_message! {
@@ -116,4 +97,20 @@ txn_message! {
     /// offset in a transaction of this shard that has not ended (sent to every shard).
     PendingOffsets { group: String } -> Vec<(String, i32)>,
     "txn.pending_offsets", |c, m| c.pending_partitions(&m.group)
+}
+
+txn_message! {
+    /// ListTransactions (KIP-664): every transactional id this shard coordinates (sent to
+    /// every shard; the caller filters).
+    ListTxns {} -> Vec<super::TxnEntry>,
+    "txn.list", |c, _m| c.entries()
+}
+
+txn_message! {
+    /// DescribeTransactions (KIP-664): the state of one transactional id, on its owner.
+    DescribeTxn { transactional_id: String } -> Result<Option<super::TxnEntry>, ErrorCode>,
+    "txn.describe", |c, m| {
+        owned(&c, &m.transactional_id)?;
+        Ok(c.entry(&m.transactional_id))
+    }
 }

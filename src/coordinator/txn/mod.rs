@@ -169,6 +169,35 @@ impl Coordinator {
             .collect()
     }
 
+    /// Topics were deleted (or re-created under a new id): drop the offsets open
+    /// transactions hold for them, so a commit cannot apply them to a re-created topic
+    /// (Kafka removes pending transactional offsets of deleted partitions too).
+    pub async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        if !self.loaded.get() {
+            return Ok(());
+        }
+        let ids: Vec<String> = self
+            .entries
+            .borrow()
+            .values()
+            .filter(|e| !matches!(e.phase, Phase::CompleteCommit | Phase::CompleteAbort))
+            .filter(|e| e.offsets.iter().any(|o| gone(&o.topic)))
+            .map(|e| e.transactional_id.clone())
+            .collect();
+        for id in ids {
+            self.update(&id, |e| {
+                let mut n = e.cloned();
+                if let Some(n) = n.as_mut() {
+                    n.offsets.retain(|o| !gone(&o.topic));
+                }
+                Ok((n, ()))
+            })
+            .await
+            .map_err(|code| format!("dropping offsets of deleted topics failed: {code:?}"))?;
+        }
+        Ok(())
+    }
+
     pub fn entry(&self, transactional_id: &str) -> Option<TxnEntry> {
         self.entries.borrow().get(transactional_id).cloned()
     }

@@ -219,6 +219,14 @@ impl ProducerTable {
         self.entries.is_empty()
     }
 
+    /// The producers with state on this partition, by producer id (DescribeProducers,
+    /// KIP-664).
+    pub fn entries(&self) -> Vec<&ProducerEntry> {
+        let mut v: Vec<&ProducerEntry> = self.entries.values().collect();
+        v.sort_by_key(|e| e.producer_id);
+        v
+    }
+
     /// Judge a record set before it is appended; on `Check::Append` its range is reserved.
     pub fn check(&mut self, records: &[u8], now_ms: i64) -> Result<Check, KafkaError> {
         let Some(pb) = producer_batch(records)? else {

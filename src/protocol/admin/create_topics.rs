@@ -49,7 +49,7 @@ pub(super) fn new_topic(t: &create_topics_request::CreatableTopic) -> Result<New
 }
 
 pub(super) fn described_configs(t: &TopicMeta) -> Vec<CreatableTopicConfigs> {
-    TopicConfigDefaults::describe(&t.log_config)
+    TopicConfigDefaults::describe(&t.log_config, &t.overrides)
         .into_iter()
         .map(|(k, v)| {
             let source = if t.overrides.contains_key(k) {

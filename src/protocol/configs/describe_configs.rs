@@ -114,7 +114,7 @@ pub async fn describe_configs(
                     ))
                 }),
                 RESOURCE_TOPIC => match reg.topic(r.resource_name.as_str()) {
-                    Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config)
+                    Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config, &t.overrides)
                         .into_iter()
                         .map(|(k, v)| {
                             // Configs the log does not interpret show their override.

@@ -1,18 +1,24 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (resource
 //! type 2); the broker (type 4) is described read-only: its settings are static.
+//! DescribeClientQuotas and AlterClientQuotas for the client-id byte-rate quotas.
 
+mod alter_client_quotas;
 mod alter_configs;
+mod describe_client_quotas;
 mod describe_configs;
 mod group_configs;
 mod incremental_alter_configs;
 
+use crate::cluster::quotas::PRODUCER_BYTE_RATE;
 use crate::cluster::Change;
 use crate::cluster::TopicConfigDefaults;
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::protocol::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
+pub use alter_client_quotas::alter_client_quotas;
 pub use alter_configs::alter_configs;
+pub use describe_client_quotas::describe_client_quotas;
 pub use describe_configs::describe_configs;
 pub use incremental_alter_configs::incremental_alter_configs;
 use kafka_protocol::messages::describe_configs_response::{

@@ -1,12 +1,15 @@
 //! ConsumerGroupDescribe (KIP-848).
 
 use super::*;
+use crate::protocol::authorized;
 
 pub async fn consumer_group_describe(
     ctx: &Context,
     req: ConsumerGroupDescribeRequest,
     _version: i16,
 ) -> ConsumerGroupDescribeResponse {
+    // Without an authorizer, every group operation (KIP-430).
+    let ops = authorized::if_requested(req.include_authorized_operations, authorized::GROUP);
     let work = req.group_ids.into_iter().map(|g| {
         let id = g.to_string();
         async move {
@@ -18,7 +21,7 @@ pub async fn consumer_group_describe(
                     group: id.clone(),
                     ..Default::default()
                 });
-            consumer_described(d)
+            consumer_described(d).with_authorized_operations(ops)
         }
     });
     ConsumerGroupDescribeResponse::default().with_groups(join_all(work).await)
@@ -62,6 +65,7 @@ pub(super) fn consumer_described(d: group::ConsumerDescribed) -> cgd::DescribedG
                         .with_subscribed_topic_names(
                             m.subscribed.iter().map(|t| TopicName(sb(t))).collect(),
                         )
+                        .with_subscribed_topic_regex(m.regex.as_deref().map(sb))
                         .with_assignment(cgd_assignment(m.assignment))
                         .with_target_assignment(cgd_assignment(m.target))
                 })

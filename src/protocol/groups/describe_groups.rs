@@ -1,6 +1,7 @@
 //! DescribeGroups.
 
 use super::*;
+use crate::protocol::authorized;
 
 // --- DescribeGroups, ListGroups, DeleteGroups, OffsetDelete ---
 
@@ -9,6 +10,8 @@ pub async fn describe_groups(
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
+    // KIP-430 (v3+): without an authorizer, every group operation.
+    let ops = authorized::if_requested(req.include_authorized_operations, authorized::GROUP);
     let work = req.groups.into_iter().map(|g| {
         let id = g.to_string();
         async move {
@@ -25,7 +28,7 @@ pub async fn describe_groups(
                     d = s;
                 }
             }
-            described_group(d, version)
+            described_group(d, version).with_authorized_operations(ops)
         }
     });
     DescribeGroupsResponse::default().with_groups(join_all(work).await)

@@ -1,0 +1,282 @@
+//! A topic's `compression.type` (Kafka's `LogValidator`): a batch whose codec is not
+//! the topic's is decompressed and compressed again with the topic's codec and level on
+//! the partition's owner, before the log writes it. Only the records section changes;
+//! the header (producer id, epoch, sequence, timestamps, offsets deltas) is kept, the
+//! codec bits, the batch length and the CRC-32C are rewritten. Control batches
+//! (transaction markers) are never compressed. `compression.type=producer` (the
+//! default) costs one comparison per record set: nothing is read or copied, and the
+//! zero-copy fetch path never sees the difference.
+//!
+//! Resources for a record set that must change: one decompression and one compression
+//! per batch, one new buffer for the set.
+
+use std::io::{Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Decompressor, Snappy};
+
+use crate::cluster::Compression;
+use crate::kafka::{ErrorCode, KafkaError};
+
+const LENGTH_AT: usize = 8;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+/// The records section starts after the 61-byte batch header.
+const RECORDS_AT: usize = 61;
+/// baseOffset and batchLength are not counted in batchLength.
+const LOG_OVERHEAD: usize = 12;
+const CODEC_BITS: i16 = 0x07;
+const CONTROL_BIT: i16 = 0x20;
+/// No batch decompresses to more than this (a guard against compression bombs; a
+/// 1 MiB batch of typical records is well under 100 MiB).
+const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
+
+/// The record set as the topic stores it: `None` when it already is (no copy), else
+/// the recompressed set. A set that cannot be parsed is left as it is, for the log's
+/// validation to refuse with the right error.
+pub fn recompress(records: &Bytes, target: Compression) -> Result<Option<Bytes>, KafkaError> {
+    let Some(codec) = target.codec() else {
+        return Ok(None);
+    };
+    let Some(batches) = batches(records) else {
+        return Ok(None);
+    };
+    if !batches.iter().any(|b| needs(b, codec)) {
+        return Ok(None);
+    }
+    let mut out = BytesMut::with_capacity(records.len());
+    for b in &batches {
+        if needs(b, codec) {
+            let raw = decompress(b.codec, &b.bytes[RECORDS_AT..])?;
+            let body = compress(target, &raw)?;
+            out.extend_from_slice(&header(&b.bytes[..RECORDS_AT], codec, body.len()));
+            out.extend_from_slice(&body);
+            let start = out.len() - body.len() - RECORDS_AT;
+            let crc = crate::crc::crc32c(&out[start + ATTRIBUTES_AT..]);
+            out[start + CRC_AT..start + CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        } else {
+            out.extend_from_slice(b.bytes);
+        }
+    }
+    Ok(Some(out.freeze()))
+}
+
+struct Batch<'a> {
+    bytes: &'a [u8],
+    codec: u8,
+    control: bool,
+    magic: u8,
+}
+
+fn needs(b: &Batch, codec: u8) -> bool {
+    b.magic == 2 && !b.control && b.codec != codec
+}
+
+/// The batches of a record set, or None if it does not parse (left to the log).
+fn batches(records: &[u8]) -> Option<Vec<Batch<'_>>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        if rest.len() < RECORDS_AT {
+            return None;
+        }
+        let len = i32::from_be_bytes(rest[LENGTH_AT..LENGTH_AT + 4].try_into().ok()?);
+        let total = usize::try_from(len).ok()? + LOG_OVERHEAD;
+        if total < RECORDS_AT || total > rest.len() {
+            return None;
+        }
+        let attributes = i16::from_be_bytes([rest[ATTRIBUTES_AT], rest[ATTRIBUTES_AT + 1]]);
+        out.push(Batch {
+            bytes: &rest[..total],
+            codec: (attributes & CODEC_BITS) as u8,
+            control: attributes & CONTROL_BIT != 0,
+            magic: rest[MAGIC_AT],
+        });
+        pos += total;
+    }
+    Some(out)
+}
+
+/// The batch header with the codec and the length of a records section of `body_len`
+/// bytes (the CRC is written once the body follows it).
+fn header(old: &[u8], codec: u8, body_len: usize) -> [u8; RECORDS_AT] {
+    let mut h = [0u8; RECORDS_AT];
+    h.copy_from_slice(old);
+    let len = (RECORDS_AT - LOG_OVERHEAD + body_len) as i32;
+    h[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+    let attributes = i16::from_be_bytes([h[ATTRIBUTES_AT], h[ATTRIBUTES_AT + 1]]);
+    let attributes = (attributes & !CODEC_BITS) | codec as i16;
+    h[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    h
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::CorruptMessage,
+        format!("cannot decompress a {what} batch to recompress it: {e}"),
+    )
+}
+
+/// A records section in `codec` (the batch's), uncompressed.
+fn decompress(codec: u8, body: &[u8]) -> Result<Vec<u8>, KafkaError> {
+    let mut out = Vec::new();
+    let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {
+        r.take(MAX_DECOMPRESSED_BYTES + 1).read_to_end(out)?;
+        if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "more than {MAX_DECOMPRESSED_BYTES} bytes uncompressed"
+            )));
+        }
+        Ok(())
+    };
+    match codec {
+        0 => out.extend_from_slice(body),
+        1 => limited(&mut flate2::read::GzDecoder::new(body), &mut out)
+            .map_err(|e| corrupt("gzip", e))?,
+        2 => {
+            let mut b = Bytes::copy_from_slice(body);
+            out = Snappy::decompress(&mut b, |raw: &mut Bytes| Ok(raw.to_vec()))
+                .map_err(|e| corrupt("snappy", e))?;
+        }
+        3 => {
+            let mut d = lz4::Decoder::new(body).map_err(|e| corrupt("lz4", e))?;
+            limited(&mut d, &mut out).map_err(|e| corrupt("lz4", e))?
+        }
+        4 => {
+            let mut d = zstd::stream::read::Decoder::new(body).map_err(|e| corrupt("zstd", e))?;
+            limited(&mut d, &mut out).map_err(|e| corrupt("zstd", e))?
+        }
+        other => {
+            return Err(KafkaError::new(
+                ErrorCode::UnsupportedCompressionType,
+                format!("unknown compression codec {other}"),
+            ))
+        }
+    }
+    Ok(out)
+}
+
+fn failed(e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::UnknownServerError,
+        format!("recompressing a batch failed: {e}"),
+    )
+}
+
+/// `raw` compressed as the topic asks (Kafka's framings: gzip, xerial snappy, the lz4
+/// frame with independent blocks, a zstd frame).
+fn compress(target: Compression, raw: &[u8]) -> Result<Vec<u8>, KafkaError> {
+    match target {
+        Compression::Producer | Compression::Uncompressed => Ok(raw.to_vec()),
+        Compression::Gzip { level } => {
+            let level = if level < 0 { 6 } else { level as u32 };
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            e.write_all(raw).map_err(failed)?;
+            e.finish().map_err(failed)
+        }
+        Compression::Snappy => {
+            let mut out = BytesMut::new();
+            Snappy::compress(&mut out, |tmp: &mut BytesMut| {
+                tmp.extend_from_slice(raw);
+                Ok(())
+            })
+            .map_err(failed)?;
+            Ok(out.to_vec())
+        }
+        Compression::Lz4 { level } => {
+            let mut e = lz4::EncoderBuilder::new()
+                .level(level as u32)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())
+                .map_err(failed)?;
+            e.write_all(raw).map_err(failed)?;
+            let (out, r) = e.finish();
+            r.map_err(failed)?;
+            Ok(out)
+        }
+        Compression::Zstd { level } => zstd::bulk::compress(raw, level).map_err(failed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::{
+        Compression as Codec, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    fn batch(codec: Codec, n: i64) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: 7,
+                producer_epoch: 1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 1000 + i,
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(vec![b'v'; 300])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let opts = RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &opts).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn every_codec_becomes_every_other_with_the_records_and_producer_fields_kept() {
+        let codecs = [
+            (Codec::None, Compression::Uncompressed),
+            (Codec::Gzip, Compression::Gzip { level: 9 }),
+            (Codec::Snappy, Compression::Snappy),
+            (Codec::Lz4, Compression::Lz4 { level: 9 }),
+            (Codec::Zstd, Compression::Zstd { level: 3 }),
+        ];
+        for (from, _) in codecs {
+            let set = batch(from, 50);
+            for (to_codec, to) in codecs {
+                let out = recompress(&set, to).unwrap();
+                let out = match out {
+                    None => {
+                        assert_eq!(from as i8, to_codec as i8, "{from:?} → {to:?}");
+                        continue;
+                    }
+                    Some(out) => out,
+                };
+                // The log's own validation (lengths, magic, CRC-32C) passes.
+                crate::log::batch::validate_batches(&out, usize::MAX).unwrap();
+                let mut b = out.clone();
+                let decoded = RecordBatchDecoder::decode(&mut b).unwrap();
+                assert_eq!(decoded.compression as i8, to_codec as i8);
+                assert_eq!(decoded.records.len(), 50);
+                let r = &decoded.records[49];
+                assert_eq!((r.producer_id, r.producer_epoch, r.sequence), (7, 1, 49));
+                assert_eq!(r.timestamp, 1049);
+                assert_eq!(r.key.as_deref(), Some(&b"key-49"[..]));
+            }
+        }
+    }
+
+    #[test]
+    fn producer_leaves_everything_alone_and_garbage_is_left_to_the_log() {
+        let set = batch(Codec::Gzip, 3);
+        assert!(recompress(&set, Compression::Producer).unwrap().is_none());
+        let cut = set.slice(..set.len() - 1);
+        assert!(recompress(&cut, Compression::Zstd { level: 3 })
+            .unwrap()
+            .is_none());
+    }
+}
