@@ -8,6 +8,8 @@
 #                               # with --plot, 27 s of it creating perf/.venv the first time)
 #   scripts/bench.sh --plot     # also latency percentile curves and throughput bars (SVG)
 #   scripts/bench.sh --only p1k-all-1p,never-max   # just these scenarios
+#   scripts/bench.sh --share    # also perf/share.py: share groups (KIP-932) against the
+#                               # classic consumer group on the same broker, same run
 #
 # Every server is started by this script on a free 127.0.0.1 port with its own temp dir
 # under $BENCH_DIR (default target/bench-tmp, on the same disk as the repo), and stopped
@@ -27,14 +29,16 @@ cd "$ROOT"
 
 QUICK=0
 PLOT=0
+SHARE=0
 ONLY=""
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
     --plot) PLOT=1 ;;
+    --share) SHARE=1 ;;
     --only) ONLY="${2:?--only needs scenario names}"; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [--quick] [--plot] [--only NAME,...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--plot] [--share] [--only NAME,...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -254,6 +258,12 @@ while read -r name quick size acks flush producers consumers partitions rate lin
     run_scenario "$name" "$size" "$acks" "$flush" "$producers" "$consumers" "$partitions" "$rate" "$linger" "$sys"
   done
 done <"$ROOT/perf/scenarios.tsv"
+
+# --- 5b. share groups against the classic consumer group (opt-in) ---------------------------
+if ((SHARE)); then
+  step "share groups vs classic consumer group (perf/share.py)"
+  SLUICE_BIN="$ROOT/target/release/sluice" "$ROOT/.venv/bin/python" "$ROOT/perf/share.py"
+fi
 
 # --- 6. report --------------------------------------------------------------------------------
 step "report"

@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::cluster::{ClientQuotas, Cluster, Controller, Installer, Registry, TopicConfigDefaults};
 use crate::config::BrokerConfig;
-use crate::coordinator::{group, txn};
+use crate::coordinator::{group, share, txn};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::metrics::{ShardMetrics, Snapshot};
 use crate::net::{CreditPool, Net, ProduceQuotas};
@@ -33,6 +33,8 @@ pub struct ShardInit {
     pub quotas: Arc<ClientQuotas>,
     pub groups: group::Recovered,
     pub txns: txn::store::Recovered,
+    pub share_configs: share::configs::Recovered,
+    pub shares: crate::partition::share::store::Recovered,
 }
 
 /// Every service of one shard.
@@ -44,6 +46,7 @@ pub struct Broker {
     pub partitions: Rc<PartitionManager>,
     pub groups: Rc<group::Coordinator>,
     pub txns: Rc<txn::Coordinator>,
+    pub shares: Rc<share::Coordinator>,
     pub net: Rc<Net>,
 }
 
@@ -56,6 +59,10 @@ pub fn shard_main(
         let broker = Rc::new(Broker::build(ctx, init.config.clone()));
         broker.cluster.set_quotas(init.quotas);
         let loaded = broker.load(init.registry, init.groups, init.txns).await;
+        let loaded = match loaded {
+            Ok(()) => broker.load_shares(init.share_configs, init.shares).await,
+            e => e,
+        };
         let ready = broker.ctx.ready(loaded.is_ok()).await;
         loaded?;
         ready?;
@@ -98,7 +105,8 @@ impl Broker {
             let cluster = cluster.clone();
             Rc::new(move || cluster.registry()) as group::TopicSource
         };
-        let groups = Rc::new(group::Coordinator::new(id, count, topics));
+        let groups = Rc::new(group::Coordinator::new(id, count, topics.clone()));
+        let shares = Rc::new(share::Coordinator::new(id, count, topics));
         let peers = Rc::new(txn::MeshPeers {
             mesh: mesh.clone(),
             cluster: cluster.clone(),
@@ -112,6 +120,7 @@ impl Broker {
             metrics: metrics.clone(),
             shutdown: ctx.shutdown.clone(),
             fetch_budget: FetchBudget::new(config.fetch_budget_bytes_per_shard()),
+            share_sessions: Default::default(),
         });
         let net = Rc::new(Net {
             shard: id,
@@ -124,10 +133,16 @@ impl Broker {
             connections: std::cell::Cell::new(0),
             protocol,
         });
+        partitions.shares().set_dlq_sink(dlq_sink(
+            cluster.clone(),
+            mesh.clone(),
+            config.auto_create_topics,
+        ));
         mesh.register(cluster.clone());
         mesh.register(partitions.clone());
         mesh.register(groups.clone());
         mesh.register(txns.clone());
+        mesh.register(shares.clone());
         if id == crate::cluster::CONTROLLER_SHARD {
             let controller = Controller::new(
                 cluster.clone(),
@@ -145,8 +160,28 @@ impl Broker {
             partitions,
             groups,
             txns,
+            shares,
             net,
         }
+    }
+
+    /// Load the share group configs and the share partitions this shard owns.
+    async fn load_shares(
+        &self,
+        configs: share::configs::Recovered,
+        states: crate::partition::share::store::Recovered,
+    ) -> Result<(), String> {
+        let dir = &self.config.data_dir;
+        self.shares
+            .load(dir, configs)
+            .await
+            .map_err(|e| format!("loading share group configs failed: {e}"))?;
+        self.shares.spawn_tick(self.ctx.shutdown.clone());
+        self.partitions
+            .shares()
+            .load(dir, self.ctx.id.0, states)
+            .await
+            .map_err(|e| format!("loading share partitions failed: {e}"))
     }
 
     /// Open the partitions this shard owns (recovering them), load its groups and
@@ -256,8 +291,79 @@ impl Broker {
             fsync: crate::log::sync_latency::snapshot(),
             queued: self.metrics.queued_snapshot(),
             mesh_calls,
+            shares: self
+                .partitions
+                .share_views(None)
+                .into_iter()
+                .map(|v| crate::metrics::ShareMetric {
+                    group: v.group.to_string(),
+                    topic: v.topic.to_string(),
+                    partition: v.partition,
+                    start_offset: v.start,
+                    available: v.counts.available,
+                    acquired: v.counts.acquired,
+                    archived_total: v.archived_total,
+                    delivery_limit_hits: v.delivery_limit_hits,
+                    lock_expiries: v.lock_expiries,
+                })
+                .collect(),
+            dlq_writes: self.partitions.shares().dlq_writes.get(),
+            dlq_failures: self.partitions.shares().dlq_failures.get(),
         }
     }
+}
+
+/// Where the share partitions of this shard write dead-letter records (KIP-1191): the
+/// DLQ topic must start with `dlq.` and have `errors.deadletterqueue.group.enable=true`;
+/// one that does not exist is created so (one partition) when auto-creation is on. The
+/// batch is appended to partition 0 with acks=all.
+fn dlq_sink(
+    cluster: Rc<Cluster>,
+    mesh: Rc<crate::runtime::Mesh>,
+    auto_create: bool,
+) -> crate::partition::share::dlq::DlqSink {
+    use crate::cluster::topic_config::DLQ_GROUP_ENABLE;
+    use crate::cluster::{Change, NewTopic};
+    Rc::new(move |topic: String, batch: bytes::Bytes| {
+        let (cluster, mesh) = (cluster.clone(), mesh.clone());
+        Box::pin(async move {
+            let refuse = |m: String| Err(KafkaError::new(ErrorCode::InvalidConfig, m));
+            if !topic.starts_with(share::configs::DLQ_PREFIX) {
+                return refuse(format!(
+                    "DLQ topic {topic} does not start with the DLQ prefix"
+                ));
+            }
+            if cluster.registry().topic(&topic).is_none() && auto_create {
+                let configs = [(DLQ_GROUP_ENABLE.to_string(), "true".to_string())].into();
+                let create = Change::Create(NewTopic {
+                    name: topic.clone(),
+                    partitions: 1,
+                    configs,
+                });
+                let _ = cluster.change(vec![create], false).await;
+            }
+            let reg = cluster.registry();
+            let Some(meta) = reg.topic(&topic) else {
+                return refuse(format!("DLQ topic {topic} does not exist"));
+            };
+            if meta.overrides.get(DLQ_GROUP_ENABLE).map(String::as_str) != Some("true") {
+                return refuse(format!("topic {topic} has {DLQ_GROUP_ENABLE}=false"));
+            }
+            let Some(owner) = meta.owner(0) else {
+                return refuse(format!("DLQ topic {topic} has no partition 0"));
+            };
+            let append = crate::partition::messages::Append {
+                topic: meta.name.clone(),
+                partition: 0,
+                records: batch,
+                acks: -1,
+            };
+            mesh.call(owner, append)
+                .await
+                .map_err(|_| KafkaError::new(ErrorCode::NotLeaderOrFollower, "shutting down"))?
+                .map(|_| ())
+        })
+    })
 }
 
 /// The controller installs a saved registry on every shard through this.

@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod broker;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

@@ -26,6 +26,9 @@ enum Command {
     /// Load generator: producers and consumers against a Kafka broker (or Redis Streams) at
     /// a target rate, with HDR percentiles of produce-ack and end-to-end latency.
     Bench(sluice::bench::BenchArgs),
+    /// Move dead-letter records (KIP-1191 DLQ topic) back to their source topics: all of
+    /// them, one group's, or an offset range; prints the counts.
+    Redrive(sluice::cli::redrive::RedriveArgs),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => BrokerConfig::resolve(&args).and_then(sluice::server::serve),
         Command::Bench(args) => sluice::bench::run(args),
+        Command::Redrive(args) => sluice::cli::redrive::run(args),
     };
     if let Err(e) = result {
         log_sink::print_line(&format!("sluice: {e}"));

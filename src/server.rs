@@ -100,6 +100,15 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     }
     let groups = crate::coordinator::group::recover(&config.data_dir, config.shards)?;
     let txns = crate::coordinator::txn::store::recover(&config.data_dir, config.shards)?;
+    let share_configs =
+        crate::coordinator::share::configs::recover(&config.data_dir, config.shards)?;
+    let shares =
+        crate::partition::share::store::recover(&config.data_dir, config.shards, |t, p| {
+            registry
+                .topic(t)
+                .and_then(|m| m.owner(p))
+                .map_or(0, |s| s.0)
+        })?;
     let spec = RuntimeSpec {
         shards: config.shards,
         io_memory_bytes: config.io_memory_bytes,
@@ -108,12 +117,15 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     let inits = groups
         .into_iter()
         .zip(txns)
-        .map(|(groups, txns)| ShardInit {
+        .zip(share_configs.into_iter().zip(shares))
+        .map(|((groups, txns), (share_configs, shares))| ShardInit {
             config: config.clone(),
             registry: registry.clone(),
             quotas: quotas.clone(),
             groups,
             txns,
+            share_configs,
+            shares,
         })
         .collect();
     let shards = std::thread::Builder::new()

@@ -29,7 +29,14 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "compression.gzip.level",
     "compression.lz4.level",
     "compression.zstd.level",
+    "errors.deadletterqueue.group.enable",
+    "sluice.delivery.delay.ms",
 ];
+
+/// KIP-1191: a topic takes dead-letter records of share groups only when this is true.
+pub const DLQ_GROUP_ENABLE: &str = "errors.deadletterqueue.group.enable";
+/// Sluice: share groups acquire a record only this long after its timestamp.
+pub const DELIVERY_DELAY_MS: &str = "sluice.delivery.delay.ms";
 
 /// Kafka's topic `compression.type`, with the level of its codec
 /// (`compression.gzip.level` -1 or 1–9, `compression.lz4.level` 1–17,
@@ -215,6 +222,16 @@ impl TopicConfigDefaults {
                 })?
             }
             "max.queue.bytes" => cfg.max_queue_bytes = parse_limit(key, v)?,
+            DLQ_GROUP_ENABLE => {
+                if v != "true" && v != "false" {
+                    return Err(ConfigError(format!(
+                        "{key} must be true or false, got '{v}'"
+                    )));
+                }
+            }
+            DELIVERY_DELAY_MS => {
+                parse_min(key, v, 0)?;
+            }
             "min.insync.replicas" => {
                 if parse_i64(key, v)? != 1 {
                     return Err(ConfigError(
@@ -287,6 +304,8 @@ impl TopicConfigDefaults {
                     k @ ("compression.gzip.level"
                     | "compression.lz4.level"
                     | "compression.zstd.level") => level(k),
+                    DLQ_GROUP_ENABLE => "false".into(),
+                    DELIVERY_DELAY_MS => "0".into(),
                     _ => String::new(),
                 };
                 (k, v)

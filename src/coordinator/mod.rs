@@ -10,4 +10,5 @@
 //! (a committed transaction commits offsets), never the reverse.
 
 pub mod group;
+pub mod share;
 pub mod txn;

@@ -68,6 +68,74 @@ pub struct Snapshot {
     pub queued: Histogram<u64>,
     /// Messages this shard sent to other shards, by name (`runtime::Mesh::hops`).
     pub mesh_calls: Vec<(&'static str, u64)>,
+    /// Share partitions (KIP-932) this shard owns.
+    pub shares: Vec<ShareMetric>,
+    /// Dead-letter records written by this shard's share partitions, and failed writes.
+    pub dlq_writes: u64,
+    pub dlq_failures: u64,
+}
+
+/// One share partition: records in its window by state, and its counters.
+#[derive(Debug, Clone, Default)]
+pub struct ShareMetric {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub start_offset: i64,
+    pub available: u64,
+    pub acquired: u64,
+    pub archived_total: u64,
+    pub delivery_limit_hits: u64,
+    pub lock_expiries: u64,
+}
+
+/// Share groups: per share partition, and the DLQ writes per shard.
+fn render_shares(out: &mut String, snaps: &[Snapshot]) {
+    use std::fmt::Write;
+    type Get = fn(&ShareMetric) -> u64;
+    let series: [(&str, &str, Get); 6] = [
+        ("sluice_share_records_available", "gauge", |m| m.available),
+        ("sluice_share_records_acquired", "gauge", |m| m.acquired),
+        ("sluice_share_records_archived_total", "counter", |m| {
+            m.archived_total
+        }),
+        ("sluice_share_delivery_limit_hits_total", "counter", |m| {
+            m.delivery_limit_hits
+        }),
+        ("sluice_share_lock_expiries_total", "counter", |m| {
+            m.lock_expiries
+        }),
+        ("sluice_share_start_offset", "gauge", |m| {
+            m.start_offset.max(0) as u64
+        }),
+    ];
+    for (name, kind, get) in series {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for m in snaps.iter().flat_map(|s| s.shares.iter()) {
+            let _ = writeln!(
+                out,
+                "{name}{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                esc(&m.group),
+                esc(&m.topic),
+                m.partition,
+                get(m)
+            );
+        }
+    }
+    for (name, get) in [
+        (
+            "sluice_share_dlq_writes_total",
+            (|s: &Snapshot| s.dlq_writes) as fn(&Snapshot) -> u64,
+        ),
+        ("sluice_share_dlq_write_failures_total", |s: &Snapshot| {
+            s.dlq_failures
+        }),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for s in snaps {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, get(s));
+        }
+    }
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -224,6 +292,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
             }
         }
     }
+    render_shares(&mut out, snaps);
     let _ = writeln!(out, "# TYPE sluice_connections gauge");
     for s in snaps {
         let _ = writeln!(
@@ -395,6 +464,15 @@ mod tests {
             fsync: hist(fsync),
             queued: hist(queued),
             mesh_calls: vec![("partition.append", 3)],
+            shares: vec![ShareMetric {
+                group: "sg".into(),
+                topic: format!("t{shard}"),
+                partition: 0,
+                available: 7,
+                ..ShareMetric::default()
+            }],
+            dlq_writes: 2,
+            dlq_failures: 0,
         }
     }
 

@@ -42,6 +42,8 @@ pub struct PartitionManager {
     metrics: Rc<ShardMetrics>,
     shutdown: Rc<Signal>,
     partitions: RefCell<Owned>,
+    /// The share partitions of the owned partitions (KIP-932) and their journal.
+    shares: super::share::ShareStates,
 }
 
 impl PartitionManager {
@@ -57,11 +59,16 @@ impl PartitionManager {
             metrics,
             shutdown,
             partitions: RefCell::new(HashMap::new()),
+            shares: super::share::ShareStates::default(),
         }
     }
 
     pub(crate) fn metrics(&self) -> &ShardMetrics {
         &self.metrics
+    }
+
+    pub fn shares(&self) -> &super::share::ShareStates {
+        &self.shares
     }
 
     /// The data directory the partitions live under.

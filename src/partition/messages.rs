@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::read::{CopyAllowance, Read, ReadBatch};
-use super::{txn, PartitionManager};
+use super::{share, txn, PartitionManager};
 use crate::kafka::KafkaError;
 use crate::log::AppendInfo;
 use crate::runtime::Message;
@@ -179,6 +179,94 @@ impl Message for WriteMarker {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// ShareFetch (KIP-932): acquire records of these partitions for a member of a share
+/// group (one message per owner).
+pub struct ShareFetch(pub share::ShareAsk);
+
+impl Message for ShareFetch {
+    type Service = PartitionManager;
+    type Reply = Vec<Result<share::ShareOut, KafkaError>>;
+    const NAME: &'static str = "partition.share_fetch";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.share_fetch(self.0).await
+    }
+}
+
+/// ShareAcknowledge, or the acknowledgements a ShareFetch carries: answered once the
+/// share partitions' new state is durable.
+pub struct ShareAck {
+    pub group: Arc<str>,
+    pub member: Arc<str>,
+    pub config: share::ShareConfig,
+    pub acks: Vec<share::ShareAcks>,
+}
+
+impl Message for ShareAck {
+    type Service = PartitionManager;
+    type Reply = Vec<crate::kafka::ErrorCode>;
+    const NAME: &'static str = "partition.share_ack";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.share_ack(&self.group, &self.member, &self.config, self.acks)
+            .await
+    }
+}
+
+/// A member's share session closed: its acquired records on these partitions go back.
+pub struct ShareRelease {
+    pub group: Arc<str>,
+    pub member: Arc<str>,
+    pub config: share::ShareConfig,
+    pub reads: Vec<share::ShareRead>,
+}
+
+impl Message for ShareRelease {
+    type Service = PartitionManager;
+    type Reply = ();
+    const NAME: &'static str = "partition.share_release";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.share_release(&self.group, &self.member, &self.config, &self.reads)
+            .await
+    }
+}
+
+/// The share partitions this shard owns (of one group, or all).
+#[derive(Clone)]
+pub struct ShareDescribe {
+    pub group: Option<String>,
+}
+
+impl Message for ShareDescribe {
+    type Service = PartitionManager;
+    type Reply = Vec<share::ShareView>;
+    const NAME: &'static str = "partition.share_describe";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.share_views(self.group.as_deref())
+    }
+}
+
+/// AlterShareGroupOffsets (Some) / DeleteShareGroupOffsets (None) of one partition.
+pub struct ShareReset {
+    pub group: Arc<str>,
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub start: Option<i64>,
+}
+
+impl Message for ShareReset {
+    type Service = PartitionManager;
+    type Reply = Result<(), KafkaError>;
+    const NAME: &'static str = "partition.share_reset";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.share_reset(&self.group, &self.topic, self.partition, self.start)
+            .await
     }
 }
 

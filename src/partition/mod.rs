@@ -21,6 +21,8 @@ pub mod manager;
 pub mod messages;
 pub mod producer;
 pub mod read;
+pub mod share;
+mod shares;
 pub mod txn;
 
 use std::cell::{Cell, RefCell};

@@ -21,6 +21,8 @@ pub struct Context {
     pub shutdown: Rc<Signal>,
     /// Copied fetch bytes this shard holds until they are sent (`fetch`).
     pub fetch_budget: FetchBudget,
+    /// Share sessions of the members fetching on this shard (KIP-932).
+    pub share_sessions: crate::protocol::share_session::Sessions,
 }
 
 impl Context {

@@ -16,7 +16,8 @@ pub async fn handle(
     let (host, port) = ctx.config.advertised();
     let check = |key_type: i8| -> Result<(), KafkaError> {
         match key_type {
-            0 | 1 => Ok(()),
+            // 2: a share coordinator key (KIP-932), "group:topic_id:partition".
+            0..=2 => Ok(()),
             t => Err(KafkaError::new(
                 ErrorCode::InvalidRequest,
                 format!("unknown coordinator key type {t}"),

@@ -13,8 +13,8 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::{Change, NewTopic};
 use crate::cluster::{Registry, TopicMeta};
 use crate::kafka::ErrorCode;
-use crate::protocol::authorized;
 use crate::partition::messages::ListOffline;
+use crate::protocol::authorized;
 use crate::protocol::context::Context;
 
 /// This broker's node id in every response.

@@ -25,6 +25,8 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 mod route;
+pub mod share;
+pub mod share_session;
 mod txn;
 
 use bytes::{Buf, Bytes};
@@ -156,6 +158,13 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ApiKey::OffsetDelete => call!(groups::offset_delete),
         ApiKey::ConsumerGroupHeartbeat => call!(groups::consumer_group_heartbeat, with client id),
         ApiKey::ConsumerGroupDescribe => call!(groups::consumer_group_describe),
+        ApiKey::ShareGroupHeartbeat => call!(share::share_group_heartbeat, with client id),
+        ApiKey::ShareGroupDescribe => call!(share::share_group_describe),
+        ApiKey::ShareFetch => call!(share::share_fetch),
+        ApiKey::ShareAcknowledge => call!(share::share_acknowledge),
+        ApiKey::DescribeShareGroupOffsets => call!(share::describe_share_group_offsets),
+        ApiKey::AlterShareGroupOffsets => call!(share::alter_share_group_offsets),
+        ApiKey::DeleteShareGroupOffsets => call!(share::delete_share_group_offsets),
         other => {
             return Err(ProtocolError(format!("API {other:?} is not supported")));
         }

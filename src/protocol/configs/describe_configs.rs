@@ -92,6 +92,13 @@ pub async fn describe_configs(
     version: i16,
 ) -> DescribeConfigsResponse {
     let reg = ctx.cluster.registry();
+    let mut groups = Vec::new();
+    for r in &req.resources {
+        if group_configs::is_group(r.resource_type) {
+            groups.push(group_configs::describe(ctx, r.resource_name.as_str()).await);
+        }
+    }
+    let mut groups = groups.into_iter();
     let results = req
         .resources
         .into_iter()
@@ -100,10 +107,24 @@ pub async fn describe_configs(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let configs = match r.resource_type {
+                t if group_configs::is_group(t) => groups.next().unwrap_or_else(|| {
+                    Err(KafkaError::new(
+                        ErrorCode::UnknownServerError,
+                        "missing result",
+                    ))
+                }),
                 RESOURCE_TOPIC => match reg.topic(r.resource_name.as_str()) {
                     Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config, &t.overrides)
                         .into_iter()
                         .map(|(k, v)| {
+                            // Configs the log does not interpret show their override.
+                            let v = match k {
+                                crate::cluster::topic_config::DLQ_GROUP_ENABLE
+                                | crate::cluster::topic_config::DELIVERY_DELAY_MS => {
+                                    t.overrides.get(k).cloned().unwrap_or(v)
+                                }
+                                _ => v,
+                            };
                             let src = if t.overrides.contains_key(k) {
                                 SOURCE_TOPIC
                             } else {

@@ -26,7 +26,24 @@ pub async fn incremental_alter_configs(
             topic_change(r.resource_type, &r.resource_name, set, true)
         })
         .collect();
-    let outcomes = apply(ctx, planned, req.validate_only).await;
+    let mut outcomes = apply(ctx, planned, req.validate_only).await;
+    for (i, r) in req.resources.iter().enumerate() {
+        if group_configs::is_group(r.resource_type) {
+            let ops: Vec<(String, i8, Option<String>)> = r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            outcomes[i] =
+                group_configs::alter(ctx, r.resource_name.as_str(), &ops, req.validate_only).await;
+        }
+    }
     let responses = req
         .resources
         .into_iter()

@@ -6,6 +6,7 @@ mod alter_client_quotas;
 mod alter_configs;
 mod describe_client_quotas;
 mod describe_configs;
+mod group_configs;
 mod incremental_alter_configs;
 
 use crate::cluster::quotas::PRODUCER_BYTE_RATE;

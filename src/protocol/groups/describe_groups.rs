@@ -16,17 +16,48 @@ pub async fn describe_groups(
         let id = g.to_string();
         async move {
             let msg = gm::Describe { group: id.clone() };
-            let d = on_group(ctx, &id, msg)
+            let mut d = on_group(ctx, &id, msg)
                 .await
                 .unwrap_or_else(|code| group::Described {
                     error: code,
                     group: id.clone(),
                     ..Default::default()
                 });
+            if d.state == "Dead" {
+                if let Some(s) = share_group(ctx, &id).await {
+                    d = s;
+                }
+            }
             described_group(d, version).with_authorized_operations(ops)
         }
     });
     DescribeGroupsResponse::default().with_groups(join_all(work).await)
+}
+
+/// A share group in DescribeGroups' terms (protocol type "share", members without
+/// metadata), if `id` is one.
+async fn share_group(ctx: &Context, id: &str) -> Option<group::Described> {
+    let owner = group::owner_shard(id, ctx.shards());
+    let msg = crate::coordinator::share::messages::Describe {
+        group: id.to_string(),
+    };
+    let d = ctx.mesh.call(owner, msg).await.ok()??;
+    Some(group::Described {
+        group: d.group,
+        state: d.state.to_string(),
+        protocol_type: "share".into(),
+        members: d
+            .members
+            .into_iter()
+            .map(|m| group::DescribedMember {
+                member_id: m.id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
 }
 
 pub(super) fn described_group(d: group::Described, version: i16) -> DescribedGroup {

@@ -16,6 +16,21 @@ pub async fn list_groups(
             Err(_) => code = ErrorCode::CoordinatorNotAvailable,
         }
     }
+    for r in ctx
+        .mesh
+        .call_all(crate::coordinator::share::messages::List)
+        .await
+    {
+        match r {
+            Ok(l) => all.extend(l.into_iter().map(|d| group::Listed {
+                group: d.group,
+                protocol_type: String::new(),
+                state: d.state.to_string(),
+                group_type: "share".to_string(),
+            })),
+            Err(_) => code = ErrorCode::CoordinatorNotAvailable,
+        }
+    }
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let groups = all
