@@ -18,6 +18,8 @@ pub mod sync_latency;
 mod wait;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};

@@ -431,7 +431,7 @@ impl PartitionLog {
         self.durable_waiters.borrow_mut().wake_all();
     }
 
-    fn active(&self) -> Rc<Segment> {
+    pub(super) fn active(&self) -> Rc<Segment> {
         // `segments` is never empty: recovery always yields an active segment and only
         // sealed segments are ever removed.
         let segs = self.segments.borrow();
