@@ -12,3 +12,12 @@
 pub mod group;
 pub mod share;
 pub mod txn;
+
+use crate::kafka::ShardId;
+
+/// The owner shard of a group id or a transactional id: CRC-32C of the id, modulo the
+/// shard count. Stable across runs and processes (unlike `std`'s hasher), so a journal
+/// record finds its owner again after a restart.
+pub fn owner_shard(id: &str, shards: usize) -> ShardId {
+    ShardId(crate::crc::crc32c(id.as_bytes()) as usize % shards.max(1))
+}

@@ -13,12 +13,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::io::{BufferedFile, OpenOptions};
 use glommio::sync::Semaphore;
 
-use crate::runtime::FifoGate;
+use crate::runtime::{now_ms, FifoGate};
 
 use super::batch::{self, BatchInfo};
 use super::checkpoint::{self, Checkpoint};
@@ -281,13 +280,6 @@ pub struct PartitionLog {
     last_checkpoint_ms: Cell<i64>,
     flush_timer_generation: Cell<u64>,
     sync_count: Cell<u64>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl PartitionLog {

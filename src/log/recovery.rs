@@ -10,8 +10,8 @@ use super::checkpoint::{self, Checkpoint};
 use super::config::LogConfig;
 use super::error::LogError;
 use super::index::SegmentIndex;
-use super::partition::now_ms;
 use super::segment::{self, ScanEnd, Segment};
+use crate::runtime::now_ms;
 
 pub(crate) struct Recovered {
     pub segments: Vec<Rc<Segment>>,

@@ -231,7 +231,7 @@ fn log_append_time_rewrites_max_timestamp_with_a_valid_crc() {
             ..small_config()
         };
         let log = PartitionLog::open(tmp.path(), config).await.unwrap();
-        let before = partition::now_ms();
+        let before = crate::runtime::now_ms();
         let info = log.append(&batch_of(2, 10, 5)).await.unwrap();
         assert!(info.log_append_time_ms >= before);
         let bytes = read_all(&log, 0, 1 << 20).await;

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::cluster::Registry;
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
-use crate::runtime::Signal;
+use crate::runtime::{now_ms, Signal};
 use classic::{ClassicGroup, JoinRequest, JoinResult, SyncRequest, SyncResult};
 use consumer::{ConsumerGroup, TopicInfo, Topics};
 pub use offsets::Recovered;
@@ -37,11 +37,8 @@ use offsets::{OffsetRecord, OffsetStore};
 /// How often sessions, join phases and revocations are checked.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// The owner shard of a group: CRC-32C of its id, modulo the shard count. Stable across
-/// runs and processes (unlike `std`'s hasher).
-pub fn owner_shard(group_id: &str, shards: usize) -> ShardId {
-    ShardId(crate::crc::crc32c(group_id.as_bytes()) as usize % shards.max(1))
-}
+/// The owner shard of a group (the same hash as transactional ids).
+pub use super::owner_shard;
 
 /// Read the group logs of every shard and split the groups by their owner under the
 /// current shard count. Blocking; runs before the shards start.
@@ -182,13 +179,6 @@ impl Topics for RegistryTopics<'_> {
     fn names(&self) -> Vec<String> {
         self.0.topics.keys().map(|n| n.to_string()).collect()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Coordinator {

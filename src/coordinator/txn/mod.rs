@@ -44,10 +44,8 @@ pub const MAX_TIMEOUT_MS: i32 = 900_000;
 /// Kafka's `offset.metadata.max.bytes`, as for OffsetCommit.
 const MAX_METADATA_BYTES: usize = 4096;
 
-/// The owner shard of a transactional id (stable across runs and processes).
-pub fn owner_shard(transactional_id: &str, shards: usize) -> ShardId {
-    ShardId(crate::crc::crc32c(transactional_id.as_bytes()) as usize % shards.max(1))
-}
+/// The owner shard of a transactional id (the same hash as groups).
+pub use super::owner_shard;
 
 /// The partitions of one producer's transaction whose marker is written: a retry writes
 /// only the missing ones.
