@@ -17,17 +17,11 @@ use kafka_protocol::compression::{Compressor, Decompressor, Snappy};
 
 use crate::cluster::Compression;
 use crate::kafka::{ErrorCode, KafkaError};
+use crate::log::batch::{
+    self, ATTRIBUTES_AT, BATCH_LENGTH_AT, COMPRESSION_MASK, CONTROL_BIT, CRC_AT, HEADER_LEN,
+    LOG_OVERHEAD,
+};
 
-const LENGTH_AT: usize = 8;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-/// The records section starts after the 61-byte batch header.
-const RECORDS_AT: usize = 61;
-/// baseOffset and batchLength are not counted in batchLength.
-const LOG_OVERHEAD: usize = 12;
-const CODEC_BITS: i16 = 0x07;
-const CONTROL_BIT: i16 = 0x20;
 /// No batch decompresses to more than this (a guard against compression bombs; a
 /// 1 MiB batch of typical records is well under 100 MiB).
 const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
@@ -48,12 +42,12 @@ pub fn recompress(records: &Bytes, target: Compression) -> Result<Option<Bytes>,
     let mut out = BytesMut::with_capacity(records.len());
     for b in &batches {
         if needs(b, codec) {
-            let raw = decompress(b.codec, &b.bytes[RECORDS_AT..])?;
+            let raw = decompress(b.codec, &b.bytes[HEADER_LEN..])?;
             let body = compress(target, &raw)?;
-            out.extend_from_slice(&header(&b.bytes[..RECORDS_AT], codec, body.len()));
+            let start = out.len();
+            out.extend_from_slice(&header(&b.bytes[..HEADER_LEN], codec, body.len()));
             out.extend_from_slice(&body);
-            let start = out.len() - body.len() - RECORDS_AT;
-            let crc = crate::crc::crc32c(&out[start + ATTRIBUTES_AT..]);
+            let crc = batch::compute_crc(&out[start..]);
             out[start + CRC_AT..start + CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         } else {
             out.extend_from_slice(b.bytes);
@@ -79,20 +73,19 @@ fn batches(records: &[u8]) -> Option<Vec<Batch<'_>>> {
     let mut pos = 0;
     while pos < records.len() {
         let rest = &records[pos..];
-        if rest.len() < RECORDS_AT {
+        if rest.len() < HEADER_LEN {
             return None;
         }
-        let len = i32::from_be_bytes(rest[LENGTH_AT..LENGTH_AT + 4].try_into().ok()?);
-        let total = usize::try_from(len).ok()? + LOG_OVERHEAD;
-        if total < RECORDS_AT || total > rest.len() {
+        let total = usize::try_from(batch::batch_length(rest)).ok()? + LOG_OVERHEAD;
+        if total < HEADER_LEN || total > rest.len() {
             return None;
         }
-        let attributes = i16::from_be_bytes([rest[ATTRIBUTES_AT], rest[ATTRIBUTES_AT + 1]]);
+        let attributes = batch::attributes(rest);
         out.push(Batch {
             bytes: &rest[..total],
-            codec: (attributes & CODEC_BITS) as u8,
+            codec: (attributes & COMPRESSION_MASK) as u8,
             control: attributes & CONTROL_BIT != 0,
-            magic: rest[MAGIC_AT],
+            magic: batch::magic(rest) as u8,
         });
         pos += total;
     }
@@ -101,13 +94,12 @@ fn batches(records: &[u8]) -> Option<Vec<Batch<'_>>> {
 
 /// The batch header with the codec and the length of a records section of `body_len`
 /// bytes (the CRC is written once the body follows it).
-fn header(old: &[u8], codec: u8, body_len: usize) -> [u8; RECORDS_AT] {
-    let mut h = [0u8; RECORDS_AT];
+fn header(old: &[u8], codec: u8, body_len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
     h.copy_from_slice(old);
-    let len = (RECORDS_AT - LOG_OVERHEAD + body_len) as i32;
-    h[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
-    let attributes = i16::from_be_bytes([h[ATTRIBUTES_AT], h[ATTRIBUTES_AT + 1]]);
-    let attributes = (attributes & !CODEC_BITS) | codec as i16;
+    let len = (HEADER_LEN - LOG_OVERHEAD + body_len) as i32;
+    h[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+    let attributes = (batch::attributes(&h) & !COMPRESSION_MASK) | codec as i16;
     h[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     h
 }
