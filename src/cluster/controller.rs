@@ -158,7 +158,8 @@ impl Controller {
     ) -> Result<(), KafkaError> {
         let _turn = self.gate.lock().await;
         let now = self.cluster.quotas();
-        let next = changes.iter().fold((*now).clone(), |q, c| q.with(c));
+        let mut next = (*now).clone();
+        changes.iter().for_each(|c| next.apply(c));
         if validate_only || next == *now {
             return Ok(());
         }

@@ -45,7 +45,7 @@ impl ClientQuotas {
     pub fn from_record(r: &QuotaRecord) -> ClientQuotas {
         let mut q = ClientQuotas::default();
         for (client_id, rate) in &r.producer_byte_rate {
-            q = q.with(&QuotaChange {
+            q.apply(&QuotaChange {
                 client_id: client_id.clone(),
                 producer_byte_rate: Some(*rate),
             });
@@ -79,18 +79,24 @@ impl ClientQuotas {
     }
 
     /// These quotas with `change` made.
+    #[cfg(test)]
     pub fn with(&self, change: &QuotaChange) -> ClientQuotas {
         let mut next = self.clone();
+        next.apply(change);
+        next
+    }
+
+    /// Make `change` in place.
+    pub fn apply(&mut self, change: &QuotaChange) {
         match (&change.client_id, change.producer_byte_rate) {
-            (None, rate) => next.default = rate,
+            (None, rate) => self.default = rate,
             (Some(c), Some(rate)) => {
-                next.by_client.insert(c.clone(), rate);
+                self.by_client.insert(c.clone(), rate);
             }
             (Some(c), None) => {
-                next.by_client.remove(c);
+                self.by_client.remove(c);
             }
         }
-        next
     }
 }
 

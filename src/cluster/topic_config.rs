@@ -304,8 +304,10 @@ impl TopicConfigDefaults {
                     k @ ("compression.gzip.level"
                     | "compression.lz4.level"
                     | "compression.zstd.level") => level(k),
-                    DLQ_GROUP_ENABLE => "false".into(),
-                    DELIVERY_DELAY_MS => "0".into(),
+                    // Configs the log does not interpret: their override, else Kafka's
+                    // (or Sluice's) default.
+                    DLQ_GROUP_ENABLE => overrides.get(k).cloned().unwrap_or_else(|| "false".into()),
+                    DELIVERY_DELAY_MS => overrides.get(k).cloned().unwrap_or_else(|| "0".into()),
                     _ => String::new(),
                 };
                 (k, v)

@@ -80,7 +80,12 @@ impl ProduceQuotas {
                 !r.samples.is_empty()
             });
         }
-        let rate = clients.entry(client_id.to_string()).or_default();
+        // A client already in the table (every Produce but its first) is found by `&str`,
+        // without allocating its id again.
+        let rate = match clients.get_mut(client_id) {
+            Some(rate) => rate,
+            None => clients.entry(client_id.to_owned()).or_default(),
+        };
         rate.record(now_ms, bytes);
         let observed = rate.bytes_per_s(now_ms);
         let quota = bytes_per_s as f64;

@@ -113,15 +113,22 @@ impl PartitionManager {
 
     /// Owned partitions whose log takes no appends, for Metadata: (topic, partition,
     /// offline until a restart) — else out of space for now, still readable.
+    /// Asked on every Metadata request: walks the owned partitions in place and copies
+    /// only the (rare) ones that are not online.
     pub fn offline(&self) -> Vec<(Arc<str>, i32, bool)> {
-        self.owned()
-            .into_iter()
-            .filter_map(|(t, p, part)| match part.log.availability() {
-                Availability::Online => None,
-                Availability::NoSpace(_) => Some((t, p, false)),
-                Availability::Offline(_) => Some((t, p, true)),
-            })
-            .collect()
+        let parts = self.partitions.borrow();
+        let mut out = Vec::new();
+        for (t, ps) in parts.iter() {
+            for (p, part) in ps.iter().enumerate() {
+                let Some(part) = part else { continue };
+                match part.log.availability() {
+                    Availability::Online => {}
+                    Availability::NoSpace(_) => out.push((t.clone(), p as i32, false)),
+                    Availability::Offline(_) => out.push((t.clone(), p as i32, true)),
+                }
+            }
+        }
+        out
     }
 
     /// Produce to an owned partition, counted in the shard's metrics.

@@ -117,14 +117,6 @@ pub async fn describe_configs(
                     Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config, &t.overrides)
                         .into_iter()
                         .map(|(k, v)| {
-                            // Configs the log does not interpret show their override.
-                            let v = match k {
-                                crate::cluster::topic_config::DLQ_GROUP_ENABLE
-                                | crate::cluster::topic_config::DELIVERY_DELAY_MS => {
-                                    t.overrides.get(k).cloned().unwrap_or(v)
-                                }
-                                _ => v,
-                            };
                             let src = if t.overrides.contains_key(k) {
                                 SOURCE_TOPIC
                             } else {
