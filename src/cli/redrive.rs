@@ -16,7 +16,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-const DLQ_HEADER_PREFIX: &str = "__dlq.errors.";
+use crate::kafka::dlq::{self, HEADER_PREFIX as DLQ_HEADER_PREFIX};
 
 #[derive(Args, Debug, Clone)]
 pub struct RedriveArgs {
@@ -153,18 +153,18 @@ fn move_one(
     report: &mut Report,
 ) -> Result<(), String> {
     if let Some(g) = &a.group {
-        if header_str(m, "__dlq.errors.group.id").as_deref() != Some(g.as_str()) {
+        if header_str(m, dlq::H_GROUP).as_deref() != Some(g.as_str()) {
             report.skipped_other_group += 1;
             return Ok(());
         }
     }
-    let source = header_str(m, "__dlq.errors.topic");
+    let source = header_str(m, dlq::H_TOPIC);
     let (Some(source), Some(value)) = (source, m.payload()) else {
         report.skipped_no_copy += 1;
         return Ok(());
     };
     let topic = a.to_topic.clone().unwrap_or(source);
-    let partition = header_str(m, "__dlq.errors.partition").and_then(|p| p.parse().ok());
+    let partition = header_str(m, dlq::H_PARTITION).and_then(|p| p.parse().ok());
     let mut headers = OwnedHeaders::new();
     if let Some(hs) = m.headers() {
         for h in hs.iter().filter(|h| !h.key.starts_with(DLQ_HEADER_PREFIX)) {

@@ -6,10 +6,12 @@
 //!   [`Result`] is the result type that carries it.
 //! - Newtypes for ids and units where a mix-up is possible: [`Offset`], [`ProducerId`],
 //!   [`ProducerEpoch`], [`PartitionId`], [`ShardId`], and [`TopicPartition`].
+//! - [`dlq`]: the context headers of a dead-letter record.
 //!
 //! `kafka/` imports nothing from the rest of the crate, so any part may use it without
 //! creating a cycle.
 
+pub mod dlq;
 mod error;
 mod error_code;
 mod ids;

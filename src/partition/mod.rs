@@ -22,7 +22,6 @@ pub mod messages;
 pub mod producer;
 pub mod read;
 pub mod share;
-mod shares;
 pub mod txn;
 
 use std::cell::{Cell, RefCell};

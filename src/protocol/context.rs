@@ -22,7 +22,7 @@ pub struct Context {
     /// Copied fetch bytes this shard holds until they are sent (`fetch`).
     pub fetch_budget: FetchBudget,
     /// Share sessions of the members fetching on this shard (KIP-932).
-    pub share_sessions: crate::protocol::share_session::Sessions,
+    pub share_sessions: crate::protocol::share::session::Sessions,
 }
 
 impl Context {

@@ -26,7 +26,6 @@ mod offset_for_leader_epoch;
 mod produce;
 mod route;
 pub mod share;
-pub mod share_session;
 mod txn;
 
 use bytes::{Buf, Bytes};

@@ -2,13 +2,10 @@
 //! owner shard. A message for a group this shard does not own is answered
 //! NOT_COORDINATOR.
 
-use std::rc::Rc;
-
 use super::configs::Overrides;
 use super::{Coordinator, Described, HeartbeatRequest, HeartbeatResult};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::share::ShareConfig;
-use crate::runtime::Message;
 
 fn not_coordinator(group: &str) -> KafkaError {
     KafkaError::new(
@@ -17,114 +14,56 @@ fn not_coordinator(group: &str) -> KafkaError {
     )
 }
 
-/// ShareGroupHeartbeat.
-pub struct Heartbeat {
-    pub group: String,
-    pub request: HeartbeatRequest,
+macro_rules! share_message {
+    ($($t:tt)*) => { crate::message! { Coordinator; $($t)* } };
 }
 
-impl Message for Heartbeat {
-    type Service = Coordinator;
-    type Reply = Result<HeartbeatResult, KafkaError>;
-    const NAME: &'static str = "share.heartbeat";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        if !c.owns(&self.group) {
-            return Err(not_coordinator(&self.group));
+share_message! {
+    /// ShareGroupHeartbeat.
+    Heartbeat { group: String, request: HeartbeatRequest } -> Result<HeartbeatResult, KafkaError>,
+    "share.heartbeat", |c, m| {
+        if !c.owns(&m.group) {
+            return Err(not_coordinator(&m.group));
         }
-        c.heartbeat(&self.group, self.request)
+        c.heartbeat(&m.group, m.request)
     }
 }
 
-/// The resolved configs of a group, for the owners of its partitions.
-pub struct GetShareConfig {
-    pub group: String,
+share_message! {
+    /// The resolved configs of a group, for the owners of its partitions.
+    GetShareConfig { group: String } -> ShareConfig, "share.get_config",
+    |c, m| c.share_config(&m.group)
 }
 
-impl Message for GetShareConfig {
-    type Service = Coordinator;
-    type Reply = ShareConfig;
-    const NAME: &'static str = "share.get_config";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        c.share_config(&self.group)
-    }
+share_message! {
+    /// DescribeConfigs of resource type GROUP: the overrides.
+    GetOverrides { group: String } -> Overrides, "share.get_overrides",
+    |c, m| c.overrides(&m.group)
 }
 
-/// DescribeConfigs of resource type GROUP: the overrides.
-pub struct GetOverrides {
-    pub group: String,
-}
-
-impl Message for GetOverrides {
-    type Service = Coordinator;
-    type Reply = Overrides;
-    const NAME: &'static str = "share.get_overrides";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        c.overrides(&self.group)
-    }
-}
-
-/// IncrementalAlterConfigs of resource type GROUP: the new overrides, validated.
-pub struct SetOverrides {
-    pub group: String,
-    pub overrides: Overrides,
-}
-
-impl Message for SetOverrides {
-    type Service = Coordinator;
-    type Reply = Result<(), KafkaError>;
-    const NAME: &'static str = "share.set_overrides";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        if !c.owns(&self.group) {
-            return Err(not_coordinator(&self.group));
+share_message! {
+    /// IncrementalAlterConfigs of resource type GROUP: the new overrides, validated.
+    SetOverrides { group: String, overrides: Overrides } -> Result<(), KafkaError>,
+    "share.set_overrides", |c, m| {
+        if !c.owns(&m.group) {
+            return Err(not_coordinator(&m.group));
         }
-        c.set_overrides(&self.group, self.overrides).await
+        c.set_overrides(&m.group, m.overrides).await
     }
 }
 
-/// ShareGroupDescribe / DescribeGroups of one group (None: no such share group).
-pub struct Describe {
-    pub group: String,
+share_message! {
+    /// ShareGroupDescribe / DescribeGroups of one group (None: no such share group).
+    Describe { group: String } -> Option<Described>, "share.describe",
+    |c, m| c.describe(&m.group)
 }
 
-impl Message for Describe {
-    type Service = Coordinator;
-    type Reply = Option<Described>;
-    const NAME: &'static str = "share.describe";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        c.describe(&self.group)
-    }
+share_message! {
+    /// ListGroups: the share groups of this shard.
+    List {} -> Vec<Described>, "share.list", |c, _m| c.list()
 }
 
-/// ListGroups: the share groups of this shard.
-#[derive(Clone)]
-pub struct List;
-
-impl Message for List {
-    type Service = Coordinator;
-    type Reply = Vec<Described>;
-    const NAME: &'static str = "share.list";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        c.list()
-    }
-}
-
-/// DeleteGroups of a share group.
-pub struct Delete {
-    pub group: String,
-}
-
-impl Message for Delete {
-    type Service = Coordinator;
-    type Reply = ErrorCode;
-    const NAME: &'static str = "share.delete";
-
-    async fn handle(self, c: Rc<Coordinator>) -> Self::Reply {
-        c.delete(&self.group).await
-    }
+share_message! {
+    /// DeleteGroups of a share group.
+    Delete { group: String } -> ErrorCode, "share.delete", |c, m| c.delete(&m.group).await
 }

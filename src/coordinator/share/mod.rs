@@ -41,14 +41,8 @@ pub struct HeartbeatRequest {
     pub client_host: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatResult {
-    pub member_id: String,
-    pub member_epoch: i32,
-    pub heartbeat_interval_ms: i32,
-    /// Present when the member must (re)learn its assignment.
-    pub assignment: Option<Vec<(Uuid, Vec<i32>)>>,
-}
+/// What a heartbeat answers: the same as a KIP-848 consumer group's.
+pub use crate::coordinator::group::consumer::HeartbeatResult;
 
 #[derive(Debug, Clone)]
 pub struct ShareMember {

@@ -23,12 +23,7 @@ use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::PartitionLog;
 use crate::runtime::now_ms;
 
-pub const H_TOPIC: &str = "__dlq.errors.topic";
-pub const H_PARTITION: &str = "__dlq.errors.partition";
-pub const H_OFFSET: &str = "__dlq.errors.offset";
-pub const H_GROUP: &str = "__dlq.errors.group.id";
-pub const H_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
-pub const H_REASON: &str = "__dlq.errors.reason";
+pub use crate::kafka::dlq::{H_DELIVERY_COUNT, H_GROUP, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC};
 
 /// Appends a record batch to a DLQ topic durably, or says why not.
 pub type DlqSink = Rc<dyn Fn(String, Bytes) -> LocalBoxFuture<'static, Result<(), KafkaError>>>;

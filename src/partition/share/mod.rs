@@ -5,7 +5,7 @@
 //! - [`state`]: the in-flight window and its state machine (pure);
 //! - [`store`]: its durable form on the share-state journal;
 //! - this file: the share partitions of a shard with their journal, and the types of
-//!   the messages; `partition/shares.rs` runs acquire (read the log, hand out records),
+//!   the messages; `owner.rs` runs acquire (read the log, hand out records),
 //!   acknowledge (answered once the new window is fdatasync'd, group-committed with
 //!   other acks), release, describe and reset on the owner.
 //!
@@ -15,6 +15,7 @@
 //! acknowledged is available again (its delivery count as of the last write).
 
 pub mod dlq;
+mod owner;
 pub mod state;
 pub mod store;
 

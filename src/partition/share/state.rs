@@ -12,7 +12,7 @@
 //! `share.partition.max.record.locks`), so memory stays bounded however far the
 //! consumers are behind.
 //!
-//! Pure state: no I/O, no clock (callers pass `now_ms`). `partition/share_io.rs`
+//! Pure state: no I/O, no clock (callers pass `now_ms`). `partition/share/owner.rs`
 //! reads the log, writes the journal and answers the messages.
 
 use std::collections::VecDeque;
@@ -151,8 +151,6 @@ pub struct BatchSpan {
 pub struct ShareCounts {
     pub available: u64,
     pub acquired: u64,
-    pub acknowledged: u64,
-    pub archived: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -195,11 +193,9 @@ impl SharePartition {
         self.slots.get_mut(i)
     }
 
-    /// The state and delivery count of `offset` (tests, describe).
+    /// The state and delivery count of `offset`.
+    #[cfg(test)]
     pub fn state_of(&self, offset: i64) -> Option<(RecordState, i16)> {
-        if offset < self.start {
-            return None;
-        }
         self.slot(offset).map(|s| (s.state, s.delivery_count))
     }
 
@@ -454,8 +450,7 @@ impl SharePartition {
             match s.state {
                 RecordState::Available => c.available += 1,
                 RecordState::Acquired => c.acquired += 1,
-                RecordState::Acknowledged => c.acknowledged += 1,
-                RecordState::Archived => c.archived += 1,
+                RecordState::Acknowledged | RecordState::Archived => {}
             }
         }
         c

@@ -18,7 +18,7 @@ pub async fn list_groups(
     }
     for r in ctx
         .mesh
-        .call_all(crate::coordinator::share::messages::List)
+        .call_all(crate::coordinator::share::messages::List {})
         .await
     {
         match r {

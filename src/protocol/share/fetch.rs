@@ -13,6 +13,7 @@ use kafka_protocol::messages::share_fetch_response::{
 use kafka_protocol::messages::{ShareFetchRequest, ShareFetchResponse};
 use uuid::Uuid;
 
+use super::session::SessionPartition;
 use super::{ack_on_owners, config_for, release_on_owners, sb, SessionKey};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::messages as pm;
@@ -21,7 +22,6 @@ use crate::partition::Read;
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 use crate::protocol::route::owner_in;
-use crate::protocol::share_session::SessionPartition;
 use crate::runtime::now_ms;
 
 /// Longest a fetch that found nothing sleeps before it looks again (a release or an

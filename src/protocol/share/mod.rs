@@ -9,6 +9,7 @@ mod describe;
 mod fetch;
 mod heartbeat;
 mod offsets;
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::kafka::{ErrorCode, ShardId};
 use crate::partition::messages as pm;
 use crate::partition::share::{ShareAcks, ShareConfig, ShareRead};
 use crate::protocol::context::Context;
-use crate::protocol::share_session::SessionPartition;
+use session::SessionPartition;
 
 pub use acknowledge::handle as share_acknowledge;
 pub use describe::handle as share_group_describe;

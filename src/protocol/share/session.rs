@@ -120,14 +120,6 @@ impl Sessions {
             s.config = Some((c, now_ms()));
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.map.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn dedup(mut v: Vec<SessionPartition>) -> Vec<SessionPartition> {

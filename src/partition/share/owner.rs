@@ -1,7 +1,7 @@
 //! Share partitions (KIP-932) on the owner: acquire (read the log, hand out records),
 //! acknowledge (answered once the new window is fdatasync'd, group-committed with other
 //! acks), release a member's records, describe and reset start offsets. The state and
-//! its journal are `share/`; this file joins them with the partition's log.
+//! its journal are the rest of `share/`; this file joins them with the partition's log.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::share::{
+use super::{
     dlq, Archived, BatchSpan, ShareAcks, ShareAsk, ShareConfig, ShareOut, SharePartition,
     ShareRead, ShareView, SpKey,
 };
-use super::{txn, Partition, PartitionManager};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::batch;
+use crate::partition::{txn, Partition, PartitionManager};
 use crate::runtime::now_ms;
 
 impl PartitionManager {
