@@ -181,7 +181,19 @@ impl Broker {
             .shares()
             .load(dir, self.ctx.id.0, states)
             .await
-            .map_err(|e| format!("loading share partitions failed: {e}"))
+            .map_err(|e| format!("loading share partitions failed: {e}"))?;
+        // A topic deleted just before a crash may have left share partitions behind.
+        let reg = self.cluster.registry();
+        self.partitions
+            .shares()
+            .forget_topics(&|t: &str| reg.topic(t).is_none())
+            .await
+            .map_err(|e| {
+                format!(
+                    "removing share partitions of deleted topics failed: {}",
+                    e.message
+                )
+            })
     }
 
     /// Open the partitions this shard owns (recovering them), load its groups and
@@ -256,7 +268,8 @@ impl Broker {
     async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), KafkaError> {
         let storage = |e: String| KafkaError::new(ErrorCode::KafkaStorageError, e);
         self.groups.forget_topics(gone).await.map_err(storage)?;
-        self.txns.forget_topics(gone).await.map_err(storage)
+        self.txns.forget_topics(gone).await.map_err(storage)?;
+        self.partitions.shares().forget_topics(gone).await
     }
 
     /// This shard's metrics, for a scrape.

@@ -249,6 +249,28 @@ def test_two_share_groups_each_get_every_record(broker):
         assert sorted(v for _, v, _ in seen) == sorted(values)
 
 
+def test_a_recreated_topic_starts_its_share_groups_afresh(broker):
+    """A share group read 30 records of a topic; the topic is deleted and created again
+    with 5 new records: the group gets those 5 from offset 0, not nothing until the new
+    log passes offset 30."""
+    topic, group = unique("q"), unique("g")
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    set_group_configs(broker.bootstrap, group, {"share.auto.offset.reset": "earliest"})
+    produce(broker.bootstrap, topic, [b"old%d" % i for i in range(30)])
+    c = share_consumer(broker.bootstrap, group, topic)
+    assert len(consume(c, 30)) == 30
+    c.close()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for fut in admin.delete_topics([topic], request_timeout=15).values():
+        fut.result(timeout=20)
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    produce(broker.bootstrap, topic, [b"new%d" % i for i in range(5)])
+    c = share_consumer(broker.bootstrap, group, topic)
+    seen = consume(c, 5)
+    c.close()
+    assert sorted((o, v) for o, v, _ in seen) == [(i, b"new%d" % i) for i in range(5)]
+
+
 def test_bad_group_config_values_are_refused_with_the_reason(broker):
     import pytest
     from confluent_kafka import KafkaException

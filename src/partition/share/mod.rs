@@ -152,13 +152,41 @@ impl ShareStates {
 
     /// Forget a share partition, durably.
     pub async fn remove(&self, k: &SpKey) -> Result<(), KafkaError> {
-        self.parts.borrow_mut().remove(k);
+        if self.parts.borrow_mut().remove(k).is_none() {
+            return Ok(());
+        }
         let journal = self.journal()?;
         let rec = ShareRecord::Delete {
             seq: journal.next_seq(),
             key: store::key(&k.0, k.1, &k.2),
         };
         journal.append(vec![rec]).await.map_err(storage)
+    }
+
+    /// Forget the share partitions of the topics `gone` says are deleted, durably (one
+    /// journal append): a topic re-created under the same name starts its share groups
+    /// afresh, as its consumer groups' offsets do.
+    pub async fn forget_topics(&self, gone: &dyn Fn(&str) -> bool) -> Result<(), KafkaError> {
+        let keys: Vec<SpKey> = {
+            let mut parts = self.parts.borrow_mut();
+            let keys: Vec<SpKey> = parts.keys().filter(|k| gone(&k.0)).cloned().collect();
+            keys.iter().for_each(|k| {
+                parts.remove(k);
+            });
+            keys
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let journal = self.journal()?;
+        let records = keys
+            .iter()
+            .map(|k| ShareRecord::Delete {
+                seq: journal.next_seq(),
+                key: store::key(&k.0, k.1, &k.2),
+            })
+            .collect();
+        journal.append(records).await.map_err(storage)
     }
 
     fn journal(&self) -> Result<Rc<ShareJournal>, KafkaError> {

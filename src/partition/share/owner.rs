@@ -80,22 +80,28 @@ impl PartitionManager {
     }
 
     /// ShareFetch on this owner: acquire records of each partition for the member, in
-    /// order, until `max_records` are acquired.
+    /// order, until `max_records` are acquired or `max_bytes` are read (the first
+    /// partition with records always gets its first batch whole).
     pub async fn share_fetch(&self, ask: ShareAsk) -> Vec<Result<ShareOut, KafkaError>> {
-        let mut left = ask.max_records.max(1);
+        let mut left = Left {
+            records: ask.max_records.max(1),
+            bytes: ask.max_bytes.max(1),
+        };
+        let member: Rc<str> = Rc::from(&*ask.member);
         let mut out = Vec::with_capacity(ask.reads.len());
         let mut archived_keys: Vec<(SpKey, Vec<Archived>)> = Vec::new();
         for r in &ask.reads {
             let k: SpKey = (r.topic.clone(), r.partition, ask.group.clone());
             let got = self
-                .share_fetch_one(&ask, &k, left, &mut archived_keys)
+                .share_fetch_one(&ask, r, &k, &member, left, &mut archived_keys)
                 .await;
             if let Ok(g) = &got {
                 let n: i64 = g.acquired.iter().map(|a| a.1 - a.0 + 1).sum();
-                left = left.saturating_sub(n as usize);
+                left.records = left.records.saturating_sub(n as usize);
+                left.bytes = left.bytes.saturating_sub(g.records.len());
             }
             out.push(got);
-            if left == 0 {
+            if left.records == 0 || left.bytes == 0 {
                 break;
             }
         }
@@ -118,8 +124,10 @@ impl PartitionManager {
     async fn share_fetch_one(
         &self,
         ask: &ShareAsk,
+        r: &ShareRead,
         k: &SpKey,
-        max_records: usize,
+        member: &Rc<str>,
+        left: Left,
         archived_keys: &mut Vec<(SpKey, Vec<Archived>)>,
     ) -> Result<ShareOut, KafkaError> {
         let part = self.get(&k.0, k.1)?;
@@ -145,26 +153,25 @@ impl PartitionManager {
             ..ShareOut::default()
         };
         if let Some(from) = from.filter(|&f| f < end) {
-            let slice = part.log.read_below(from, ask.max_bytes.max(1), end).await?;
+            let slice = part.log.read_below(from, left.bytes, end).await?;
             let mut data = Vec::with_capacity(slice.len());
             slice.read_to_vec(&mut data).await?;
-            let mut spans = spans(&part, &data, from, end, c.committed);
-            let delay = ask
-                .reads
+            let data = Bytes::from(data);
+            let batches = spans(&part, &data, from, end, c.committed);
+            let spans: Vec<BatchSpan> = batches
                 .iter()
-                .find(|r| r.topic == k.0 && r.partition == k.1)
-                .map_or(0, |r| r.delay_ms);
-            if delay > 0 {
-                for (s, ts) in spans.iter_mut() {
-                    s.not_before_ms = ts.saturating_add(delay);
-                }
-            }
-            let spans: Vec<BatchSpan> = spans.into_iter().map(|(s, _)| s).collect();
-            let member: Rc<str> = Rc::from(&*ask.member);
+                .map(|b| BatchSpan {
+                    not_before_ms: match r.delay_ms {
+                        0 => 0,
+                        delay => b.max_timestamp.saturating_add(delay),
+                    },
+                    ..b.span
+                })
+                .collect();
             let (acquired, used) =
                 sp.borrow_mut()
-                    .acquire(&member, &spans, max_records, now_ms(), c);
-            out.records = keep_batches(&data, &used);
+                    .acquire(member, &spans, left.records, now_ms(), c);
+            out.records = keep_batches(&data, &batches, &used);
             out.acquired = acquired;
         }
         out.wake_at_ms = sp.borrow().next_deadline();
@@ -287,13 +294,21 @@ impl PartitionManager {
 
 /// The batches of `data` (whole batches read from `from`) as acquisition sees them:
 /// control batches and, for read_committed, batches of aborted transactions skipped.
-fn spans(
-    part: &Partition,
-    data: &[u8],
-    from: i64,
-    end: i64,
-    committed: bool,
-) -> Vec<(BatchSpan, i64)> {
+/// What is left of a ShareFetch's limits on this owner.
+#[derive(Clone, Copy)]
+struct Left {
+    records: usize,
+    bytes: usize,
+}
+
+/// One batch of the bytes read: what acquisition needs of it and where it lies.
+struct ReadBatch {
+    span: BatchSpan,
+    max_timestamp: i64,
+    bytes: std::ops::Range<usize>,
+}
+
+fn spans(part: &Partition, data: &[u8], from: i64, end: i64, committed: bool) -> Vec<ReadBatch> {
     let aborted = if committed {
         txn::aborted_transactions(part, from, end)
     } else {
@@ -315,27 +330,35 @@ fn spans(
             skip: info.is_control() || in_aborted,
             not_before_ms: 0,
         };
-        out.push((span, info.max_timestamp));
-        pos += info.len.max(batch::HEADER_LEN);
+        let len = info.len.max(batch::HEADER_LEN);
+        out.push(ReadBatch {
+            span,
+            max_timestamp: info.max_timestamp,
+            bytes: pos..(pos + len).min(data.len()),
+        });
+        pos += len;
     }
     out
 }
 
-/// The batches of `data` whose records were acquired, as one buffer.
-fn keep_batches(data: &[u8], used: &[bool]) -> Bytes {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut i = 0;
-    while pos + batch::HEADER_LEN <= data.len() {
-        let len = batch::header_info(&data[pos..], pos)
-            .len
-            .max(batch::HEADER_LEN);
-        let end = (pos + len).min(data.len());
-        if used.get(i).copied().unwrap_or(false) {
-            out.extend_from_slice(&data[pos..end]);
-        }
-        pos = end;
-        i += 1;
+/// The batches of `data` whose records were acquired: a slice of `data` when they are
+/// back to back (the usual case), else one new buffer.
+fn keep_batches(data: &Bytes, batches: &[ReadBatch], used: &[bool]) -> Bytes {
+    let kept: Vec<&std::ops::Range<usize>> = batches
+        .iter()
+        .zip(used)
+        .filter(|(_, &u)| u)
+        .map(|(b, _)| &b.bytes)
+        .collect();
+    let (Some(first), Some(last)) = (kept.first(), kept.last()) else {
+        return Bytes::new();
+    };
+    if kept.windows(2).all(|w| w[0].end == w[1].start) {
+        return data.slice(first.start..last.end);
+    }
+    let mut out = Vec::with_capacity(kept.iter().map(|r| r.len()).sum());
+    for r in kept {
+        out.extend_from_slice(&data[r.clone()]);
     }
     Bytes::from(out)
 }

@@ -206,19 +206,22 @@ async fn fetch_once(
             Err(e) => out.push(((sp.0, sp.2), Err(e))),
         }
     }
+    // The owners share max_bytes, as in Fetch (a client refuses a larger response).
+    let max_bytes = (ask.max_bytes / by_owner.len().max(1)).max(1);
+    let reg = &reg;
     let calls = by_owner.into_iter().map(|(shard, sps)| async move {
         let msg = pm::ShareFetch(ShareAsk {
             group: ask.group.clone(),
             member: ask.member.clone(),
             config: ask.config.clone(),
             max_records: ask.max_records,
-            max_bytes: ask.max_bytes,
+            max_bytes,
             reads: sps
                 .iter()
                 .map(|sp| ShareRead {
                     topic: sp.1.clone(),
                     partition: sp.2,
-                    delay_ms: delay_of(&ctx.cluster.registry(), &sp.1),
+                    delay_ms: delay_of(reg, &sp.1),
                 })
                 .collect(),
         });
@@ -251,10 +254,10 @@ fn delay_of(reg: &crate::cluster::Registry, topic: &str) -> i64 {
     reg.topic(topic)
         .and_then(|t| {
             t.overrides
-                .get(crate::cluster::topic_config::DELIVERY_DELAY_MS)
-                .cloned()
+                .get(crate::cluster::topic_config::DELIVERY_DELAY_MS)?
+                .parse()
+                .ok()
         })
-        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
