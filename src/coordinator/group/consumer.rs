@@ -36,8 +36,8 @@ pub const LEAVE_STATIC_EPOCH: i32 = -2;
 pub trait Topics {
     /// Id and partition count of those of `names` that exist.
     fn info(&self, names: &BTreeSet<String>) -> TopicInfo;
-    /// Every topic name, for regex subscriptions.
-    fn names(&self) -> Vec<String>;
+    /// Every topic name, for regex subscriptions (borrowed: only the matches are copied).
+    fn names(&self) -> Vec<&str>;
 }
 
 /// A plain lookup (tests): it knows no names to match a regex against.
@@ -45,7 +45,7 @@ impl<F: Fn(&BTreeSet<String>) -> TopicInfo> Topics for F {
     fn info(&self, names: &BTreeSet<String>) -> TopicInfo {
         self(names)
     }
-    fn names(&self) -> Vec<String> {
+    fn names(&self) -> Vec<&str> {
         Vec::new()
     }
 }
@@ -196,12 +196,12 @@ impl ConsumerGroup {
     /// Every topic name some member subscribes to, by name or by a regex matching one of
     /// the topics the group's assignment was last computed from.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        let known: Vec<String> = self.topics.keys().cloned().collect();
+        let known: Vec<&str> = self.topics.keys().map(String::as_str).collect();
         self.wanted(&known)
     }
 
     /// The names members subscribe to, and those of `candidates` a member's regex matches.
-    fn wanted(&self, candidates: &[String]) -> BTreeSet<String> {
+    fn wanted(&self, candidates: &[&str]) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = self
             .members
             .values()
@@ -217,7 +217,7 @@ impl ConsumerGroup {
                 candidates
                     .iter()
                     .filter(|t| regexes.iter().any(|r| r.matches(t)))
-                    .cloned(),
+                    .map(|t| t.to_string()),
             );
         }
         out
@@ -541,7 +541,17 @@ impl ConsumerGroup {
         }
     }
 
-    /// OffsetCommit / OffsetFetch with a member id and epoch (KIP-848).
+    /// OffsetCommit (KIP-848). Epoch -1 is an admin client or an assign()-only consumer
+    /// (which has a member id under KIP-848): accepted while no member runs the protocol,
+    /// as in Kafka's `ConsumerGroup.validateOffsetCommit`; else the member's epoch.
+    pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<(), ErrorCode> {
+        if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        self.validate_member_epoch(member_id, epoch)
+    }
+
+    /// OffsetFetch with a member id and epoch (KIP-848), and a commit's member check.
     pub fn validate_member_epoch(&self, member_id: &str, epoch: i32) -> Result<(), ErrorCode> {
         if member_id.is_empty() && epoch < 0 {
             return if self.members.is_empty() {
@@ -824,8 +834,8 @@ mod tests {
                 .map(|(n, v)| (n.clone(), *v))
                 .collect()
         }
-        fn names(&self) -> Vec<String> {
-            self.0.keys().cloned().collect()
+        fn names(&self) -> Vec<&str> {
+            self.0.keys().map(String::as_str).collect()
         }
     }
 

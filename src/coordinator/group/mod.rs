@@ -176,8 +176,8 @@ impl Topics for RegistryTopics<'_> {
     fn info(&self, names: &BTreeSet<String>) -> TopicInfo {
         topic_info(self.0, names)
     }
-    fn names(&self) -> Vec<String> {
-        self.0.topics.keys().map(|n| n.to_string()).collect()
+    fn names(&self) -> Vec<&str> {
+        self.0.topics.keys().map(|n| &**n).collect()
     }
 }
 
@@ -337,12 +337,7 @@ impl Coordinator {
                 r.instance_id.as_deref(),
                 now,
             ),
-            // Epoch -1: an admin client or an assign()-only consumer (which has a member
-            // id under KIP-848): accepted while no member runs the protocol, as in Kafka.
-            Some(Group::Consumer(g)) if r.generation_or_epoch < 0 && g.members.is_empty() => Ok(()),
-            Some(Group::Consumer(g)) => {
-                g.validate_member_epoch(&r.member_id, r.generation_or_epoch)
-            }
+            Some(Group::Consumer(g)) => g.validate_commit(&r.member_id, r.generation_or_epoch),
             // No group: Kafka creates a simple group for such a commit.
             None if r.generation_or_epoch < 0 => Ok(()),
             None => Err(ErrorCode::UnknownMemberId),
