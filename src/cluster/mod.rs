@@ -137,6 +137,30 @@ impl Cluster {
         }
     }
 
+    /// Apply the planned changes that are `Ok` on the controller (none: no call) and
+    /// answer in the order planned, a planning error kept in its place.
+    pub async fn change_planned(
+        &self,
+        planned: Vec<Result<Change, KafkaError>>,
+        validate_only: bool,
+    ) -> Vec<Result<Arc<TopicMeta>, KafkaError>> {
+        let changes: Vec<Change> = planned
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let mut outcomes = if changes.is_empty() {
+            Vec::new()
+        } else {
+            self.change(changes, validate_only).await
+        }
+        .into_iter();
+        let missing = || KafkaError::new(ErrorCode::UnknownServerError, "missing result");
+        planned
+            .into_iter()
+            .map(|p| p.and_then(|_| outcomes.next().unwrap_or_else(|| Err(missing()))))
+            .collect()
+    }
+
     /// A producer id never handed out before, durably.
     pub async fn new_producer_id(&self) -> Result<i64, KafkaError> {
         if let Some(id) = self.producer_ids.take() {

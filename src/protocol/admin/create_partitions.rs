@@ -43,44 +43,23 @@ pub async fn create_partitions(
 ) -> CreatePartitionsResponse {
     let reg = ctx.cluster.registry();
     // Refused here, before the controller, when the assignment cannot be honoured.
-    let checked: Vec<Result<(), KafkaError>> = req
+    let planned: Vec<Result<Change, KafkaError>> = req
         .topics
         .iter()
         .map(|t| {
             let current = reg.topic(t.name.as_str()).map(|m| m.partition_count());
-            check_assignment(t, current)
+            check_assignment(t, current).map(|()| Change::AddPartitions {
+                name: t.name.to_string(),
+                total: t.count,
+            })
         })
         .collect();
-    let changes: Vec<Change> = req
-        .topics
-        .iter()
-        .zip(&checked)
-        .filter(|(_, c)| c.is_ok())
-        .map(|(t, _)| Change::AddPartitions {
-            name: t.name.to_string(),
-            total: t.count,
-        })
-        .collect();
-    let mut outcomes = if changes.is_empty() {
-        Vec::new()
-    } else {
-        ctx.cluster.change(changes, req.validate_only).await
-    }
-    .into_iter();
+    let outcomes = ctx.cluster.change_planned(planned, req.validate_only).await;
     let results = req
         .topics
         .into_iter()
-        .zip(checked)
-        .map(|(t, c)| {
-            let r = match c {
-                Ok(()) => outcomes.next().unwrap_or_else(|| {
-                    Err(KafkaError::new(
-                        ErrorCode::UnknownServerError,
-                        "missing result",
-                    ))
-                }),
-                Err(e) => Err(e),
-            };
+        .zip(outcomes)
+        .map(|(t, r)| {
             let res = CreatePartitionsTopicResult::default().with_name(t.name);
             match r {
                 Ok(_) => res,

@@ -34,28 +34,16 @@ pub async fn delete_topics(
             })
             .collect()
     };
-    let changes: Vec<Change> = asked
+    let planned = asked
         .iter()
-        .filter_map(|(_, _, r)| {
-            r.as_ref()
-                .ok()
-                .map(|name| Change::Delete { name: name.clone() })
-        })
+        .map(|(_, _, r)| r.clone().map(|name| Change::Delete { name }))
         .collect();
-    let mut outcomes = ctx.cluster.change(changes, false).await.into_iter();
+    let outcomes = ctx.cluster.change_planned(planned, false).await;
     let responses =
         asked
             .into_iter()
-            .map(|(name, id, resolved)| {
-                let r = match resolved {
-                    Ok(_) => outcomes.next().unwrap_or_else(|| {
-                        Err(KafkaError::new(
-                            ErrorCode::UnknownServerError,
-                            "missing result",
-                        ))
-                    }),
-                    Err(e) => Err(e),
-                };
+            .zip(outcomes)
+            .map(|((name, id, _), r)| {
                 let res = DeletableTopicResult::default()
                     .with_name(name)
                     .with_topic_id(id);

@@ -64,24 +64,6 @@ async fn apply(
     planned: Vec<Result<Change, KafkaError>>,
     validate_only: bool,
 ) -> Vec<Result<(), KafkaError>> {
-    let changes: Vec<Change> = planned
-        .iter()
-        .filter_map(|c| c.as_ref().ok().cloned())
-        .collect();
-    let mut outcomes = ctx.cluster.change(changes, validate_only).await.into_iter();
-    planned
-        .into_iter()
-        .map(|p| match p {
-            Ok(_) => outcomes
-                .next()
-                .unwrap_or_else(|| {
-                    Err(KafkaError::new(
-                        ErrorCode::UnknownServerError,
-                        "missing result",
-                    ))
-                })
-                .map(|_| ()),
-            Err(e) => Err(e),
-        })
-        .collect()
+    let outcomes = ctx.cluster.change_planned(planned, validate_only).await;
+    outcomes.into_iter().map(|r| r.map(|_| ())).collect()
 }
