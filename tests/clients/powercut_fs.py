@@ -300,6 +300,9 @@ class PowerCutFs(fuse.Operations):
         with self.mutex:
             ino = self._links_dropping(self._path(new))
             os.rename(self._path(old), self._path(new))
+            moved = self.states.get(os.lstat(self._path(new)).st_ino)
+            if moved is not None:
+                moved.name = new
             if ino is not None and ino != os.lstat(self._path(new)).st_ino:
                 self._forget(ino)
 
@@ -376,7 +379,10 @@ class PowerCutFs(fuse.Operations):
             time.sleep(random.uniform(0, self.fsync_delay_s))
         with self.mutex:
             if self.states.get(ino) is st:
-                n = sum(1 for a, b in zip(st.ops, covered) if a is b)
+                # The writeback may have applied the oldest meanwhile: what is left of the
+                # covered ops is still the front of the list.
+                ids = {id(op) for op in covered}
+                n = next((i for i, op in enumerate(st.ops) if id(op) not in ids), len(st.ops))
                 st.apply(st.ops[:n])
                 del st.ops[:n]
                 self.synced_ops += n
