@@ -35,7 +35,7 @@ CUTS = int(os.environ.get("SLUICE_POWER_CUTS", "5"))
 SEED = int(os.environ.get("SLUICE_POWER_CUT_SEED", "14"))
 TOPIC, PARTITIONS = "pc", 4
 TXN_TOPIC, TXN_PARTITIONS = "pctx", 2
-GROUP, TXN_GROUP = "pc-group", "pc-txn-group"
+GROUP = "pc-group"
 RATE = int(os.environ.get("SLUICE_POWER_CUT_RATE", "1500"))   # records/s per plain or idempotent producer
 FSYNC_DELAY_MS = 20   # a slow disk: unsynced appends are in flight at most moments
 
@@ -157,10 +157,13 @@ def txn_number(value: bytes) -> int:
 
 class TxnWorker(threading.Thread):
     """One transactional producer: transactions of 1-6 records over TXN_TOPIC's
-    partitions, with its number as the offset of TOPIC-0 for TXN_GROUP
-    (send_offsets_to_transaction); 7 in 10 commit, the rest abort. After an error it
-    aborts, or, if that fails too, starts a new producer with the same
-    transactional.id (which fences the old one and aborts what it left open)."""
+    partitions; 7 in 10 commit, the rest abort. After an error it aborts, or, if that
+    fails too, starts a new producer with the same transactional.id (which fences the
+    old one and aborts what it left open).
+
+    No send_offsets_to_transaction: librdkafka's can block forever past its timeout
+    when the group coordinator goes down during the call (librdkafka issue 5456, open
+    for 2.14), which a power cut does; it hung this test once."""
 
     def __init__(self, bootstrap: str, seed: int):
         super().__init__(name="txn-producer", daemon=True)
@@ -169,7 +172,6 @@ class TxnWorker(threading.Thread):
         self.stop = threading.Event()
         self.txns: list[Txn] = []
         self.error: BaseException | None = None
-        self.group = Consumer(rdkafka_io.consumer_config(bootstrap, group_id=TXN_GROUP))
 
     def _producer(self) -> Producer | None:
         p = Producer(quiet({"bootstrap.servers": self.bootstrap, "transactional.id": "pc-txn",
@@ -194,8 +196,6 @@ class TxnWorker(threading.Thread):
             value = make_value(TXN_BASE + txn.number, i)
             txn.values.add(ident(value))
             p.produce(TXN_TOPIC, value=value, partition=i % TXN_PARTITIONS, on_delivery=on_delivery)
-        p.send_offsets_to_transaction([TopicPartition(TOPIC, 0, txn.number)],
-                                      self.group.consumer_group_metadata(), 10)
         if self.rng.random() < 0.7:
             txn.outcome = "uncertain"
             p.commit_transaction(10)
@@ -363,7 +363,7 @@ class PowerCutRun:
         self.workers = [*self.producers, self.txn, self.committer]
         self.records = Reader(bs, TOPIC, "read_uncommitted")
         self.txn_records = Reader(bs, TXN_TOPIC, "read_committed")
-        self.groups = {g: Consumer(quiet(rdkafka_io.consumer_config(bs, group_id=g))) for g in (GROUP, TXN_GROUP)}
+        self.groups = {GROUP: Consumer(quiet(rdkafka_io.consumer_config(bs, group_id=GROUP)))}
         self.kills: list[float] = []
         self.checked = {id(p): 0 for p in self.producers}
         self.txns_checked = 0
@@ -481,15 +481,6 @@ class PowerCutRun:
         have = committed(self.groups[GROUP], TOPIC, PARTITIONS)
         behind = {p: (o, have.get(p)) for p, o in want.items() if have.get(p, -1) < o}
         assert not behind, f"committed offsets of {GROUP} went back over the cut: (acknowledged, now) {behind}"
-        done = [t.number for t in list(self.txn.txns) if t.outcome == "committed"]
-        txn_offset = committed(self.groups[TXN_GROUP], TOPIC, 1)[0]
-        if txn_offset >= 0:
-            outcome = self.txn.txns[txn_offset - 1].outcome
-            assert outcome in ("committed", "uncertain"), (
-                f"{TXN_GROUP} has offset {txn_offset}, sent by a transaction that was {outcome}")
-        if done:
-            assert txn_offset >= max(done), (
-                f"{TXN_GROUP} has offset {txn_offset}; transaction {max(done)} committed one after it")
 
     def check_txns(self, final: bool = False) -> None:
         """Transactions finished since the last check, read with read_committed: a
