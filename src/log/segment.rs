@@ -281,7 +281,9 @@ impl Segment {
     /// (index.rs): a crash or power cut can leave an entry torn or stale that still looks
     /// sane, and a read that followed it would serve the wrong batch or the middle of one.
     fn entry_holds(&self, rel: u32, pos: u32, h: &[u8]) -> bool {
-        pos == 0 || (batch::base_offset(h) == self.base_offset + rel as i64 && batch::magic(h) == batch::MAGIC_V2)
+        pos == 0
+            || (batch::base_offset(h) == self.base_offset + rel as i64
+                && batch::magic(h) == batch::MAGIC_V2)
     }
 
     /// Drops a wrong index entry and those after it (the next lookup falls back to an
@@ -454,8 +456,7 @@ impl Segment {
             if h.len() < HEADER_LEN && !h.iter().all(|&x| x == 0) {
                 break Some(format!("{} bytes too short for a batch header", h.len()));
             }
-            if h.len() < HEADER_LEN || (batch::batch_length(h) == 0 && batch::base_offset(h) == 0)
-            {
+            if h.len() < HEADER_LEN || (batch::batch_length(h) == 0 && batch::base_offset(h) == 0) {
                 // Zeros: the end of data, if only preallocated zeros follow.
                 break self.first_nonzero(pos, file_end).await?.map(|at| {
                     format!(

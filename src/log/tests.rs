@@ -385,9 +385,14 @@ fn data_after_zeros_is_cut_with_a_reason_and_preallocated_zeros_are_not() {
         let batches = crash_after(tmp.path(), 5).await;
         let seg = files_with(tmp.path(), "log")[0].clone();
         let size = std::fs::metadata(&seg).unwrap().len();
-        let (clean, _) = super::segment::Segment::open(tmp.path(), 0, 0).await.unwrap();
+        let (clean, _) = super::segment::Segment::open(tmp.path(), 0, 0)
+            .await
+            .unwrap();
         let end = clean.scan(0, 0, size, true, 256).await.unwrap();
-        assert_eq!(end.cut_reason, None, "preallocated zeros after the data are no cut");
+        assert_eq!(
+            end.cut_reason, None,
+            "preallocated zeros after the data are no cut"
+        );
         drop(clean);
         // A power cut lost batch 3's write but kept batch 4's: they reached the disk out of
         // order. Recovery used to stop at the zeros without a word.
@@ -395,13 +400,17 @@ fn data_after_zeros_is_cut_with_a_reason_and_preallocated_zeros_are_not() {
         let mut bytes = std::fs::read(&seg).unwrap();
         bytes[start..start + batches[3].2.len()].fill(0);
         std::fs::write(&seg, &bytes).unwrap();
-        let (cut, _) = super::segment::Segment::open(tmp.path(), 0, 0).await.unwrap();
+        let (cut, _) = super::segment::Segment::open(tmp.path(), 0, 0)
+            .await
+            .unwrap();
         let end = cut.scan(0, 0, size, true, 256).await.unwrap();
         assert_eq!(end.position, start as u64);
         let reason = end.cut_reason.unwrap_or_default();
         assert!(reason.contains("data again"), "cut reason: {reason:?}");
         drop(cut);
-        let log = PartitionLog::open(tmp.path(), small_config()).await.unwrap();
+        let log = PartitionLog::open(tmp.path(), small_config())
+            .await
+            .unwrap();
         assert_eq!(log.high_watermark(), batches[3].0);
         assert_eq!(read_all(&log, 0, 1 << 20).await.len(), start);
     });
