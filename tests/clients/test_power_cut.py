@@ -155,7 +155,6 @@ class Txn:
     acked: list = field(default_factory=list)   # (partition, offset, value)
     outcome: str = "open"   # committed | aborted | uncertain (commit asked, no answer)
     done_at: float = 0.0    # time.monotonic() when commit or abort returned
-    last_ack: float = 0.0   # time.monotonic() of the last delivery report
 
 
 TXN_BASE = 1_000_000   # producer numbers of transactional values: TXN_BASE + txn number
@@ -201,7 +200,6 @@ class TxnWorker(threading.Thread):
         def on_delivery(err, msg):
             if err is None:
                 txn.acked.append((msg.partition(), msg.offset(), ident(msg.value())))
-                txn.last_ack = time.monotonic()
         p.begin_transaction()
         for i in range(self.rng.randint(1, 6)):
             value = make_value(TXN_BASE + txn.number, i)
@@ -382,7 +380,6 @@ class PowerCutRun:
         self.kills: list[float] = []
         self.checked = {id(p): 0 for p in self.producers}
         self.txns_checked = 0
-        self.txns_lost: list[int] = []   # committed transactions lost within the window
         self.laps: dict[str, float] = {}
         self.lap_at = time.monotonic()
         self.lost: list[tuple[Acked, float]] = []     # (record, seconds before its cut)
@@ -453,12 +450,6 @@ class PowerCutRun:
         delivery report may trail the broker's answer, and so a kill, a little)."""
         return next((k for k in self.kills if k > at - 0.5), None)
 
-    def within_window(self, at: float) -> bool:
-        """Whether something acknowledged at `at` may be lost: within window_s before the
-        cut that followed it."""
-        cut = self.cut_before(at)
-        return cut is not None and cut - at <= self.window_s
-
     def check_acks(self, acked: list[Acked], at: dict[tuple[int, int], bytes]) -> None:
         """An acknowledged record missing from its offset is lost; allowed only if it was
         acknowledged within window_s before the cut that took it."""
@@ -521,12 +512,9 @@ class PowerCutRun:
         for t in txns:
             shown = seen.get(t.number, set())
             if t.outcome == "committed":
+                # Whatever the flush policy: transactional records are synced before they
+                # are acknowledged, and so before the client can commit.
                 missing = [(p, o) for p, o, v in t.acked if got.get((p, o)) != v]
-                # flush=interval/never: its records may go with the last moments before a cut,
-                # and the commit may still be answered after it (see docs/RELIABILITY.md).
-                if missing and self.within_window(t.last_ack):
-                    self.txns_lost.append(t.number)
-                    continue
                 assert not missing and shown == t.values, (
                     f"committed transaction {t.number} shows {len(shown)} of {len(t.values)} records; "
                     f"acked offsets not holding their record: {missing}")
@@ -556,7 +544,6 @@ class PowerCutRun:
         self.lost.clear()
         self.check_acks(self.new_acks(), got)
         self.txns_checked = 0
-        self.txns_lost.clear()
         self.check_txns(final=True)
         self.check_commits()
 
@@ -575,7 +562,7 @@ class PowerCutRun:
         return (f"power-cut ({self.broker.flush}): {len(self.kills)} cuts, {acked} acked, "
                 f"{len(self.lost)} lost, {self.invalid} invalid served; "
                 f"transactions {count['committed']} committed / {count['aborted']} aborted / "
-                f"{count['uncertain']} unanswered, {len(self.txns_lost)} committed lost; "
+                f"{count['uncertain']} unanswered; "
                 f"{len(self.committer.commits)} offset commits; "
                 f"{self.dropped_bytes} bytes of unsynced writes dropped, {self.torn} torn writes kept, "
                 f"{self.recovery_cuts} recovery cuts logged; consumer had read past the surviving end "
@@ -678,8 +665,9 @@ def test_flush_interval_and_never_lose_only_the_last_moments(powercut_mount, bro
     MS ms of acknowledged records, under never at most the kernel's writeback delay
     (here powercut_fs's --writeback-s). Records acknowledged longer before a cut than
     that (plus a second of slack) must survive; nothing corrupt is served, offsets stay
-    contiguous, and offset commits and transactions (always synced) survive as under
-    flush=always."""
+    contiguous, and offset commits and committed transactions survive as under
+    flush=always (the group journal, transactional records and markers are synced
+    whatever the policy)."""
     run = run_cuts(broker_factory, powercut_mount, flush, window_s, max(2, CUTS // 2),
                    writeback_s=writeback_s)
     too_old = [(a.partition, a.offset, round(s, 2)) for a, s in run.lost if s > window_s]
