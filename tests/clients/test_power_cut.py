@@ -389,6 +389,8 @@ class PowerCutRun:
             w.start()
 
     def cut_and_check(self, rng: random.Random) -> None:
+        """Traffic for 0.3-1.5 s, SIGKILL, the power cut, both back up, then the checks
+        of what must have survived (the workload keeps running meanwhile)."""
         self.lap_at = time.monotonic()
         time.sleep(rng.uniform(0.3, 1.5))
         self.lap("traffic")
