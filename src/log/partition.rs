@@ -324,6 +324,9 @@ impl PartitionLog {
                 .map(|s| s.reserved_end.get())
                 .sum(),
         );
+        // DeleteRecords to the high watermark keeps the active segment; a later roll seals
+        // it wholly below the log start. Such segments hold nothing readable: gone here.
+        log.delete_segments_below_start().await?;
         log.update_bytes_before_start().await?;
         log.write_checkpoint(true).await?;
         log.start_flush_timer();
@@ -1067,10 +1070,10 @@ impl PartitionLog {
     async fn update_bytes_before_start(&self) -> Result<(), LogError> {
         let start = self.log_start_offset.get();
         let first = self.segments.borrow()[0].clone();
-        let pos = if start > first.base_offset && start < self.high_watermark.get() {
-            first.find_batch(start).await?.0
-        } else if start >= self.high_watermark.get() {
+        let pos = if start >= first.next_offset.get() {
             first.readable_end.get()
+        } else if start > first.base_offset {
+            first.find_batch(start).await?.0
         } else {
             0
         };
@@ -1094,7 +1097,9 @@ impl PartitionLog {
                 let oversize = config
                     .retention_bytes
                     .is_some_and(|max| size - s.reserved_end.get() >= max);
-                if !(expired || oversize) {
+                // Kafka's log-start breach: sealed wholly below the log start (DeleteRecords).
+                let below_start = s.next_offset.get() <= self.log_start_offset.get();
+                if !(expired || oversize || below_start) {
                     break;
                 }
                 size -= s.reserved_end.get();

@@ -616,6 +616,45 @@ fn delete_records_moves_the_log_start_and_survives_a_reopen() {
     });
 }
 
+/// Found by log::model_tests: DeleteRecords to the high watermark leaves the active
+/// segment wholly below the log start; once appends roll past it, a reopen looked for the
+/// log start in that first segment and refused to open ("offset N not found").
+#[test]
+fn a_segment_wholly_below_the_log_start_does_not_stop_a_reopen() {
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(tmp.path(), small_config())
+            .await
+            .unwrap();
+        let b = batch_of(2, 150, 1);
+        // Fill the first segment until the next batch would roll it.
+        while log.active().reserved_end.get() + (b.len() as u64) <= 8192 {
+            log.append(&b).await.unwrap();
+        }
+        let start = log.delete_records(-1).await.unwrap();
+        log.append(&b).await.unwrap();
+        assert_eq!(log.segment_count(), 2, "the append rolled");
+        log.append(&b).await.unwrap();
+        let hwm = log.high_watermark();
+        for reopen in 0..2 {
+            if reopen == 0 {
+                log.close().await.unwrap();
+            }
+            let log = PartitionLog::open(tmp.path(), small_config())
+                .await
+                .expect("a log whose first segment is below its start opens");
+            assert_eq!((log.log_start_offset(), log.high_watermark()), (start, hwm));
+            assert_eq!(batch::base_offset(&read_all(&log, start, 100).await), start);
+            assert_eq!(
+                log.segment_count(),
+                1,
+                "the segment below the start is gone"
+            );
+            drop(log); // the second open follows a crash
+        }
+    });
+}
+
 #[test]
 fn a_bounded_queue_refuses_appends_when_full() {
     run(|| async {

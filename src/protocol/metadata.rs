@@ -138,11 +138,18 @@ pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> Metada
             .filter(|n| reg.topic(n.as_str()).is_none())
             .map(|n| n.to_string())
             .collect();
+        let mut created = Vec::new();
         if allow_create && !missing.is_empty() {
-            reg = auto_create(ctx, missing).await;
+            reg = auto_create(ctx, missing.clone()).await;
+            created = missing;
         }
         for t in &wanted {
             let found = match &t.name {
+                // Kafka (KRaft) answers the request that starts a creation with
+                // UNKNOWN_TOPIC_OR_PARTITION and shows the topic from the next one; clients
+                // retry on it, and those that asked not to wait (rskafka's
+                // UnknownTopicHandling::Error) get the error they expect.
+                Some(n) if created.iter().any(|c| c == n.as_str()) => None,
                 Some(n) => reg.topic(n.as_str()),
                 None => reg.topic_by_id(&t.topic_id),
             };

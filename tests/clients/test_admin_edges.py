@@ -1,6 +1,7 @@
 """Admin and data requests at their edges, with confluent-kafka and kafka-python:
 CreatePartitions with a replica assignment no single node can honour, and requests
-for a partition the topic does not have (with topic auto-creation on and off).
+for a partition the topic does not have (with topic auto-creation on and off), and the
+Metadata lookup that auto-creates a topic.
 """
 
 from __future__ import annotations
@@ -42,3 +43,30 @@ def test_create_partitions_refuses_an_assignment_naming_a_broker_that_does_not_e
     admin.create_partitions([NewPartitions("grow", 3, replica_assignment=[[1], [1]])])[
         "grow"].result(timeout=15)
     assert partition_count(admin, "grow") == 3
+
+
+# --- 13. A topic or partition that does not exist, with auto-creation on ----------------
+
+
+def test_the_metadata_lookup_that_auto_creates_a_topic_answers_unknown_topic_as_kafka(broker):
+    """rskafka's `test_non_existing_partition` asks for a partition client of a topic that
+    does not exist, not willing to wait, and expects UNKNOWN_TOPIC_OR_PARTITION; with
+    auto-creation on it failed here because the Metadata lookup that created the topic
+    already showed it. Kafka (KRaft) answers that lookup with UNKNOWN_TOPIC_OR_PARTITION
+    and shows the topic from the next one. librdkafka's producer asks the same way
+    (allow_auto_topic_creation): its first lookup gets the error, the next the topic,
+    and its records land; a partition beyond the topic's count is refused."""
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    first = producer.list_topics("born-on-lookup", timeout=10).topics["born-on-lookup"]
+    assert first.error is not None and first.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert not first.partitions
+    second = producer.list_topics("born-on-lookup", timeout=10).topics["born-on-lookup"]
+    assert second.error is None and list(second.partitions) == [0]
+    acked = []
+    producer.produce("born-on-lookup", value=b"here", partition=0,
+                     on_delivery=lambda err, m: acked.append((err, m.offset())))
+    with pytest.raises(KafkaException) as refused:
+        producer.produce("born-on-lookup", value=b"nowhere", partition=5)
+    assert refused.value.args[0].code() == KafkaError._UNKNOWN_PARTITION
+    assert producer.flush(30) == 0
+    assert acked == [(None, 0)]
