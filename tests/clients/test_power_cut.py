@@ -6,7 +6,9 @@ broker while, again and again, the broker is SIGKILLed and the file system then 
 what was not fsynced — whole writes, torn writes, in any order — before both come back.
 After every cut the test checks what the README promises for the flush policy.
 
-SLUICE_POWER_CUTS (default 5) sets the number of cuts; SLUICE_POWER_CUT_SEED the seed.
+SLUICE_POWER_CUTS (default 5) sets the number of cuts, SLUICE_POWER_CUT_SEED the seed,
+SLUICE_POWER_CUT_RATE the records/s of each plain producer, SLUICE_POWER_CUT_ARGS extra
+`sluice serve` flags.
 The long form and its last result are in docs/RELIABILITY.md.
 """
 
@@ -37,6 +39,9 @@ TOPIC, PARTITIONS = "pc", 4
 TXN_TOPIC, TXN_PARTITIONS = "pctx", 2
 GROUP = "pc-group"
 RATE = int(os.environ.get("SLUICE_POWER_CUT_RATE", "1500"))   # records/s per plain or idempotent producer
+# More of the broker under the cuts, e.g. "--segment-bytes 1048576 --retention-check-interval-ms 300"
+# (segment rolls, producer-state snapshots): not in the CI form.
+BROKER_ARGS = os.environ.get("SLUICE_POWER_CUT_ARGS", "").split()
 FSYNC_DELAY_MS = 20   # a slow disk: unsynced appends are in flight at most moments
 
 
@@ -623,7 +628,8 @@ def test_the_file_system_keeps_what_was_synced_and_some_of_the_rest(powercut_mou
 def run_cuts(broker_factory, powercut_mount, flush: str, window_s: float, cuts: int,
              writeback_s: float = 30.0) -> PowerCutRun:
     mount = powercut_mount(writeback_s=writeback_s, fsync_delay_ms=FSYNC_DELAY_MS)
-    broker = broker_factory(flush=flush, data_dir=mount.mnt / "data", start=False)
+    broker = broker_factory(flush=flush, data_dir=mount.mnt / "data", start=False,
+                            extra_args=tuple(BROKER_ARGS))
     broker.start()
     run = PowerCutRun(broker, mount, window_s)
     rng = random.Random(SEED)
