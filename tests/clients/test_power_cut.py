@@ -43,6 +43,7 @@ RATE = int(os.environ.get("SLUICE_POWER_CUT_RATE", "1500"))   # records/s per pl
 # (segment rolls, producer-state snapshots): not in the CI form.
 BROKER_ARGS = os.environ.get("SLUICE_POWER_CUT_ARGS", "").split()
 FSYNC_DELAY_MS = 20   # a slow disk: unsynced appends are in flight at most moments
+RESTART_TIMEOUT_S = 90
 
 
 @pytest.fixture
@@ -414,7 +415,9 @@ class PowerCutRun:
         self.lap("cut")
         self.mount.start()
         self.lap("mount")
-        self.broker.start()
+        # Recovery through a Python file system on a busy 2-core machine can take a
+        # while; a broker that never comes up still fails the test.
+        self.broker.start(timeout=RESTART_TIMEOUT_S)
         self.lap("restart")
         self.check_disclosed(garbage, log_start)
         marks = self.check_records()
