@@ -36,13 +36,13 @@ LAYERS = [
     ["coordinator"],
     ["protocol"],
     ["net"],
-    ["broker", "server", "main", "lib"],
+    ["broker", "server", "main", "lib", "fuzzing"],
 ]
 # Clients of the broker: they use no broker part at all.
 CLIENTS = {"bench": set(), "client": {"kafka", "crc"}, "cli": {"client", "kafka", "crc", "config"}}
 # Inside coordinator/: txn may use group (offsets of a committed transaction), never back.
 SUBLAYERS = {"coordinator": [["group"], ["txn"], ["share"]]}
-TOP = {"broker", "server", "main", "lib"}
+TOP = {"broker", "server", "main", "lib", "fuzzing"}
 SERVICES = ["partition", "coordinator", "cluster", "protocol", "net"]
 NO_SYNC_PARTS = ["partition"]
 NO_SYNC_FILES = [

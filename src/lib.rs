@@ -15,13 +15,18 @@
 //! producer and appends to its `log::PartitionLog`, and the answer travels back to be
 //! written in request order.
 
+#[cfg(feature = "clients")]
 pub mod bench;
 pub mod broker;
+#[cfg(feature = "clients")]
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod crc;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kafka;
 pub mod log;
 pub mod metrics;

@@ -7,7 +7,7 @@
 //! glommio executor (`Rc`, `Cell`, `!Send`): the owner shard of the partition.
 
 pub mod batch;
-mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod index;

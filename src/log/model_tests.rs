@@ -211,6 +211,23 @@ fn inject_write_error(log: &PartitionLog) {
     assert!(unsafe { libc::dup2(full.as_raw_fd(), fd) } >= 0);
 }
 
+/// Fails the run when a step makes no progress for 20 s: a hang becomes a failure that
+/// names the seed, the step and the operation (its roll), not a test that never ends.
+async fn watchdog(seed: u64, progress: Rc<std::cell::Cell<(usize, u64)>>) {
+    let mut last = (usize::MAX, 0);
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_secs(20)).await;
+        let now = progress.get();
+        assert!(
+            now != last,
+            "seed {seed} step {}: operation (roll {}) hung for 20 s",
+            now.0,
+            now.1
+        );
+        last = now;
+    }
+}
+
 async fn run_seed(seed: u64, ops: usize) -> usize {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
@@ -219,8 +236,11 @@ async fn run_seed(seed: u64, ops: usize) -> usize {
     let mut log = PartitionLog::open(&dir, cfg.clone()).await.unwrap();
     let mut m = Model::default();
     let mut broken = false;
+    let progress = Rc::new(std::cell::Cell::new((0, 0)));
+    let watch = glommio::spawn_local(watchdog(seed, progress.clone())).detach();
     for step in 0..ops {
         let roll = rng.below(100);
+        progress.set((step, roll));
         if broken || roll < 4 {
             log = op_crash(&dir, log, &mut m, &mut rng, cfg.clone()).await;
             broken = false;
@@ -300,6 +320,7 @@ async fn run_seed(seed: u64, ops: usize) -> usize {
             );
         }
     }
+    watch.cancel();
     ops
 }
 

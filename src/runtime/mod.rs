@@ -187,8 +187,9 @@ async fn shard_main<T>(start: Start, init: T, main: ShardMain<T>) -> Result<(), 
 }
 
 /// Runs a test body on a fresh glommio executor, with io memory sized for tests (the
-/// locked-memory limit is 8 MiB here): the one runner of every part's tests.
-#[cfg(test)]
+/// locked-memory limit is 8 MiB here): the one runner of every part's tests (and of the
+/// fuzz targets that need an executor).
+#[cfg(any(test, fuzzing))]
 pub(crate) fn test_run<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,

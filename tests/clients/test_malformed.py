@@ -188,3 +188,82 @@ def test_many_pipelined_requests_then_disconnect(stored):
             correlation_id, error, _ = wire.parse_api_versions_v0(wire.read_frame(sock))
             assert (correlation_id, error) == (1000 + i, 0)
     assert_still_serving(broker, sent, delivered)
+
+
+# --- counts that lie (found by the `request` fuzz target, issue 14 item 4) -------------
+
+API_JOIN_GROUP = 11
+
+
+def huge_count_requests() -> dict[str, bytes]:
+    """Requests whose array count claims ~2 billion elements that are not there."""
+    many = struct.pack(">i", 0x7FFFFFF0)
+    join_v5 = (wire.string("g") + struct.pack(">ii", 30000, 30000) + wire.string("")
+               + wire.string(None) + wire.string("consumer") + many)
+    return {
+        "JoinGroup v5 protocols": wire.header_v1(API_JOIN_GROUP, 5, 1) + join_v5,
+        "Metadata v4 topics": wire.header_v1(wire.API_METADATA, 4, 2) + many + b"\x01",
+        "Metadata v9 topics (compact)": wire.header_v2(wire.API_METADATA, 9, 3)
+        + wire.uvarint(0x7FFFFFF0) + b"\x00",
+    }
+
+
+@pytest.mark.parametrize("name", list(huge_count_requests()))
+def test_an_array_count_of_two_billion_is_refused_without_allocating_it(stored, name):
+    """kafka-protocol reserved room for every element a count claimed before reading
+    one: this 60-byte JoinGroup made the broker ask for 90 GB and abort (one frame from
+    any client stopped every shard). Now the decode fails at the end of the frame and
+    only that connection is closed."""
+    broker, sent, delivered = stored
+    with wire.connect(broker.port) as sock:
+        sock.sendall(wire.frame(huge_count_requests()[name]))
+        wire.closed_or_answered(sock)
+    assert_still_serving(broker, sent, delivered)
+
+
+def crc32c(data: bytes) -> int:
+    from kafka.record.util import calc_crc32c
+    return calc_crc32c(data)
+
+
+def zigzag(n: int) -> bytes:
+    return wire.uvarint((n << 1) ^ (n >> 63))
+
+
+def batch_with_a_record_claiming_headers(headers: int, ts: int) -> bytes:
+    """A valid gzip RecordBatch v2 (CRC-32C right) of one record whose header count says
+    `headers` but carries none. (Uncompressed, the broker's validation reads the records
+    and refuses it; inside a compressed batch it is stored as the producer sent it.)"""
+    import gzip
+    body = b"\x00" + zigzag(0) + zigzag(0) + zigzag(-1) + zigzag(4) + b"liar" + zigzag(headers)
+    record = gzip.compress(zigzag(len(body)) + body)
+    after_crc = (struct.pack(">hiqqqhii", 1, 0, ts, ts, -1, -1, -1, 1) + record)
+    head = struct.pack(">ib", 0, 2)  # leader epoch, magic; length and crc around it
+    batch_len = len(head) + 4 + len(after_crc)
+    return struct.pack(">qi", 0, batch_len) + head + struct.pack(">I", crc32c(after_crc)) + after_crc
+
+
+def test_a_stored_record_claiming_a_billion_headers_does_not_stop_timestamp_lookups(broker):
+    """A producer may store a batch whose record claims 2^30 headers (the batch CRC is
+    the producer's, so it is valid). ListOffsets by timestamp decodes stored batches:
+    the record decoder reserved room for every header and the broker aborted — at every
+    restart too, on the next lookup. Now the lookup answers (with the batch's own offset)
+    and the broker keeps serving."""
+    from confluent_kafka import Consumer, TopicPartition
+    rdkafka_io.create_topic(broker.bootstrap, "liars", 1)
+    ts = int(time.time() * 1000)
+    records = batch_with_a_record_claiming_headers(1 << 30, ts)
+    produce = (wire.header_v1(wire.API_PRODUCE, 3, 9) + wire.string(None)
+               + struct.pack(">hii", 1, 10000, 1) + wire.string("liars")
+               + struct.pack(">iii", 1, 0, len(records)) + records)
+    with wire.connect(broker.port) as sock:
+        sock.sendall(wire.frame(produce))
+        answer = wire.read_frame(sock)
+    # correlation id, topics[1], name, partitions[1], index, error code
+    error = struct.unpack(">h", answer[4 + 4 + 2 + len("liars") + 4 + 4:][:2])[0]
+    assert error == 0, f"the batch was refused with error {error}: the decoder is not reached"
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "liars"})
+    [found] = c.offsets_for_times([TopicPartition("liars", 0, ts)], timeout=15)
+    c.close()
+    assert found.error is None and found.offset == 0
+    broker.assert_alive()
