@@ -50,8 +50,9 @@ export PATH
 # --- 1. system packages ---------------------------------------------------------
 # make and zlib1g-dev: the `rdkafka` crate (sluice bench) builds librdkafka from its
 # bundled source with ./configure and make, against zlib; redis-server: the bench's
-# Redis Streams mode is tested against a real one.
-step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server, nodejs, npm"
+# Redis Streams mode is tested against a real one; libfuse3-3: the power-cut file system
+# of tests/clients/test_power_cut.py (mfusepy loads it; the tests mount as root).
+step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server, nodejs, npm, libfuse3-3"
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -61,6 +62,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if command -v dpkg >/dev/null 2>&1; then
   dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv)
   dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+  dpkg -s libfuse3-3 >/dev/null 2>&1 || missing+=(libfuse3-3)
 fi
 if ((${#missing[@]})); then
   apt_install "${missing[@]}"

@@ -34,6 +34,8 @@ pub struct SegmentIndex {
     /// Entries of each kind already written to the files.
     pub offsets_persisted: usize,
     pub times_persisted: usize,
+    /// Entries were dropped after a read found one wrong: the files are rewritten whole.
+    pub rewrite: bool,
 }
 
 impl SegmentIndex {

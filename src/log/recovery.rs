@@ -131,7 +131,12 @@ async fn finish_segment(
         seg.sealed.set(true);
     }
     if rebuilt {
+        // Rewritten in place (truncate, write): unsynced, a power cut could leave old and
+        // new entries mixed, or torn ones, that the next recovery would trust (a sealed
+        // segment's index is not re-checked, the active one's only for sanity), sending
+        // fetches to the wrong batch.
         seg.persist_index(true).await?;
+        seg.sync_index().await?;
     }
     Ok(())
 }

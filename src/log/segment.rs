@@ -225,43 +225,77 @@ impl Segment {
     /// Finds the batch containing `offset` (which must be below `next_offset` and inside the
     /// readable part): returns its (position, length).
     pub async fn find_batch(&self, offset: i64) -> Result<(u64, usize), LogError> {
-        let (_, start) = self.index.borrow().lookup_offset(self.relative(offset));
-        let end = self.readable_end.get();
-        let mut scan = HeaderScan::new(self);
-        let mut pos = start as u64;
-        while pos < end {
-            let h = scan.header(pos, end).await?;
-            let (base, len) = (
-                batch::base_offset(h),
-                batch::batch_length(h) as usize + LOG_OVERHEAD,
-            );
-            if base + batch::last_offset_delta(h) as i64 >= offset {
-                return Ok((pos, len));
+        'lookup: loop {
+            let (rel, start) = self.index.borrow().lookup_offset(self.relative(offset));
+            let end = self.readable_end.get();
+            let mut scan = HeaderScan::new(self);
+            let mut pos = start as u64;
+            while pos < end {
+                let h = scan.header(pos, end).await?;
+                if pos == start as u64 && !self.entry_holds(rel, start, h) {
+                    self.distrust_index(rel, start);
+                    continue 'lookup;
+                }
+                let (base, len) = (
+                    batch::base_offset(h),
+                    batch::batch_length(h) as usize + LOG_OVERHEAD,
+                );
+                if base + batch::last_offset_delta(h) as i64 >= offset {
+                    return Ok((pos, len));
+                }
+                pos += len as u64;
             }
-            pos += len as u64;
+            return Err(LogError::Offline(format!(
+                "offset {offset} not found in {}",
+                self.path().display()
+            )));
         }
-        Err(LogError::Offline(format!(
-            "offset {offset} not found in {}",
-            self.path().display()
-        )))
     }
 
     /// The last batch boundary at or before `limit` (and after `start`, or `start` itself when
     /// the batch at `start` alone goes past `limit`). Both must be batch starts ≤ readable end.
     pub async fn last_boundary(&self, start: u64, limit: u64) -> Result<u64, LogError> {
-        let (_, hint) = self.index.borrow().lookup_position(limit as u32);
-        let mut pos = (hint as u64).max(start);
-        let end = self.readable_end.get().min(limit);
-        let mut scan = HeaderScan::new(self);
-        while pos < end {
-            let h = scan.header(pos, self.readable_end.get()).await?;
-            let len = batch::batch_length(h) as u64 + LOG_OVERHEAD as u64;
-            if pos + len > limit {
-                break;
+        'lookup: loop {
+            let (rel, hint) = self.index.borrow().lookup_position(limit as u32);
+            let mut pos = (hint as u64).max(start);
+            let end = self.readable_end.get().min(limit);
+            let mut scan = HeaderScan::new(self);
+            while pos < end {
+                let h = scan.header(pos, self.readable_end.get()).await?;
+                if pos == hint as u64 && pos > start && !self.entry_holds(rel, hint, h) {
+                    self.distrust_index(rel, hint);
+                    continue 'lookup;
+                }
+                let len = batch::batch_length(h) as u64 + LOG_OVERHEAD as u64;
+                if pos + len > limit {
+                    break;
+                }
+                pos += len;
             }
-            pos += len;
+            return Ok(pos);
         }
-        Ok(pos)
+    }
+
+    /// Whether the batch header `h`, read at the position of index entry (`rel`, `pos`), is
+    /// the batch the entry names. The index files are an accelerator written without syncs
+    /// (index.rs): a crash or power cut can leave an entry torn or stale that still looks
+    /// sane, and a read that followed it would serve the wrong batch or the middle of one.
+    fn entry_holds(&self, rel: u32, pos: u32, h: &[u8]) -> bool {
+        pos == 0
+            || (batch::base_offset(h) == self.base_offset + rel as i64
+                && batch::magic(h) == batch::MAGIC_V2)
+    }
+
+    /// Drops a wrong index entry and those after it (the next lookup falls back to an
+    /// earlier one, or to the segment's start) and has the files rewritten whole.
+    fn distrust_index(&self, rel: u32, pos: u32) {
+        tracing::warn!(
+            path = %self.path().display(), relative_offset = rel, position = pos,
+            "index entry does not point at the batch it names (a torn or stale index file); dropping it and the entries after it"
+        );
+        let mut idx = self.index.borrow_mut();
+        idx.truncate(rel, pos);
+        idx.rewrite = true;
     }
 
     /// First batch from `start_pos` whose maxTimestamp ≥ ts: (base offset, max timestamp).
@@ -288,6 +322,7 @@ impl Segment {
 
     /// Writes index entries not yet in the files. `fresh` rewrites both files from scratch.
     pub async fn persist_index(&self, fresh: bool) -> Result<(), LogError> {
+        let fresh = fresh || self.index.borrow().rewrite;
         let (offs, times, off_at, time_at) = {
             let mut idx = self.index.borrow_mut();
             if fresh {
@@ -323,7 +358,9 @@ impl Segment {
             fresh,
         )
         .await?;
-        self.index.borrow_mut().times_persisted = n_times;
+        let mut idx = self.index.borrow_mut();
+        idx.times_persisted = n_times;
+        idx.rewrite = false;
         Ok(())
     }
 
@@ -339,11 +376,17 @@ impl Segment {
         self.trim().await?;
         self.persist_index(false).await?;
         self.sync().await?;
-        sync_path(&index_path(&self.dir, self.base_offset)).await?;
-        sync_path(&time_index_path(&self.dir, self.base_offset)).await?;
+        self.sync_index().await?;
         self.sealed.set(true);
         debug_assert_eq!(self.allocated.get(), end);
         Ok(())
+    }
+
+    /// fdatasyncs both index files: what recovery trusts without re-reading the log (a
+    /// sealed segment's index, and one rewritten whole) must be on the disk as written.
+    pub async fn sync_index(&self) -> Result<(), LogError> {
+        sync_path(&index_path(&self.dir, self.base_offset)).await?;
+        sync_path(&time_index_path(&self.dir, self.base_offset)).await
     }
 
     /// Cuts the preallocated space after the data.
@@ -410,16 +453,17 @@ impl Segment {
                 .map(|(a, b)| (*a, &b[..]))
                 .unwrap_or((pos, &[][..]));
             let h = &b[(pos - at) as usize..];
-            if h.len() < HEADER_LEN {
-                break Some(if h.iter().all(|&x| x == 0) {
-                    None
-                } else {
-                    Some(format!("{} bytes too short for a batch header", h.len()))
-                })
-                .flatten();
+            if h.len() < HEADER_LEN && !h.iter().all(|&x| x == 0) {
+                break Some(format!("{} bytes too short for a batch header", h.len()));
             }
-            if batch::batch_length(h) == 0 && batch::base_offset(h) == 0 {
-                break None; // preallocated zeros: the end of data
+            if h.len() < HEADER_LEN || (batch::batch_length(h) == 0 && batch::base_offset(h) == 0) {
+                // Zeros: the end of data, if only preallocated zeros follow.
+                break self.first_nonzero(pos, file_end).await?.map(|at| {
+                    format!(
+                        "zeros at {pos}, then data again at {at} (writes that reached the \
+                         disk out of order before a crash)"
+                    )
+                });
             }
             let len = (batch::batch_length(h).max(0) as u64) + LOG_OVERHEAD as u64;
             if pos + len > file_end {
@@ -479,6 +523,42 @@ impl Segment {
             max_timestamp: max_ts,
             cut_reason,
         })
+    }
+}
+
+impl Segment {
+    /// The first non-zero byte in `[pos, end)`, if any. Where recovery finds zeros instead
+    /// of a batch header, the rest of the file must be preallocated zeros too: a later
+    /// write that reached the disk while an earlier one did not (a power cut between two
+    /// appends, or a kill with a write in flight) is cut like a torn batch, and logged.
+    /// SEEK_DATA skips what the file system knows to be unwritten (preallocated extents on
+    /// ext4 and xfs), so a preallocated tail costs no reads there.
+    async fn first_nonzero(&self, mut pos: u64, end: u64) -> Result<Option<u64>, LogError> {
+        while pos < end {
+            // SAFETY: lseek on the open descriptor the glommio file owns; no memory involved.
+            let data = unsafe { libc::lseek(self.file.as_raw_fd(), pos as i64, libc::SEEK_DATA) };
+            if data < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                    return Ok(None); // nothing but holes (unwritten extents) up to the end
+                }
+            } else {
+                pos = pos.max(data as u64);
+            }
+            if pos >= end {
+                return Ok(None);
+            }
+            let r = self
+                .read_at(pos, RECOVERY_CHUNK.min((end - pos) as usize))
+                .await?;
+            if r.is_empty() {
+                return Ok(None);
+            }
+            if let Some(i) = r.iter().position(|&b| b != 0) {
+                return Ok(Some(pos + i as u64));
+            }
+            pos += r.len() as u64;
+        }
+        Ok(None)
     }
 }
 

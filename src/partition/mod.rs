@@ -123,7 +123,14 @@ impl Partition {
                 }
             },
         };
-        if acks == -1 {
+        if acks == -1 && is_transactional(records) {
+            // Durable whatever the flush policy, as the markers are: the client commits
+            // only after every record is acknowledged, and the coordinator's journal is
+            // always synced, so a record lost to a power cut after its answer would leave
+            // a transaction committed without it (its COMMIT marker written after the
+            // restart where the lost records had been).
+            log.sync_through(info.last_offset).await?;
+        } else if acks == -1 {
             log.wait_durable(info.last_offset).await?;
         }
         Ok((info, !matches!(check, Check::Duplicate { .. })))
@@ -251,4 +258,12 @@ impl Partition {
             tracing::error!(%topic, partition, "saving producer state failed: {e}");
         }
     }
+}
+
+/// Whether a record set is a transactional producer's (the first batch says it for all:
+/// a produce request carries one batch per partition).
+fn is_transactional(records: &[u8]) -> bool {
+    use crate::log::batch;
+    records.len() >= batch::HEADER_LEN
+        && batch::attributes(records) & batch::TRANSACTIONAL_BIT != 0
 }

@@ -191,6 +191,27 @@ mod tests {
     }
 
     #[test]
+    fn transactional_records_are_synced_before_acks_all_is_answered_whatever_the_flush_policy() {
+        run(|| async {
+            let tmp = tempfile::tempdir().unwrap();
+            let part = open(&tmp.path().join("payments-0")).await; // flush=never
+            let plain = bytes::Bytes::from(data(-1, -1, 2, false));
+            part.append(&plain, -1).await.unwrap();
+            assert_eq!(part.log.sync_count(), 0, "plain records under flush=never: no sync");
+            let txn = bytes::Bytes::from(data(7, 0, 2, true));
+            crate::partition::producer::state::tests::allow_if_transactional(
+                &mut part.producers.borrow_mut(),
+                &txn,
+            );
+            let (info, _) = part.append(&txn, -1).await.unwrap();
+            // A power cut after this answer must not take the records: the client may
+            // commit now, and the commit would outlive them (docs/RELIABILITY.md).
+            assert!(part.log.sync_count() >= 1, "transactional records synced before the answer");
+            assert_eq!(info.last_offset, 3);
+        });
+    }
+
+    #[test]
     fn an_aborted_transaction_is_hidden_from_read_committed_and_survives_a_crash() {
         run(|| async {
             let tmp = tempfile::tempdir().unwrap();
