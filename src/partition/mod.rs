@@ -264,6 +264,5 @@ impl Partition {
 /// a produce request carries one batch per partition).
 fn is_transactional(records: &[u8]) -> bool {
     use crate::log::batch;
-    records.len() >= batch::HEADER_LEN
-        && batch::attributes(records) & batch::TRANSACTIONAL_BIT != 0
+    records.len() >= batch::HEADER_LEN && batch::attributes(records) & batch::TRANSACTIONAL_BIT != 0
 }

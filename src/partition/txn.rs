@@ -197,7 +197,11 @@ mod tests {
             let part = open(&tmp.path().join("payments-0")).await; // flush=never
             let plain = bytes::Bytes::from(data(-1, -1, 2, false));
             part.append(&plain, -1).await.unwrap();
-            assert_eq!(part.log.sync_count(), 0, "plain records under flush=never: no sync");
+            assert_eq!(
+                part.log.sync_count(),
+                0,
+                "plain records under flush=never: no sync"
+            );
             let txn = bytes::Bytes::from(data(7, 0, 2, true));
             crate::partition::producer::state::tests::allow_if_transactional(
                 &mut part.producers.borrow_mut(),
@@ -206,7 +210,10 @@ mod tests {
             let (info, _) = part.append(&txn, -1).await.unwrap();
             // A power cut after this answer must not take the records: the client may
             // commit now, and the commit would outlive them (docs/RELIABILITY.md).
-            assert!(part.log.sync_count() >= 1, "transactional records synced before the answer");
+            assert!(
+                part.log.sync_count() >= 1,
+                "transactional records synced before the answer"
+            );
             assert_eq!(info.last_offset, 3);
         });
     }
