@@ -19,7 +19,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use crate::cluster::topic_config::{Compression, TopicConfigDefaults};
 use crate::cluster::{ClientQuotas, QuotaRecord, Registry, RegistryRecord};
 use crate::config::BrokerConfig;
-use crate::log::{batch, checkpoint};
+use crate::log::{self, batch, checkpoint};
 use crate::log::{LogConfig, PartitionLog};
 use crate::protocol::{peek_start, precheck};
 use crate::store::atomic as state;
@@ -200,15 +200,15 @@ pub fn partition_dir(data: &[u8]) {
     let tmp = TempDir::new();
     let dir = tmp.path().join("p-0");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let names = [
-        format!("{:020}.log", 0),
-        format!("{:020}.index", 0),
-        format!("{:020}.timeindex", 0),
-        "recovery-checkpoint".to_string(),
-        "producer-state-v2".to_string(),
+    let paths = [
+        log::log_path(&dir, 0),
+        log::index_path(&dir, 0),
+        log::time_index_path(&dir, 0),
+        checkpoint::path(&dir),
+        crate::partition::producer::state::snapshot_path(&dir),
     ];
-    for (name, part) in names.iter().zip(&parts) {
-        std::fs::write(dir.join(name), part).expect("write");
+    for (path, part) in paths.iter().zip(&parts) {
+        std::fs::write(path, part).expect("write");
     }
     // What a valid checkpoint covers is trusted, not re-validated (it was synced and
     // validated when written): only without one must every batch served be valid.

@@ -27,3 +27,5 @@ pub use error::LogError;
 pub use partition::{
     AppendInfo, Availability, FetchSlice, FileRange, PartitionLog, RetentionReport, SendRange,
 };
+#[cfg(any(test, fuzzing))]
+pub(crate) use segment::{index_path, log_path, time_index_path};
