@@ -470,6 +470,7 @@ class Soak:
         # per lifetime: (uptime, RSS bytes, open fds less client connections, connections)
         self.samples: list[list[tuple[float, int, int, int]]] = []
         self.lifetime_start = 0.0
+        self.anon: list[list[int]] = []   # RssAnon (heap) per sample, next to `samples`
         self.lifetimes: list[float] = []   # duration of each ended lifetime
         self.kills = 0
         self.hung: Counter = Counter()
@@ -487,6 +488,7 @@ class Soak:
         self.broker.start(timeout=90)
         self.lifetime_start = time.monotonic()
         self.samples.append([])
+        self.anon.append([])
 
     def kill_and_restart(self) -> None:
         self.broker.kill9()
@@ -498,11 +500,14 @@ class Soak:
         pid = self.broker.proc.pid
         try:
             with open(f"/proc/{pid}/status") as f:
-                rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+                status = {l.split(":")[0]: l.split()[1:] for l in f}
+            rss = int(status["VmRSS"][0]) * 1024
+            anon = int(status["RssAnon"][0]) * 1024
             fds = len(os.listdir(f"/proc/{pid}/fd"))
             connections = int(sum(self.broker.per_shard("sluice_connections").values()))
-        except (OSError, StopIteration, ValueError):
+        except (OSError, KeyError, ValueError):
             return
+        self.anon[-1].append(anon)
         self.samples[-1].append((time.monotonic() - self.lifetime_start, rss, fds - connections, connections))
 
     def sample_d(self, reader: Consumer) -> None:
@@ -691,8 +696,11 @@ class Soak:
              on_record, timeout: float = 600) -> None:
         """Every record of `topic` from `starts` up to `ends` (end offsets, exclusive) with a
         fresh assign()ed consumer, CRC checks on, passed to on_record(partition, offset, key, value)."""
+        # earliest: where retention deleted the start offset meanwhile, read on from the new
+        # log start (check_d judges by the log start after the read).
         c = Consumer({"bootstrap.servers": self.broker.bootstrap, "group.id": "soak-checker",
                       "enable.auto.commit": False, "enable.partition.eof": True, "check.crcs": True,
+                      "auto.offset.reset": "earliest",
                       "isolation.level": isolation, "fetch.wait.max.ms": 100})
         pending = {p for p in starts if ends[p] > starts[p]}
         c.assign([TopicPartition(topic, p, starts[p]) for p in pending])
@@ -882,13 +890,16 @@ class Soak:
         stored: dict[tuple[int, int], str] = {}
         self.read(TOPIC_D, {p: lo for p, (lo, _) in marks.items()}, {p: h for p, (_, h) in marks.items()},
                   "read_uncommitted", lambda p, o, k, v: stored.__setitem__((p, o), digest(v)))
+        # Retention goes on while we read: what it deleted meanwhile was not lost. Everything at
+        # or above the log start after the read was there all along.
+        after = self.marks(TOPIC_D)
         lost = []
         acked = 0
         for parts in lines(str(self.out_dir / "produce-d.*.log")):
             if parts[0] == "ack":
                 acked += 1
                 p, o = int(parts[1]), int(parts[2])
-                if o >= marks[p][0] and stored.get((p, o)) != parts[3]:
+                if o >= after[p][0] and stored.get((p, o)) != parts[3]:
                     lost.append((p, o))
         if lost:
             self.fail(f"D: {len(lost)} acked records at or above the log start offset missing or different, "
@@ -903,12 +914,14 @@ class Soak:
         """RSS and fds: per lifetime, at the same uptime across lifetimes, and the slope over the
         second half of the last (long) lifetime."""
         lives = [s for s in self.samples if s]
-        for i, s in enumerate(lives):
+        anons = [a for a in self.anon if a]
+        for i, (s, anon) in enumerate(zip(lives, anons)):
             rss = [r for _, r, _, _ in s]
             fds = [f for _, _, f, _ in s]
             conns = [c for *_, c in s]
             print(f"soak: lifetime {i + 1}: {s[-1][0]:.0f} s, {len(s)} samples, RSS {rss[0] / MIB:.1f} -> "
-                  f"max {max(rss) / MIB:.1f} -> {rss[-1] / MIB:.1f} MiB, fds less connections {fds[0]} -> "
+                  f"max {max(rss) / MIB:.1f} -> {rss[-1] / MIB:.1f} MiB (anonymous {anon[0] / MIB:.1f} -> "
+                  f"{anon[-1] / MIB:.1f}), fds less connections {fds[0]} -> "
                   f"max {max(fds)} -> {fds[-1]}, connections {min(conns)}-{max(conns)}")
         # "At the same uptime": the medians over uptimes 0.4-0.8 x kill_every of each lifetime
         # that got that far (one sample alone moves with segment rolls and retention).
