@@ -1,4 +1,4 @@
-"""Hostile and sloppy clients, by hand, for tests/clients/test_hostile.py and perf/hostile.py.
+"""Hostile and sloppy clients, by hand, for tests/clients/test_hostile.py and perf/hostile_load.py.
 
 Each is an object with `start()`, `stop()` and `found()` (a dict of what it saw, for
 the report and the test's assertions). They run in threads of their own (raw sockets,
@@ -184,11 +184,12 @@ class Pipeliner:
         self.port, self.count = port, count
         self.answers: list[int] = []
         self.error: str | None = None
-        self._sock = wire.connect(port, timeout=60)
+        self._sock: socket.socket | None = None
         self._writer = threading.Thread(target=self._write, daemon=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
 
     def start(self) -> None:
+        self._sock = wire.connect(self.port, timeout=60)
         self._reader.start()
         self._writer.start()
 
@@ -210,7 +211,8 @@ class Pipeliner:
     def stop(self) -> None:
         self._writer.join(60)
         self._reader.join(60)
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
 
     def found(self) -> dict:
         return {"requests": self.count, "answered": len(self.answers),
@@ -378,13 +380,15 @@ class Steady:
 
     def _consume(self) -> None:
         while self._consuming.is_set():
-            for msg in self.consumer.consume(num_messages=1000, timeout=0.2):
-                if msg.error() is not None:
-                    continue  # partition EOF and transient errors; losses show below
-                n, sent_at = struct.unpack_from(">qd", msg.value(), 0)
-                if n in self.seen:
-                    self.duplicates += 1
-                self.seen[n] = (time.time() - sent_at) * 1000
+            # poll, not consume(n): consume waits for n records or its whole timeout,
+            # which would be measured as latency.
+            msg = self.consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
+                continue  # partition EOF and transient errors; losses show below
+            n, sent_at = struct.unpack_from(">qd", msg.value(), 0)
+            if n in self.seen:
+                self.duplicates += 1
+            self.seen[n] = (time.time() - sent_at) * 1000
 
     def stop(self, timeout: float = 60) -> None:
         self._producing.clear()

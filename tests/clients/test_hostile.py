@@ -10,7 +10,7 @@ client loose for a few seconds, and then checks:
 - the bad client got what it deserved (refused, closed, answered in order, aborted).
 
 Latency of the well-behaved client against a quiet run is measured, not asserted, by
-perf/hostile.py (a benchmark, so as not to put timing into tests).
+perf/hostile_load.py (a benchmark, so as not to put timing into tests).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A well-behaved client's latency next to hostile ones, against a quiet run (issue 14, item 5).
 
-    SLUICE_BIN=$PWD/target/release/sluice .venv/bin/python perf/hostile.py
-    SECONDS_EACH=20 RATE=500 .venv/bin/python perf/hostile.py
+    SLUICE_BIN=$PWD/target/release/sluice .venv/bin/python perf/hostile_load.py
+    SECONDS_EACH=20 RATE=500 .venv/bin/python perf/hostile_load.py
 
 One broker (2 shards, flush=always, 128 MiB memory budget, 40 connections per shard,
 request_read_timeout 3 s, idle timeout 4 s) on 127.0.0.1. `Steady` (tests/clients/
@@ -37,7 +37,7 @@ from hostile import (ConnectionFlood, NeverReader, Pipeliner, Quitters, RssSampl
 from proc_util import free_port, start_sluice  # noqa: E402
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
-SECONDS_EACH = float(os.environ.get("SECONDS_EACH", "15"))
+SECONDS_EACH = float(os.environ.get("SECONDS_EACH", "20"))
 RATE = int(os.environ.get("RATE", "200"))
 BUDGET = 128 << 20
 
@@ -52,7 +52,7 @@ class Quiet:
 
 def create_topics(bootstrap: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [NewTopic("steady", 1), NewTopic("bulk", 1), NewTopic("txn-out", 1), NewTopic("work", 2)]
+    topics = [NewTopic("bulk", 1), NewTopic("txn-out", 1), NewTopic("work", 2)]
     for f in admin.create_topics(topics).values():
         f.result(30)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
@@ -63,7 +63,11 @@ def create_topics(bootstrap: str) -> None:
 
 
 def phase(name: str, bootstrap: str, pid: int, log: Path, hostile) -> dict:
-    steady = Steady(bootstrap, "steady", rate=RATE)
+    topic = "steady-" + name.replace(" ", "-")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, 1)]).values():
+        f.result(30)
+    steady = Steady(bootstrap, topic, rate=RATE)
     steady.start()
     time.sleep(1.0)
     log_from = log.stat().st_size
@@ -115,8 +119,8 @@ def main() -> None:
                   ("byte-a-second x50", SlowFrames(port, 50, interval=0.5)),
                   ("never reads", NeverReader(port, "bulk", 1)),
                   ("20k pipelined", Pipeliner(port, 20_000)),
-                  ("vanish mid-txn", Quitters("txn", bootstrap, "txn-out", every=0.5)),
-                  ("vanish mid-rebalance", Quitters("group", bootstrap, "work", every=0.5)),
+                  ("vanish mid-txn", Quitters("txn", bootstrap, "txn-out", every=1.0)),
+                  ("vanish mid-rebalance", Quitters("group", bootstrap, "work", every=1.0)),
                   ("quiet again", Quiet())]
         rows = []
         for name, hostile in phases:
