@@ -4,7 +4,10 @@
 # SECONDS per target (default 20); TARGETS default to all. With FUZZ_CPU_SECONDS=N the
 # targets run at once instead (at the caller's nice level), each until it has used N
 # seconds of CPU (libFuzzer's own limit counts wall time, which a loaded machine
-# stretches); SECONDS is then ignored. Installs cargo-fuzz if
+# stretches); SECONDS is then ignored but still comes first:
+#   FUZZ_CPU_SECONDS=1800 scripts/fuzz.sh 0 request record_batch
+# Do not SIGSTOP the fuzzers: libFuzzer's -timeout is wall time, and a stopped run
+# reports a timeout. Installs cargo-fuzz if
 # missing; RUSTC_BOOTSTRAP=1 lets the stable toolchain take the sanitizer flags.
 # The corpus in fuzz/corpus/<target> is read, not changed (new inputs go to a temp
 # dir; FUZZ_KEEP=1 adds them to the corpus instead). A crash, leak, out-of-memory or
@@ -29,7 +32,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz (crates.io)"
   cargo install cargo-fuzz --locked --version 0.13.2
 fi
-cargo fuzz build -O 2>&1 | tail -n 3 || { echo "fuzz build failed"; exit 1; }
+# FUZZ_NO_BUILD=1 runs the binaries already built (a long run beside other work).
+if [[ "${FUZZ_NO_BUILD:-0}" != 1 ]]; then
+  cargo fuzz build -O 2>&1 | tail -n 3 || { echo "fuzz build failed"; exit 1; }
+fi
 
 # The CPU seconds (user + system) a process has used so far.
 cpu_seconds() {
