@@ -842,7 +842,7 @@ class Soak:
                 "errors": ", ".join(f"{n}x code {c}" for c, n in codes.most_common()) or "none",
                 "fenced": kinds["abort-failed"]}
 
-    def check_g2(self, a: dict) -> dict:
+    def check_g2(self) -> dict:
         before = self.committed(G2, TOPIC_A)
         # Records the old members cannot have read: the fresh member must get them all.
         p = Producer({"bootstrap.servers": self.broker.bootstrap, "acks": "all"})
@@ -977,7 +977,7 @@ class Soak:
     def check(self, started: float) -> int:
         a = self.check_a()
         b = self.check_b(a)
-        g2 = self.check_g2(a)
+        g2 = self.check_g2()
         c = self.check_c()
         d = self.check_d()
         res = self.check_resources()
