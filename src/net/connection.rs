@@ -84,6 +84,7 @@ async fn read_loop(
     stream: TcpStream,
     tx: LocalSender<Pending>,
 ) -> Result<(), String> {
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut r = Reader {
         net,
         stream,
@@ -92,6 +93,7 @@ async fn read_loop(
         credit: None,
         busy: Rc::new(Cell::new(0)),
         last_activity: Instant::now(),
+        peer,
     };
     loop {
         while let Some(len) = r.front_frame_len()? {
@@ -128,6 +130,8 @@ struct Reader<'a> {
     busy: Rc<Cell<usize>>,
     /// When bytes last arrived.
     last_activity: Instant,
+    /// The client's address (group members are described with it).
+    peer: Option<std::net::IpAddr>,
 }
 
 /// Why waiting for bytes ended without any.
@@ -215,10 +219,11 @@ impl Reader<'_> {
             None => {
                 let busy = Busy::new(&self.busy);
                 let net = self.net.clone();
+                let peer = self.peer;
                 glommio::spawn_local(async move {
                     let _busy = busy;
                     let _credit = credit;
-                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at).await
+                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at, peer).await
                 })
             }
         };
