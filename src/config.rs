@@ -40,6 +40,9 @@ pub struct BrokerConfig {
     /// A connection with no request for this long is closed (Kafka's
     /// connections.max.idle.ms); 0 never closes idle connections.
     pub idle_connection_timeout_ms: u64,
+    /// A request whose bytes have not all arrived this long after its first byte
+    /// (plus a second per MB of its size) closes its connection; 0 never does.
+    pub request_read_timeout_ms: u64,
     /// Produce quota per client id and shard in bytes/s (Kafka's producer_byte_rate);
     /// 0 is no quota.
     pub producer_byte_rate: u64,
@@ -69,6 +72,7 @@ impl Default for BrokerConfig {
             io_memory_bytes: 1 << 20,
             memory_budget: 512 << 20,
             idle_connection_timeout_ms: 600_000,
+            request_read_timeout_ms: 30_000,
             producer_byte_rate: 0,
         }
     }
@@ -161,6 +165,11 @@ pub struct ServeArgs {
     /// Close a connection that sent no request for this long (ms); 0 never does. Default 600000.
     #[arg(long, env = "SLUICE_IDLE_CONNECTION_TIMEOUT_MS")]
     pub idle_connection_timeout_ms: Option<u64>,
+    /// Close a connection whose request has not all arrived this long (ms) after its first
+    /// byte, plus a second per MB of the request (a client sending a byte at a time);
+    /// 0 never does. Default 30000.
+    #[arg(long, env = "SLUICE_REQUEST_READ_TIMEOUT_MS")]
+    pub request_read_timeout_ms: Option<u64>,
     /// Produce quota per client id (on each shard), bytes/s; over it, responses carry
     /// throttle_time_ms and the connection is not read for that long. 0: no quota. Default 0.
     #[arg(long, env = "SLUICE_PRODUCER_BYTE_RATE")]
@@ -192,6 +201,7 @@ struct FileConfig {
     io_memory_bytes: Option<usize>,
     memory_budget: Option<u64>,
     idle_connection_timeout_ms: Option<u64>,
+    request_read_timeout_ms: Option<u64>,
     producer_byte_rate: Option<u64>,
 }
 
@@ -232,6 +242,7 @@ impl BrokerConfig {
             io_memory_bytes,
             memory_budget,
             idle_connection_timeout_ms,
+            request_read_timeout_ms,
             producer_byte_rate
         );
         if let Some(v) = args.retention_ms {
@@ -271,6 +282,7 @@ impl BrokerConfig {
             io_memory_bytes,
             memory_budget,
             idle_connection_timeout_ms,
+            request_read_timeout_ms,
             producer_byte_rate
         );
         if let Some(v) = f.flush {
@@ -344,6 +356,12 @@ impl BrokerConfig {
     fn budget_quarter_per_shard(&self) -> usize {
         let per_shard = self.memory_budget / 4 / self.shards.max(1) as u64;
         usize::try_from(per_shard).unwrap_or(usize::MAX).max(1)
+    }
+
+    /// `request_read_timeout_ms` as a duration, `None` when disabled.
+    pub fn request_read_timeout(&self) -> Option<Duration> {
+        (self.request_read_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.request_read_timeout_ms))
     }
 
     /// `idle_connection_timeout_ms` as a duration, `None` when disabled.

@@ -2,6 +2,7 @@
 //! HTTP endpoint that serves them as Prometheus text at `/metrics`.
 
 pub mod http;
+pub mod log_limit;
 pub mod log_sink;
 
 use std::cell::{Cell, RefCell};
@@ -361,6 +362,13 @@ pub fn render(snaps: &[Snapshot]) -> String {
         out,
         "sluice_log_lines_dropped_total {}",
         log_sink::dropped_lines()
+    );
+    let _ = writeln!(out, "# HELP sluice_log_lines_suppressed_total log lines held back by the one-a-second limit on client-caused events");
+    let _ = writeln!(out, "# TYPE sluice_log_lines_suppressed_total counter");
+    let _ = writeln!(
+        out,
+        "sluice_log_lines_suppressed_total {}",
+        log_limit::suppressed_lines()
     );
     render_group_lag(&mut out, snaps);
     render_request_latency(&mut out, snaps);

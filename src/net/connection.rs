@@ -3,8 +3,12 @@
 //! order. At most `max_inflight_requests` requests are in flight; past that the
 //! reader stops reading and TCP pushes back on the client. A Produce frame takes
 //! produce credit (`net::credit`) before its body is read; without credit the
-//! reader waits, and TCP pushes back the same way. A connection with no request for
-//! `idle_connection_timeout_ms` is closed.
+//! reader waits, and TCP pushes back the same way; any other frame over
+//! `UNCREDITED_FRAME_BYTES` takes credit to be read, so that what a connection holds
+//! outside the budget is small. A connection with no request for
+//! `idle_connection_timeout_ms` is closed, and so is one whose request has not all
+//! arrived `request_read_timeout_ms` after its first byte (a byte-a-second client).
+//! Closing lines are logged at most once a second (`metrics::log_limit`).
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -21,6 +25,7 @@ use tracing::{debug, warn};
 
 use super::credit::{ConnCredit, CreditGuard};
 use super::Net;
+use crate::metrics::log_limit::LogLimit;
 use crate::protocol::{self, ProtocolError, Reply};
 
 type Pending = JoinHandle<Result<Reply, ProtocolError>>;
@@ -30,9 +35,15 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bytes an idle connection reads into while it waits: its read buffer is released
 /// so that many idle connections hold no buffers.
 const IDLE_READ_BYTES: usize = 64;
-/// A connection holding credit for a frame whose bytes stop coming for this long is
-/// closed (or after the idle timeout, if that is shorter).
-const STALLED_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest non-Produce frame read without taking credit: what a connection can
+/// hold outside the memory budget while its request trickles in.
+const UNCREDITED_FRAME_BYTES: usize = 8 * 1024;
+/// Bytes per second a request of any size may take to arrive beyond
+/// `request_read_timeout_ms` (a second per MB).
+const MIN_REQUEST_BYTES_PER_SEC: u64 = 1_000_000;
+
+/// "closing connection" lines, whatever the reason: a client can cause them at any rate.
+static CLOSING_LOG: LogLimit = LogLimit::per_second();
 
 pub async fn run(net: Rc<Net>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
@@ -62,17 +73,17 @@ pub async fn run(net: Rc<Net>, stream: TcpStream) {
     if let Err(e) = writer.set_write_timeout(net.config.idle_connection_timeout()) {
         warn!(?peer, "cannot set the write timeout: {e}");
     }
-    net.connections.set(net.connections.get() + 1);
     let (tx, rx) = local_channel::new_bounded::<Pending>(net.config.max_inflight_requests);
     let writer = glommio::spawn_local(write_loop(net.clone(), writer, rx));
     if let Err(reason) = read_loop(&net, stream, tx).await {
         net.metrics
             .protocol_errors
             .set(net.metrics.protocol_errors.get() + 1);
-        warn!(?peer, "closing connection: {reason}");
+        if let Some(held_back) = CLOSING_LOG.admit() {
+            warn!(?peer, held_back, "closing connection: {reason}");
+        }
     }
     writer.await;
-    net.connections.set(net.connections.get() - 1);
     debug!(?peer, "connection closed");
 }
 
@@ -94,6 +105,7 @@ async fn read_loop(
         busy: Rc::new(Cell::new(0)),
         last_activity: Instant::now(),
         peer,
+        front_since: Instant::now(),
     };
     loop {
         while let Some(len) = r.front_frame_len()? {
@@ -105,6 +117,8 @@ async fn read_loop(
             }
             r.buf.advance(4);
             let frame = r.buf.split_to(len).freeze();
+            // What is left came with the last read.
+            r.front_since = r.last_activity;
             let cut_at = Instant::now();
             if !r.start_request(frame, cut_at, &tx).await? {
                 return Ok(());
@@ -132,6 +146,8 @@ struct Reader<'a> {
     last_activity: Instant,
     /// The client's address (group members are described with it).
     peer: Option<std::net::IpAddr>,
+    /// When the first bytes of the frame at the front of `buf` arrived.
+    front_since: Instant,
 }
 
 /// Why waiting for bytes ended without any.
@@ -165,8 +181,20 @@ impl Reader<'_> {
     fn front_needs_credit(&self, len: usize) -> bool {
         self.credit.is_none()
             && self.buf.len() >= 6
-            && (len > READ_CHUNK
+            && (len > UNCREDITED_FRAME_BYTES
                 || i16::from_be_bytes([self.buf[4], self.buf[5]]) == ApiKey::Produce as i16)
+    }
+
+    /// How long the frame at the front may still take to arrive; `None` between
+    /// frames or without `request_read_timeout_ms`.
+    fn request_time_left(&self) -> Option<Duration> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let base = self.net.config.request_read_timeout()?;
+        let len = self.front_frame_len().ok().flatten().unwrap_or(0) as u64;
+        let allowed = base + Duration::from_micros(len * 1_000_000 / MIN_REQUEST_BYTES_PER_SEC);
+        Some(allowed.saturating_sub(self.front_since.elapsed()))
     }
 
     /// Wait for credit for a Produce frame of `len` bytes, before reading its body:
@@ -267,13 +295,28 @@ impl Reader<'_> {
             None => 4,
         };
         self.buf.resize(want.max(had + READ_CHUNK), 0);
-        let mut read = ReadCtx::of(self);
-        let r = read.wait(&mut self.stream, &mut self.buf[had..]).await;
+        let ready = futures_lite::future::poll_once(self.stream.read(&mut self.buf[had..])).await;
+        let r = match ready {
+            Some(r) => r.map_err(Stop::Failed),
+            None => {
+                // The rest has not come yet and may trickle in: wait holding no more
+                // than this frame (a large one holds credit for it).
+                self.shrink_to_frame(had, want);
+                let mut read = ReadCtx::of(self);
+                read.wait(&mut self.stream, &mut self.buf[had..]).await
+            }
+        };
         let n = match r {
             Ok(n) => n,
             Err(Stop::Shutdown) => 0,
             Err(Stop::Idle) => {
                 self.buf.truncate(had);
+                if self.request_time_left() == Some(Duration::ZERO) {
+                    return Err(format!(
+                        "request not complete {} ms after its first byte ({had} of {want} bytes read; request_read_timeout_ms)",
+                        self.front_since.elapsed().as_millis()
+                    ));
+                }
                 return Err(format!(
                     "no bytes for {} ms in the middle of a request ({had} bytes read)",
                     self.last_activity.elapsed().as_millis()
@@ -295,6 +338,18 @@ impl Reader<'_> {
         }
         self.last_activity = Instant::now();
         Ok(true)
+    }
+
+    /// Keep only the `had` bytes read of the front frame, in a buffer of its `want`
+    /// bytes, when the read buffer is larger than that.
+    fn shrink_to_frame(&mut self, had: usize, want: usize) {
+        if self.buf.len() <= want {
+            return;
+        }
+        let mut frame = BytesMut::with_capacity(want);
+        frame.extend_from_slice(&self.buf[..had]);
+        frame.resize(want, 0);
+        self.buf = frame;
     }
 
     /// Read with an empty buffer. If bytes are there, read a full chunk; if not, the
@@ -340,6 +395,7 @@ impl Reader<'_> {
             return Ok(false); // EOF between requests
         }
         self.last_activity = Instant::now();
+        self.front_since = self.last_activity;
         Ok(true)
     }
 }
@@ -353,15 +409,19 @@ struct ReadCtx<'a> {
 impl<'a> ReadCtx<'a> {
     fn of(r: &Reader<'a>) -> ReadCtx<'a> {
         let net: &'a Rc<Net> = r.net;
-        let mut timeout = net.config.idle_connection_timeout();
-        if r.credit.is_some() {
-            // Credit is held for a frame whose bytes stopped coming: do not let one
-            // stalled client keep other producers waiting for long.
-            timeout = Some(timeout.map_or(STALLED_BODY_TIMEOUT, |t| t.min(STALLED_BODY_TIMEOUT)));
-        }
+        let idle_left = net
+            .config
+            .idle_connection_timeout()
+            .map(|t| t.saturating_sub(r.last_activity.elapsed()));
+        // In the middle of a request, the request's own deadline too: a client that
+        // sends a byte now and then must not hold its buffer (or its credit) for ever.
+        let idle_left = match (idle_left, r.request_time_left()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         ReadCtx {
             shutdown: &net.shutdown,
-            idle_left: timeout.map(|t| t.saturating_sub(r.last_activity.elapsed())),
+            idle_left,
         }
     }
 
@@ -414,8 +474,11 @@ fn client_id(frame: &[u8]) -> &str {
         .unwrap_or("")
 }
 
-/// Send responses in request order.
+/// Send responses in request order. A response the client has not taken within
+/// `idle_connection_timeout_ms` closes the connection: a client that never reads
+/// must not hold its queued responses (fetch budget, deleted segments) for ever.
 async fn write_loop(net: Rc<Net>, mut stream: TcpStream, rx: LocalReceiver<Pending>) {
+    let limit = net.config.idle_connection_timeout();
     while let Some(pending) = rx.recv().await {
         let reply = match pending.await {
             Some(r) => r,
@@ -423,30 +486,65 @@ async fn write_loop(net: Rc<Net>, mut stream: TcpStream, rx: LocalReceiver<Pendi
         };
         match reply {
             Ok(Reply::Frame(bytes)) => {
-                if let Err(e) = stream.write_all(&bytes).await {
-                    debug!("write failed: {e}");
+                if let Err(e) = within(limit, stream.write_all(&bytes)).await {
+                    log_write_failure(&stream, &e);
                     break;
                 }
             }
             // `_hold` (fetch budget held by copied bytes) is given back once sent.
             Ok(Reply::Parts(parts, _hold)) => {
-                match super::send::send_parts(&mut stream, &parts).await {
+                match within(limit, super::send::send_parts(&mut stream, &parts)).await {
                     Ok(stats) => net
                         .metrics
                         .record_sendfile(stats.sendfile_bytes, stats.socket_waits),
                     Err(e) => {
-                        debug!("write failed: {e}");
+                        log_write_failure(&stream, &e);
                         break;
                     }
                 }
             }
             Ok(Reply::None) => {}
             Err(e) => {
-                warn!("closing connection: {e}");
+                if let Some(held_back) = CLOSING_LOG.admit() {
+                    warn!(held_back, "closing connection: {e}");
+                }
                 break;
             }
         }
     }
     // Wake the reader if it is still waiting for bytes.
     let _ = stream.shutdown(std::net::Shutdown::Both).await;
+}
+
+/// `send`, or a TimedOut error once `limit` has passed. (glommio's own write timeout
+/// did not fire on a socket whose peer stopped reading: measured with
+/// tests/clients/test_hostile.py.)
+async fn within<T>(
+    limit: Option<Duration>,
+    send: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    let Some(limit) = limit else {
+        return send.await;
+    };
+    let late = async {
+        glommio::timer::sleep(limit).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the client took none of a response for {} ms (idle_connection_timeout_ms)",
+                limit.as_millis()
+            ),
+        ))
+    };
+    futures_lite::future::or(send, late).await
+}
+
+/// A client that stops reading is worth a line (at most one a second); a peer gone
+/// away is not.
+fn log_write_failure(stream: &TcpStream, e: &std::io::Error) {
+    if e.kind() != std::io::ErrorKind::TimedOut {
+        debug!("write failed: {e}");
+    } else if let Some(held_back) = CLOSING_LOG.admit() {
+        warn!(peer = ?stream.peer_addr().ok(), held_back, "closing connection: {e}");
+    }
 }

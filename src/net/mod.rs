@@ -41,6 +41,27 @@ pub struct Net {
     pub protocol: Rc<crate::protocol::Context>,
 }
 
+/// A connection's place in `Net::connections`: taken at accept, given back on drop.
+struct Slot(Rc<Net>);
+
+impl Slot {
+    fn take(net: &Rc<Net>) -> Slot {
+        net.connections.set(net.connections.get() + 1);
+        Slot(net.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let open = &self.0.connections;
+        open.set(open.get() - 1);
+    }
+}
+
+/// "refusing connection" lines: a client opening connections in a loop causes them.
+static REFUSED_LOG: crate::metrics::log_limit::LogLimit =
+    crate::metrics::log_limit::LogLimit::per_second();
+
 /// How long graceful shutdown waits for open connections to finish in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,19 +105,27 @@ pub async fn serve(net: Rc<Net>) -> Result<(), String> {
             net.metrics
                 .connections_refused
                 .set(net.metrics.connections_refused.get() + 1);
-            warn!(
-                peer = ?stream.peer_addr().ok(),
-                limit = net.config.max_connections,
-                "refusing connection: this net is at max_connections"
-            );
+            if let Some(held_back) = REFUSED_LOG.admit() {
+                warn!(
+                    peer = ?stream.peer_addr().ok(),
+                    limit = net.config.max_connections,
+                    held_back,
+                    "refusing connection: this net is at max_connections"
+                );
+            }
             continue;
         }
         net.metrics
             .connections_accepted
             .set(net.metrics.connections_accepted.get() + 1);
-        let s = net.clone();
+        // Counted here, not in the connection's task: a burst of accepts runs before
+        // any of their tasks does, and must not slip past max_connections.
+        let slot = Slot::take(&net);
         if gate
-            .spawn(connection::run(s, stream))
+            .spawn(async move {
+                connection::run(slot.0.clone(), stream).await;
+                drop(slot);
+            })
             .map(|t| t.detach())
             .is_err()
         {

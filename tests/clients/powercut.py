@@ -47,7 +47,7 @@ class PowerCutMount:
     """One mount point over one backing directory, remounted after every cut."""
 
     def __init__(self, root: Path, *, seed: int, writeback_s: float = 30.0,
-                 fsync_delay_ms: float = 0.0):
+                 fsync_delay_ms: float = 0.0, fail_file: Path | None = None):
         self.root = root
         self.disk = root / "disk"
         self.mnt = root / "mnt"
@@ -55,6 +55,7 @@ class PowerCutMount:
         self.seed = seed
         self.writeback_s = writeback_s
         self.fsync_delay_ms = fsync_delay_ms
+        self.fail_file = fail_file
         self.cuts = 0
         self.proc: subprocess.Popen | None = None
         self.disk.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,8 @@ class PowerCutMount:
         cmd = [sys.executable, str(FS_SCRIPT), str(self.disk), str(self.mnt),
                "--seed", str(self.seed * 100_003 + self.cuts), "--report", str(report),
                "--writeback-s", str(self.writeback_s), "--fsync-delay-ms", str(self.fsync_delay_ms)]
+        if self.fail_file is not None:
+            cmd += ["--fail-file", str(self.fail_file)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + MOUNT_TIMEOUT_S

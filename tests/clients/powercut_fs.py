@@ -16,6 +16,10 @@ random subset; writes between two size changes in random order; one kept write p
 torn at a random byte) and loses the rest. What was kept and dropped is printed and written
 to the JSON report. A new daemon on the same BACKING then starts from what survived.
 
+With --fail-file FILE, I/O errors on demand: while FILE exists, each of its lines
+"<write|fsync> <substring>" makes that call fail with EIO for every path holding the
+substring (written nowhere: a failed write or fsync leaves the file as it was).
+
 Modelled and not: see docs/RELIABILITY.md ("Power cuts"). In short, namespace operations
 (create, mkdir, rename, unlink) go to BACKING at once, as if every directory were synced
 right away: a missing directory fsync is not caught. A rename moves only the synced bytes
@@ -198,7 +202,10 @@ class PowerCutFs(fuse.Operations):
 
     use_ns = True
 
-    def __init__(self, backing: str, writeback_s: float, fsync_delay_s: float = 0.0):
+    def __init__(self, backing: str, writeback_s: float, fsync_delay_s: float = 0.0,
+                 fail_file: str | None = None):
+        self.fail_file = fail_file
+        self._fail_rules: tuple[float, list[tuple[str, str]]] = (-1.0, [])
         self.backing = backing
         self.writeback_s = writeback_s
         self.fsync_delay_s = fsync_delay_s
@@ -207,6 +214,7 @@ class PowerCutFs(fuse.Operations):
         self.handles: dict[int, tuple[int, int]] = {}   # fh: (backing fd, inode)
         self.next_fh = 1
         self.synced_ops = 0
+        self.injected_errors = 0
         self.written_back_ops = 0
         self.stopped = threading.Event()
 
@@ -345,7 +353,26 @@ class PowerCutFs(fuse.Operations):
                 return os.pread(fd, size, offset)
             return st.read(offset, size)
 
+    def _fails(self, op: str, path: str) -> bool:
+        """Whether the fail file (re-read when it changes) says `op` on `path` fails."""
+        if self.fail_file is None:
+            return False
+        try:
+            mtime = os.stat(self.fail_file).st_mtime
+        except FileNotFoundError:
+            return False
+        if mtime != self._fail_rules[0]:
+            with open(self.fail_file) as f:
+                rules = [tuple(line.split(None, 1)) for line in f if line.strip()]
+            self._fail_rules = (mtime, [(r[0], r[1].strip() if len(r) > 1 else "") for r in rules])
+        if any(o == op and sub in path for o, sub in self._fail_rules[1]):
+            self.injected_errors += 1
+            return True
+        return False
+
     def write(self, path, data, offset, fh):
+        if self._fails("write", path):
+            raise fuse.FuseOSError(errno.EIO)
         with self.mutex:
             self._state(path, fh).add(Op("write", offset, bytes(data)))
             return len(data)
@@ -369,6 +396,8 @@ class PowerCutFs(fuse.Operations):
         """Applies what was written before the call. With --fsync-delay-ms the disk is
         slow: the call waits up to that long first, and writes that arrive meanwhile
         stay pending (a real fsync may cover them or not; here it does not)."""
+        if self._fails("fsync", path):
+            raise fuse.FuseOSError(errno.EIO)
         with self.mutex:
             _, ino = self.handles[fh]
             st = self.states.get(ino)
@@ -411,10 +440,12 @@ def main() -> int:
     ap.add_argument("--writeback-s", type=float, default=30.0)
     ap.add_argument("--fsync-delay-ms", type=float, default=0.0,
                     help="each fsync waits a random time up to this first (a slow disk)")
+    ap.add_argument("--fail-file", help="lines '<write|fsync> <path substring>': those calls get EIO")
     args = ap.parse_args()
     args.report = os.path.abspath(args.report)   # libfuse leaves the daemon in /
     fs = PowerCutFs(os.path.abspath(args.backing), args.writeback_s,
-                    args.fsync_delay_ms / 1000)
+                    args.fsync_delay_ms / 1000,
+                    os.path.abspath(args.fail_file) if args.fail_file else None)
     flusher = threading.Thread(target=fs.write_back_loop, daemon=True)
     flusher.start()
     # No attribute or name caching: every size a program sees comes from here. Each
@@ -425,7 +456,8 @@ def main() -> int:
     flusher.join()
     with fs.mutex:
         report = power_cut(fs.states, random.Random(args.seed))
-    report.update(synced_ops=fs.synced_ops, written_back_ops=fs.written_back_ops, seed=args.seed)
+    report.update(synced_ops=fs.synced_ops, written_back_ops=fs.written_back_ops, seed=args.seed,
+                  injected_errors=fs.injected_errors)
     with open(args.report, "w") as f:
         json.dump(report, f, indent=1)
     for f in report["files"]:

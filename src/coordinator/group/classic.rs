@@ -17,6 +17,10 @@ use futures_channel::oneshot;
 
 use crate::kafka::ErrorCode;
 
+/// Members that vanish cause these at any rate.
+static EXPIRED_LOG: crate::metrics::log_limit::LogLimit =
+    crate::metrics::log_limit::LogLimit::per_second();
+
 /// Kafka's `group.initial.rebalance.delay.ms` is 3 s; a shorter wait still lets
 /// consumers started together land in one generation.
 pub const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(500);
@@ -761,7 +765,9 @@ impl ClassicGroup {
             .collect();
         let mut changed = !expired.is_empty();
         for id in &expired {
-            tracing::info!(group = %self.id, member = %id, "session expired; removing member");
+            if let Some(held_back) = EXPIRED_LOG.admit() {
+                tracing::info!(group = %self.id, member = %id, held_back, "session expired; removing member");
+            }
             self.remove_member(id);
         }
         let phase_over = self.phase_deadline.is_some_and(|d| d <= now);

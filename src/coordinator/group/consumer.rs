@@ -15,6 +15,10 @@ use uuid::Uuid;
 
 use crate::kafka::{ErrorCode, KafkaError};
 
+/// Members that vanish cause these at any rate.
+static FENCED_LOG: crate::metrics::log_limit::LogLimit =
+    crate::metrics::log_limit::LogLimit::per_second();
+
 /// Kafka's `group.consumer.session.timeout.ms`.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 /// Kafka's `group.consumer.heartbeat.interval.ms` is 5 s; a shorter interval makes
@@ -582,7 +586,9 @@ impl ConsumerGroup {
             return;
         }
         for id in &gone {
-            tracing::info!(group = %self.id, member = %id, "member fenced: session or revocation timed out");
+            if let Some(held_back) = FENCED_LOG.admit() {
+                tracing::info!(group = %self.id, member = %id, held_back, "member fenced: session or revocation timed out");
+            }
             self.members.remove(id);
             self.target.remove(id);
         }

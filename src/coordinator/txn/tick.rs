@@ -12,6 +12,10 @@ use super::state::{Phase, TxnEntry};
 use super::{Coordinator, Retry, TICK};
 use crate::runtime::{now_ms, Signal};
 
+/// Producers that vanish mid-transaction cause these at any rate.
+static TIMED_OUT_LOG: crate::metrics::log_limit::LogLimit =
+    crate::metrics::log_limit::LogLimit::per_second();
+
 impl Coordinator {
     /// Abort transactions open longer than their timeout (bumping the epoch, so the stalled
     /// producer is fenced), and finish Prepare phases left unfinished.
@@ -64,8 +68,10 @@ impl Coordinator {
                 })
                 .await;
             if let Ok(Some(n)) = unmark_on_error(txns, &id, r) {
-                info!(transactional_id = %id, timeout_ms,
-                  "transaction timed out: aborting it and fencing its producer");
+                if let Some(held_back) = TIMED_OUT_LOG.admit() {
+                    info!(transactional_id = %id, timeout_ms, held_back,
+                      "transaction timed out: aborting it and fencing its producer");
+                }
                 self.finish(n).await;
             }
         }
