@@ -261,7 +261,11 @@ done <"$ROOT/perf/scenarios.tsv"
 
 # --- 5b. share groups against the classic consumer group (opt-in) ---------------------------
 if ((SHARE)); then
-  step "share groups vs classic consumer group (perf/share.py)"
+  step "share groups vs classic consumer group and RabbitMQ (perf/share.py)"
+  # The RabbitMQ peer: rabbitmq-server (Debian) and pika (perf/requirements.txt) in .venv.
+  [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || apt_install rabbitmq-server
+  "$ROOT/.venv/bin/python" -c 'import pika' 2>/dev/null ||
+    "$ROOT/.venv/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/perf/requirements.txt"
   SLUICE_BIN="$ROOT/target/release/sluice" "$ROOT/.venv/bin/python" "$ROOT/perf/share.py"
 fi
 

@@ -10,12 +10,13 @@
 #      and the layer checker against planted violations);
 #   7. node --test tests/kafkajs (kafkajs, a client with its own protocol code in
 #      JavaScript, against the real binary; node and npm installed if missing, kafkajs
-#      from tests/kafkajs/package-lock.json).
+#      from tests/kafkajs/package-lock.json; krafka's share consumer, tests/krafka, is
+#      built before pytest runs).
 # Runs from any directory, without a terminal, as root (CI) or a user with sudo.
 # Exits non-zero if any step fails; later test steps still run when an earlier
 # test step fails, so one run shows every failure.
 #
-# Usage: scripts/test.sh [--setup-only]   (--setup-only: steps 1-2 and kafkajs, then exit)
+# Usage: scripts/test.sh [--setup-only]   (--setup-only: steps 1-2, kafkajs and krafka, then exit)
 # Environment:
 #   PYTEST_ARGS   extra arguments for pytest, e.g. "-k kcat -x"
 #   SKIP_CARGO_TEST=1  skip step 4 (the client tests still build the binary)
@@ -113,6 +114,13 @@ else
   note "up to date"
 fi
 note "node $(node --version), kafkajs $(node -p "require('$KAFKAJS/node_modules/kafkajs/package.json').version")"
+
+# krafka (crates.io) for tests/clients/test_share_krafka.py: a second KIP-932 share
+# consumer, in Rust; its own Cargo.lock pins it, its own target dir keeps it out of the
+# broker's build.
+step "krafka share consumer (tests/krafka, cargo build --release)"
+cargo build --release --quiet --manifest-path "$ROOT/tests/krafka/Cargo.toml"
+note "krafka $(grep -A1 '^name = "krafka"' "$ROOT/tests/krafka/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
 
 if ((SETUP_ONLY)); then
   step "setup done (--setup-only)"

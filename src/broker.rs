@@ -302,6 +302,7 @@ impl Broker {
             group_offsets: self.groups.committed(),
             produce_credit_in_use_bytes: self.net.credit.in_use() as u64,
             fsync: crate::log::sync_latency::snapshot(),
+            journal_fsync: crate::store::sync_latency::snapshot(),
             queued: self.metrics.queued_snapshot(),
             mesh_calls,
             shares: self

@@ -65,6 +65,9 @@ pub struct Snapshot {
     pub produce_credit_in_use_bytes: u64,
     /// fdatasync latency of segment data on this shard (µs), from `log::sync_latency`.
     pub fsync: Histogram<u64>,
+    /// Group-commit fdatasync latency of this shard's journals (µs), from
+    /// `store::sync_latency`.
+    pub journal_fsync: Histogram<u64>,
     /// Request time queued (µs): frame cut to handler start.
     pub queued: Histogram<u64>,
     /// Messages this shard sent to other shards, by name (`runtime::Mesh::hops`).
@@ -377,6 +380,12 @@ pub fn render(snaps: &[Snapshot]) -> String {
     );
     render_summary(
         &mut out,
+        "sluice_journal_fsync_latency_seconds",
+        "group-commit fdatasync of the journals (offsets, transactions, share state)",
+        snaps.iter().map(|s| &s.journal_fsync),
+    );
+    render_summary(
+        &mut out,
         "sluice_request_queued_seconds",
         "time from a request frame being cut off the socket to its handler starting",
         snaps.iter().map(|s| &s.queued),
@@ -470,6 +479,7 @@ mod tests {
             group_offsets: vec![("g".into(), format!("t{shard}"), 0, 40)],
             produce_credit_in_use_bytes: 0,
             fsync: hist(fsync),
+            journal_fsync: hist(fsync),
             queued: hist(queued),
             mesh_calls: vec![("partition.append", 3)],
             shares: vec![ShareMetric {
@@ -508,6 +518,16 @@ mod tests {
         assert!((qmax - 0.009).abs() < 0.00001, "queued max {qmax}");
         assert!(text.contains("# TYPE sluice_fsync_latency_seconds summary"));
         assert!(text.contains("# TYPE sluice_request_queued_seconds summary"));
+        // The journals' syncs are their own summary (the test snapshots reuse `fsync`).
+        assert_eq!(
+            sample(&text, "sluice_journal_fsync_latency_seconds_count"),
+            3.0
+        );
+        let jmax = sample(
+            &text,
+            "sluice_journal_fsync_latency_seconds{quantile=\"1\"}",
+        );
+        assert!((jmax - 0.004).abs() < 0.00001, "journal fsync max {jmax}");
     }
 
     #[test]

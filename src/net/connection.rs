@@ -95,6 +95,7 @@ async fn read_loop(
     stream: TcpStream,
     tx: LocalSender<Pending>,
 ) -> Result<(), String> {
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut r = Reader {
         net,
         stream,
@@ -103,6 +104,7 @@ async fn read_loop(
         credit: None,
         busy: Rc::new(Cell::new(0)),
         last_activity: Instant::now(),
+        peer,
         front_since: Instant::now(),
     };
     loop {
@@ -142,6 +144,8 @@ struct Reader<'a> {
     busy: Rc<Cell<usize>>,
     /// When bytes last arrived.
     last_activity: Instant,
+    /// The client's address (group members are described with it).
+    peer: Option<std::net::IpAddr>,
     /// When the first bytes of the frame at the front of `buf` arrived.
     front_since: Instant,
 }
@@ -243,10 +247,11 @@ impl Reader<'_> {
             None => {
                 let busy = Busy::new(&self.busy);
                 let net = self.net.clone();
+                let peer = self.peer;
                 glommio::spawn_local(async move {
                     let _busy = busy;
                     let _credit = credit;
-                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at).await
+                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at, peer).await
                 })
             }
         };

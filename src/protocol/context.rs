@@ -91,3 +91,11 @@ impl Drop for FetchHold {
         self.held.set(self.held.get().saturating_sub(self.bytes));
     }
 }
+
+/// Who sent a group membership request: the header's client id, and the host the way
+/// Kafka describes a member's (`InetAddress.toString()`, "/127.0.0.1").
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub id: String,
+    pub host: String,
+}

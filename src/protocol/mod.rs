@@ -41,12 +41,14 @@ pub use frame::{encode_frame, peek_start, precheck, Part, ProtocolError, Reply, 
 /// `throttle_time_ms`: what the connection decided the client should be told
 /// (waited for produce credit, or over its quota); Produce responses carry it.
 /// `cut_at` is when the connection cut the frame off the socket: the wait until this
-/// handler starts is recorded as the request's time queued.
+/// handler starts is recorded as the request's time queued. `peer`: the client's
+/// address, which group members are described with.
 pub async fn handle(
     ctx: &Context,
     mut frame: Bytes,
     throttle_time_ms: i32,
     cut_at: std::time::Instant,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Reply, ProtocolError> {
     ctx.metrics.record_queued(cut_at.elapsed());
     let start = peek_start(&frame)?;
@@ -62,6 +64,7 @@ pub async fn handle(
         version: v,
         correlation_id: header.correlation_id,
         client_id: header.client_id.as_deref().unwrap_or("").to_string(),
+        peer,
         throttle_time_ms,
     };
     let out = dispatch(ctx, &request, &mut frame).await?;
@@ -83,7 +86,17 @@ pub struct Request {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: String,
+    pub peer: Option<std::net::IpAddr>,
     pub throttle_time_ms: i32,
+}
+
+impl Request {
+    fn client(&self) -> context::Client {
+        context::Client {
+            id: self.client_id.clone(),
+            host: self.peer.map(|ip| format!("/{ip}")).unwrap_or_default(),
+        }
+    }
 }
 
 /// Decode the body, call the API's handler, encode its response.
@@ -95,9 +108,9 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
             let resp = $handler(ctx, req, v).await;
             Reply::Frame(encode_frame(key, v, cid, &resp)?)
         }};
-        ($handler:expr, with client id) => {{
+        ($handler:expr, with client) => {{
             let req = decode(key, body, v)?;
-            let resp = $handler(ctx, req, v, r.client_id.clone()).await;
+            let resp = $handler(ctx, req, v, r.client()).await;
             Reply::Frame(encode_frame(key, v, cid, &resp)?)
         }};
     }
@@ -145,7 +158,7 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ApiKey::DescribeConfigs => call!(configs::describe_configs),
         ApiKey::AlterConfigs => call!(configs::alter_configs),
         ApiKey::IncrementalAlterConfigs => call!(configs::incremental_alter_configs),
-        ApiKey::JoinGroup => call!(groups::join_group, with client id),
+        ApiKey::JoinGroup => call!(groups::join_group, with client),
         ApiKey::SyncGroup => call!(groups::sync_group),
         ApiKey::Heartbeat => call!(groups::heartbeat),
         ApiKey::LeaveGroup => call!(groups::leave_group),
@@ -155,9 +168,9 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ApiKey::ListGroups => call!(groups::list_groups),
         ApiKey::DeleteGroups => call!(groups::delete_groups),
         ApiKey::OffsetDelete => call!(groups::offset_delete),
-        ApiKey::ConsumerGroupHeartbeat => call!(groups::consumer_group_heartbeat, with client id),
+        ApiKey::ConsumerGroupHeartbeat => call!(groups::consumer_group_heartbeat, with client),
         ApiKey::ConsumerGroupDescribe => call!(groups::consumer_group_describe),
-        ApiKey::ShareGroupHeartbeat => call!(share::share_group_heartbeat, with client id),
+        ApiKey::ShareGroupHeartbeat => call!(share::share_group_heartbeat, with client),
         ApiKey::ShareGroupDescribe => call!(share::share_group_describe),
         ApiKey::ShareFetch => call!(share::share_fetch),
         ApiKey::ShareAcknowledge => call!(share::share_acknowledge),
@@ -168,4 +181,32 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
             return Err(ProtocolError(format!("API {other:?} is not supported")));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: Option<std::net::IpAddr>) -> Request {
+        Request {
+            key: ApiKey::ShareGroupHeartbeat,
+            version: 1,
+            correlation_id: 7,
+            client_id: "worker-1".into(),
+            peer,
+            throttle_time_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_member_is_described_with_its_host_as_kafka_writes_it() {
+        let v4 = request(Some("127.0.0.1".parse().unwrap())).client();
+        assert_eq!(
+            (v4.id.as_str(), v4.host.as_str()),
+            ("worker-1", "/127.0.0.1")
+        );
+        let v6 = request(Some("::1".parse().unwrap())).client();
+        assert_eq!(v6.host, "/::1");
+        assert_eq!(request(None).client().host, "");
+    }
 }

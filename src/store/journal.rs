@@ -628,7 +628,10 @@ impl<S: JournalState> Journal<S> {
                 return Err(io_err(&self.path, "write")(short));
             }
             self.syncs.set(self.syncs.get() + 1);
-            file.fdatasync().await.map_err(io_err(&self.path, "sync"))
+            let started = std::time::Instant::now();
+            let synced = file.fdatasync().await.map_err(io_err(&self.path, "sync"));
+            super::sync_latency::record(started.elapsed());
+            synced
         }
         .await;
         *self.file.borrow_mut() = Some(file);

@@ -13,5 +13,6 @@
 
 pub mod atomic;
 pub mod journal;
+pub mod sync_latency;
 
 pub use atomic::{load, save, StateError};

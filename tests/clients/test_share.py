@@ -410,13 +410,16 @@ def test_share_groups_are_listed_and_deleted_with_the_admin_client(broker):
     produce(broker.bootstrap, topic, [b"x"])
     c = share_consumer(broker.bootstrap, group, topic)
     consume(c, 1)
+    from test_share_admin import list_groups
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    listed = admin.list_consumer_groups().result(timeout=20)
-    assert group in {g.group_id for g in listed.valid}
-    c.close()
-    admin.delete_consumer_groups([group])[group].result(timeout=20)
+    # As with Kafka, ListGroups names it with protocol type "share", and librdkafka's
+    # list_consumer_groups keeps only protocol types "consumer" and "": not there.
+    assert list_groups(broker.port)[group] == ("share", "Stable", "share")
     listed = admin.list_consumer_groups().result(timeout=20)
     assert group not in {g.group_id for g in listed.valid}
+    c.close()
+    admin.delete_consumer_groups([group])[group].result(timeout=20)
+    assert group not in list_groups(broker.port)
 
 
 def test_a_read_committed_share_group_skips_aborted_transactions(broker):
@@ -435,3 +438,31 @@ def test_a_read_committed_share_group_skips_aborted_transactions(broker):
     seen = consume(c, 1)
     c.close()
     assert [v for _, v, _ in seen] == [b"committed"]
+
+
+def test_one_share_fetch_reads_at_most_4_mib_of_a_partition(broker):
+    """A backlog of 100 records of 100 KiB: librdkafka asks ShareFetch for 50 MiB and 500
+    records, the broker reads (and copies) at most 4 MiB of the partition per fetch, so
+    the first poll has at most 41 of them; every record still comes, once."""
+    topic, group = unique("q"), unique("g")
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    set_group_configs(broker.bootstrap, group, {"share.auto.offset.reset": "earliest"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0,
+                  "batch.size": 200_000})
+    for i in range(100):
+        p.produce(topic, value=b"%03d" % i + b"x" * (100 * 1024 - 3), partition=0)
+        p.poll(0)
+    assert p.flush(30) == 0
+    c = share_consumer(broker.bootstrap, group, topic, **{"max.poll.records": 500})
+    deadline = time.monotonic() + DEADLINE_S
+    first = []
+    while not first:
+        assert time.monotonic() < deadline
+        first = poll_records(c)
+    assert 0 < len(first) <= 41, len(first)
+    for m in first:
+        c.acknowledge(m, AcknowledgeType.ACCEPT)
+    rest = consume(c, 100 - len(first))
+    c.close()
+    values = sorted(m.value()[:3] for m in first) + sorted(v[:3] for _, v, _ in rest)
+    assert sorted(values) == [b"%03d" % i for i in range(100)]

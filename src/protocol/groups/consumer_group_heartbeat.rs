@@ -8,7 +8,7 @@ pub async fn consumer_group_heartbeat(
     ctx: &Context,
     req: ConsumerGroupHeartbeatRequest,
     version: i16,
-    client_id: String,
+    client: Client,
 ) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.to_string();
     let mut member_id = req.member_id.to_string();
@@ -35,8 +35,8 @@ pub async fn consumer_group_heartbeat(
                 })
                 .collect()
         }),
-        client_id,
-        client_host: String::new(),
+        client_id: client.id,
+        client_host: client.host,
     };
     let owner = group::owner_shard(&group, ctx.shards());
     let msg = gm::ConsumerHeartbeat {

@@ -8,14 +8,14 @@ pub async fn join_group(
     ctx: &Context,
     req: JoinGroupRequest,
     version: i16,
-    client_id: String,
+    client: Client,
 ) -> JoinGroupResponse {
     let group = req.group_id.to_string();
     let r = JoinRequest {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.map(|s| s.to_string()),
-        client_id,
-        client_host: String::new(),
+        client_id: client.id,
+        client_host: client.host,
         session_timeout_ms: req.session_timeout_ms,
         // v0 has no rebalance timeout: it is the session timeout.
         rebalance_timeout_ms: if version >= 1 {

@@ -22,9 +22,10 @@ pub async fn list_groups(
         .await
     {
         match r {
+            // Kafka lists a share group with protocol type "share" (ListGroups v0+).
             Ok(l) => all.extend(l.into_iter().map(|d| group::Listed {
                 group: d.group,
-                protocol_type: String::new(),
+                protocol_type: "share".to_string(),
                 state: d.state.to_string(),
                 group_type: "share".to_string(),
             })),

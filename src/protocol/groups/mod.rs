@@ -28,6 +28,7 @@ use crate::coordinator::group::{
 };
 use crate::coordinator::txn::messages::PendingOffsets;
 use crate::kafka::{ErrorCode, KafkaError};
+use crate::protocol::context::Client;
 use crate::protocol::context::Context;
 use crate::protocol::route::coordinator_gone;
 use crate::runtime::Message;

@@ -8,13 +8,14 @@ use crate::coordinator::group::owner_shard;
 use crate::coordinator::share::messages as sm;
 use crate::coordinator::share::HeartbeatRequest;
 use crate::kafka::{ErrorCode, KafkaError};
+use crate::protocol::context::Client;
 use crate::protocol::context::Context;
 
 pub async fn handle(
     ctx: &Context,
     req: ShareGroupHeartbeatRequest,
     _version: i16,
-    client_id: String,
+    client: Client,
 ) -> ShareGroupHeartbeatResponse {
     let group = req.group_id.to_string();
     let r = HeartbeatRequest {
@@ -24,8 +25,8 @@ pub async fn handle(
         subscribed: req
             .subscribed_topic_names
             .map(|ts| ts.into_iter().map(|t| t.to_string()).collect()),
-        client_id,
-        client_host: String::new(),
+        client_id: client.id,
+        client_host: client.host,
     };
     let owner = owner_shard(&group, ctx.shards());
     let msg = sm::Heartbeat { group, request: r };
