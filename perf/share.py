@@ -69,6 +69,27 @@ VALUE = b"x" * 1024
 TIMEOUT_S = 300
 
 
+
+def run_workers(target, args: tuple, consumers: int) -> list:
+    """`consumers` processes of `target(*args, done, out)`; what each put on `out`
+    (records, first and last record time, and what else the worker reports)."""
+    done, out = mp.Value("l", 0), mp.Queue()
+    procs = [mp.Process(target=target, args=(*args, done, out)) for _ in range(consumers)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=TIMEOUT_S + 60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    return results
+
+
+def throughput(results: list) -> tuple[int, int]:
+    """(records, records/s from the first record to the last, over all workers)."""
+    n = sum(r[0] for r in results)
+    first = min(r[1] for r in results if r[1])
+    last = max(r[2] for r in results if r[2])
+    return n, round(n / max(last - first, 1e-6))
+
 def fill(bootstrap: str, topic: str, partitions: int) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic(topic, num_partitions=partitions,
@@ -138,21 +159,12 @@ def run(kind: str, bootstrap: str, topic: str, consumers: int) -> dict:
             "share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
         for f in admin.incremental_alter_configs([res]).values():
             f.result(30)
-    done, out = mp.Value("l", 0), mp.Queue()
     target = share_worker if kind == "share" else classic_worker
-    procs = [mp.Process(target=target, args=(bootstrap, topic, group, done, out))
-             for _ in range(consumers)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=TIMEOUT_S + 60) for _ in procs]
-    for p in procs:
-        p.join(30)
-    n = sum(r[0] for r in results)
-    first = min(r[1] for r in results if r[1])
-    last = max(r[2] for r in results if r[2])
+    results = run_workers(target, (bootstrap, topic, group), consumers)
+    n, per_s = throughput(results)
     acks = sorted(a for r in results for a in r[3])
     pick = lambda q: round(acks[min(len(acks) - 1, int(q * len(acks)))] * 1e3, 2) if acks else None  # noqa: E731
-    return {"records": n, "records_per_s": round(n / max(last - first, 1e-6)),
+    return {"records": n, "records_per_s": per_s,
             "ack_p50_ms": pick(0.5), "ack_p99_ms": pick(0.99),
             "consumers_with_records": sum(1 for r in results if r[0] > 0)}
 
@@ -268,17 +280,9 @@ def rabbit_worker(port, queues, done, out):
 def rabbit_run(port: int, name: str, consumers: int, partitions: int) -> dict:
     queues = [f"perf-{name}-{p}" for p in range(partitions)]
     rabbit_fill(port, queues)
-    done, out = mp.Value("l", 0), mp.Queue()
-    procs = [mp.Process(target=rabbit_worker, args=(port, queues, done, out)) for _ in range(consumers)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=TIMEOUT_S + 60) for _ in procs]
-    for p in procs:
-        p.join(30)
-    n = sum(r[0] for r in results)
-    first = min(r[1] for r in results if r[1])
-    last = max(r[2] for r in results if r[2])
-    return {"records": n, "records_per_s": round(n / max(last - first, 1e-6)), "queues": partitions,
+    results = run_workers(rabbit_worker, (port, queues), consumers)
+    n, per_s = throughput(results)
+    return {"records": n, "records_per_s": per_s, "queues": partitions,
             "consumers_with_records": sum(1 for r in results if r[0] > 0)}
 
 

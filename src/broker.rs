@@ -301,8 +301,12 @@ impl Broker {
             connections: self.net.connections.get(),
             group_offsets: self.groups.committed(),
             produce_credit_in_use_bytes: self.net.credit.in_use() as u64,
-            fsync: crate::log::sync_latency::snapshot(),
-            journal_fsync: crate::store::sync_latency::snapshot(),
+            fsync: crate::runtime::sync_latency::snapshot(
+                crate::runtime::sync_latency::Synced::Segment,
+            ),
+            journal_fsync: crate::runtime::sync_latency::snapshot(
+                crate::runtime::sync_latency::Synced::Journal,
+            ),
             queued: self.metrics.queued_snapshot(),
             mesh_calls,
             shares: self

@@ -14,7 +14,6 @@ pub mod index;
 pub mod partition;
 mod recovery;
 mod segment;
-pub mod sync_latency;
 mod wait;
 
 #[cfg(test)]

@@ -218,7 +218,10 @@ impl Segment {
     pub async fn sync(&self) -> Result<(), LogError> {
         let started = std::time::Instant::now();
         let res = self.file.fdatasync().await;
-        super::sync_latency::record(started.elapsed());
+        crate::runtime::sync_latency::record(
+            crate::runtime::sync_latency::Synced::Segment,
+            started.elapsed(),
+        );
         res.map_err(|e| LogError::io("syncing", &self.path(), e))
     }
 

@@ -63,10 +63,10 @@ pub struct Snapshot {
     pub group_offsets: Vec<(String, String, i32, i64)>,
     /// Produce credit granted and not yet returned (bytes).
     pub produce_credit_in_use_bytes: u64,
-    /// fdatasync latency of segment data on this shard (µs), from `log::sync_latency`.
+    /// fdatasync latency of segment data on this shard (µs), from `runtime::sync_latency`.
     pub fsync: Histogram<u64>,
     /// Group-commit fdatasync latency of this shard's journals (µs), from
-    /// `store::sync_latency`.
+    /// `runtime::sync_latency`.
     pub journal_fsync: Histogram<u64>,
     /// Request time queued (µs): frame cut to handler start.
     pub queued: Histogram<u64>,
@@ -356,19 +356,17 @@ pub fn render(snaps: &[Snapshot]) -> String {
             );
         }
     }
-    let _ = writeln!(out, "# HELP sluice_log_lines_dropped_total log lines dropped because stderr failed (full disk, closed pipe)");
-    let _ = writeln!(out, "# TYPE sluice_log_lines_dropped_total counter");
-    let _ = writeln!(
-        out,
-        "sluice_log_lines_dropped_total {}",
-        log_sink::dropped_lines()
+    render_process_counter(
+        &mut out,
+        "sluice_log_lines_dropped_total",
+        "log lines dropped because stderr failed (full disk, closed pipe)",
+        log_sink::dropped_lines(),
     );
-    let _ = writeln!(out, "# HELP sluice_log_lines_suppressed_total log lines held back by the one-a-second limit on client-caused events");
-    let _ = writeln!(out, "# TYPE sluice_log_lines_suppressed_total counter");
-    let _ = writeln!(
-        out,
-        "sluice_log_lines_suppressed_total {}",
-        log_limit::suppressed_lines()
+    render_process_counter(
+        &mut out,
+        "sluice_log_lines_suppressed_total",
+        "log lines held back by the one-a-second limit on client-caused events",
+        log_limit::suppressed_lines(),
     );
     render_group_lag(&mut out, snaps);
     render_request_latency(&mut out, snaps);
@@ -397,6 +395,14 @@ pub fn render(snaps: &[Snapshot]) -> String {
 const QUANTILES: [f64; 6] = [0.5, 0.9, 0.99, 0.999, 0.9999, 1.0];
 
 /// One latency summary (µs histograms merged over shards, rendered in seconds).
+/// A counter of the whole process (no shard label).
+fn render_process_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 fn render_summary<'a>(
     out: &mut String,
     name: &str,

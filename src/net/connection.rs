@@ -295,12 +295,17 @@ impl Reader<'_> {
             None => 4,
         };
         self.buf.resize(want.max(had + READ_CHUNK), 0);
-        let ready = futures_lite::future::poll_once(self.stream.read(&mut self.buf[had..])).await;
+        // A frame of more than a chunk reads into its own bytes (and holds credit for
+        // them): one read as before. A smaller one reads a whole chunk if bytes are
+        // there; if not, its rest may trickle in, so it waits holding only the frame.
+        let ready = if want >= had + READ_CHUNK {
+            None
+        } else {
+            futures_lite::future::poll_once(self.stream.read(&mut self.buf[had..])).await
+        };
         let r = match ready {
             Some(r) => r.map_err(Stop::Failed),
             None => {
-                // The rest has not come yet and may trickle in: wait holding no more
-                // than this frame (a large one holds credit for it).
                 self.shrink_to_frame(had, want);
                 let mut read = ReadCtx::of(self);
                 read.wait(&mut self.stream, &mut self.buf[had..]).await

@@ -7,7 +7,8 @@
 //!   cross cores: `mesh.call(owner, msg).await`);
 //! - [`Signal`] (shutdown, and the sleep of every background loop), [`Barrier`]
 //!   (start-up and shutdown rendezvous), [`FifoGate`] (a lock handed out in call order);
-//! - [`clock::now_ms`], Kafka's wall-clock unit.
+//! - [`clock::now_ms`], Kafka's wall-clock unit; [`sync_latency`], this shard's
+//!   fdatasync latencies.
 //!
 //! Only this part creates executors or crosses cores. It knows nothing of partitions,
 //! groups or the protocol: `broker.rs` registers the services and gives each shard its
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod fifo_gate;
 pub mod mesh;
 pub mod signal;
+pub mod sync_latency;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -630,7 +630,10 @@ impl<S: JournalState> Journal<S> {
             self.syncs.set(self.syncs.get() + 1);
             let started = std::time::Instant::now();
             let synced = file.fdatasync().await.map_err(io_err(&self.path, "sync"));
-            super::sync_latency::record(started.elapsed());
+            crate::runtime::sync_latency::record(
+                crate::runtime::sync_latency::Synced::Journal,
+                started.elapsed(),
+            );
             synced
         }
         .await;

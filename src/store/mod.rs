@@ -13,6 +13,5 @@
 
 pub mod atomic;
 pub mod journal;
-pub mod sync_latency;
 
 pub use atomic::{load, save, StateError};
