@@ -44,10 +44,14 @@
 //!   offsets log did that over the whole map on every commit past the roll size).
 
 use std::cell::{Cell, Ref, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
+use futures_channel::oneshot;
 use glommio::io::BufferedFile;
+use glommio::sync::Semaphore;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
@@ -412,37 +416,127 @@ fn rewrite<R: JournalRecord>(
 
 // --- the running journal (on its shard) ------------------------------------------------
 
-/// Appends queued for the next write.
+/// fdatasyncs of one journal that may run at once, each on its own descriptor. A sync
+/// reports a write-back error once per open file description (the kernel's errseq), so
+/// one descriptor per sync in flight means no sync can take another's error and pass.
+const SYNC_SLOTS: usize = 2;
+
+/// Appends queued for the next write, with whoever waits for them.
 struct Pending<R> {
     bytes: Vec<u8>,
     records: Vec<R>,
-    /// Tickets handed out so far (one per `append`).
-    tickets: u64,
+    waiters: Vec<oneshot::Sender<bool>>,
+}
+
+impl<R> Default for Pending<R> {
+    fn default() -> Self {
+        Pending {
+            bytes: Vec::new(),
+            records: Vec::new(),
+            waiters: Vec::new(),
+        }
+    }
+}
+
+/// A written batch whose fdatasync has not been answered yet.
+struct InFlight<R> {
+    n: u64,
+    records: Vec<R>,
+    waiters: Vec<oneshot::Sender<bool>>,
+    /// Its own sync came back (either way).
+    done: bool,
+}
+
+/// The open descriptors of the journal's file: one that writes, and one per sync slot.
+struct Files {
+    writer: Rc<BufferedFile>,
+    syncers: Vec<Rc<BufferedFile>>,
 }
 
 /// One shard's journal: its state and its file. Lives on the shard (not `Send`); never
 /// hold the `state()` borrow across an await.
+///
+/// Group commit, pipelined: whoever takes the write lock writes everything queued so far
+/// as one batch, takes a sync slot, lets the next batch be written and runs its
+/// fdatasync. Batches are answered and applied in write order, each once a sync that
+/// started after it was written has come back (its own or a later one: a later sync
+/// covers every earlier write). So an append waits for one fdatasync, not for the one
+/// running when it arrived and then its own.
 pub struct Journal<S: JournalState> {
     path: PathBuf,
     magic: [u8; 8],
-    /// Taken out while a write or sync is in flight (no borrow is held across an await).
-    file: RefCell<Option<BufferedFile>>,
+    files: RefCell<Files>,
     state: RefCell<S>,
     next_seq: Cell<u64>,
     /// The lowest sequence number the next appended record may carry.
     min_seq: Cell<u64>,
     pending: RefCell<Pending<S::Record>>,
-    /// The last ticket whose records are durable and applied.
-    durable: Cell<u64>,
+    in_flight: RefCell<VecDeque<InFlight<S::Record>>>,
+    /// Number of the next batch written, and of the last one known durable.
+    next_batch: Cell<u64>,
+    durable_batch: Cell<u64>,
     write_pos: Cell<u64>,
     /// Size of the file when last compacted (or as compacted at recovery).
     compacted_bytes: Cell<u64>,
     syncs: Cell<u64>,
     /// Set after an I/O error: the tail of the file is unknown, so nothing more is written.
     failed: Cell<bool>,
-    /// Held by whoever writes and syncs: appends and compaction keep one order.
-    lock: glommio::sync::Semaphore,
+    /// Held while a batch is written (and while compaction runs): one write at a time.
+    write_lock: Semaphore,
+    /// One permit per sync descriptor; compaction takes them all.
+    sync_slots: Semaphore,
     roll_bytes: u64,
+}
+
+async fn open_rw(path: &Path) -> Result<BufferedFile, JournalError> {
+    glommio::io::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .buffered_open(path)
+        .await
+        .map_err(io_err(path, "open"))
+}
+
+/// The descriptors that sync `path`, opened after its writer.
+async fn open_syncers(path: &Path) -> Result<Vec<Rc<BufferedFile>>, JournalError> {
+    let mut syncers = Vec::with_capacity(SYNC_SLOTS);
+    for _ in 0..SYNC_SLOTS {
+        syncers.push(Rc::new(open_rw(path).await?));
+    }
+    Ok(syncers)
+}
+
+async fn close_all(files: Files) {
+    for f in std::iter::once(files.writer).chain(files.syncers) {
+        // Nothing is in flight on them (the caller holds every slot); closing an
+        // unlinked or fully synced file can lose nothing.
+        if let Ok(f) = Rc::try_unwrap(f) {
+            let _ = f.close().await;
+        }
+    }
+}
+
+/// Answers a batch's waiters with a failure if its writer is dropped before it could.
+struct Unanswered<'a, S: JournalState> {
+    journal: &'a Journal<S>,
+    n: u64,
+    armed: bool,
+}
+
+impl<S: JournalState> Unanswered<'_, S> {
+    fn answer(mut self, ok: bool) {
+        self.armed = false;
+        self.journal.finish(self.n, ok);
+    }
+}
+
+impl<S: JournalState> Drop for Unanswered<'_, S> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.journal.finish(self.n, false);
+        }
+    }
 }
 
 impl<S: JournalState> Journal<S> {
@@ -457,13 +551,7 @@ impl<S: JournalState> Journal<S> {
         roll_bytes: u64,
     ) -> Result<Journal<S>, JournalError> {
         let path = shard_path(dir, shard);
-        let file = glommio::io::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .buffered_open(&path)
-            .await
-            .map_err(io_err(&path, "open"))?;
+        let file = open_rw(&path).await?;
         let size = file.file_size().await.map_err(io_err(&path, "stat"))?;
         let size = if size < MAGIC_LEN as u64 {
             file.write_at(magic.to_vec(), 0)
@@ -481,23 +569,26 @@ impl<S: JournalState> Journal<S> {
             }
             size
         };
+        let files = Files {
+            writer: Rc::new(file),
+            syncers: open_syncers(&path).await?,
+        };
         Ok(Journal {
             magic: *magic,
-            file: RefCell::new(Some(file)),
+            files: RefCell::new(files),
             state: RefCell::new(recovered.state),
             next_seq: Cell::new(recovered.next_seq),
             min_seq: Cell::new(recovered.next_seq),
-            pending: RefCell::new(Pending {
-                bytes: Vec::new(),
-                records: Vec::new(),
-                tickets: 0,
-            }),
-            durable: Cell::new(0),
+            pending: RefCell::new(Pending::default()),
+            in_flight: RefCell::new(VecDeque::new()),
+            next_batch: Cell::new(1),
+            durable_batch: Cell::new(0),
             write_pos: Cell::new(size),
             compacted_bytes: Cell::new(recovered.compacted_bytes.max(MAGIC_LEN as u64)),
             syncs: Cell::new(0),
             failed: Cell::new(false),
-            lock: glommio::sync::Semaphore::new(1),
+            write_lock: Semaphore::new(1),
+            sync_slots: Semaphore::new(SYNC_SLOTS as u64),
             roll_bytes,
             path,
         })
@@ -528,64 +619,43 @@ impl<S: JournalState> Journal<S> {
 
     fn usable(&self) -> Result<(), JournalError> {
         if self.failed.get() {
-            return Err(JournalError::Failed {
-                path: self.path.clone(),
-            });
+            return Err(self.failed_error());
         }
         Ok(())
     }
 
+    fn failed_error(&self) -> JournalError {
+        JournalError::Failed {
+            path: self.path.clone(),
+        }
+    }
+
     /// Make `records` durable, then apply them to the state; answered once they are
-    /// fdatasync'd. Appends that arrive while a write runs share the next one (group
-    /// commit): whoever holds the lock writes everything queued so far. Records must carry
-    /// sequence numbers from `next_seq`, in the order they were taken. On an error the
-    /// state is as it was, and after an I/O error every later append fails too.
+    /// fdatasync'd. Appends that arrive while a write runs share the next batch (group
+    /// commit). Records must carry sequence numbers from `next_seq`, in the order they
+    /// were taken. On an error the state is as it was, and after an I/O error every later
+    /// append fails too.
     pub async fn append(&self, records: Vec<S::Record>) -> Result<(), JournalError> {
         if records.is_empty() {
             return Ok(());
         }
         self.usable()?;
-        let ticket = self.enqueue(records)?;
-        let _permit = self
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(io_err(&self.path, "wait for the write lock"))?;
-        if self.durable.get() >= ticket {
-            return Ok(());
+        let answer = self.enqueue(records)?;
+        let committed = self.commit_pending().await;
+        if answer.await != Ok(true) {
+            return Err(committed.err().unwrap_or_else(|| self.failed_error()));
         }
-        self.usable()?;
-        let (bytes, records, upto) = {
-            let mut p = self.pending.borrow_mut();
-            (
-                std::mem::take(&mut p.bytes),
-                std::mem::take(&mut p.records),
-                p.tickets,
-            )
-        };
-        if let Err(e) = self.write_and_sync(bytes).await {
-            self.failed.set(true);
-            return Err(e);
-        }
-        self.durable.set(upto);
-        {
-            let mut state = self.state.borrow_mut();
-            for r in &records {
-                state.apply(r);
-            }
-        }
+        // The records are durable: a compaction that fails now is logged, and it fails
+        // the appends after this one, not this one.
         if self.should_roll() {
-            if let Err(e) = self.compact_locked().await {
-                warn!("journal compaction failed: {e}");
-                self.failed.set(true);
-            }
+            let _ = self.compact_when(Self::should_roll).await;
         }
         Ok(())
     }
 
-    /// Check and encode `records`, then queue them; returns their ticket. Nothing is
-    /// queued on error.
-    fn enqueue(&self, records: Vec<S::Record>) -> Result<u64, JournalError> {
+    /// Check and encode `records`, then queue them; returns where their answer comes.
+    /// Nothing is queued on error.
+    fn enqueue(&self, records: Vec<S::Record>) -> Result<oneshot::Receiver<bool>, JournalError> {
         let mut bytes = Vec::new();
         let mut min = self.min_seq.get();
         for r in &records {
@@ -603,44 +673,123 @@ impl<S: JournalState> Journal<S> {
             })?;
         }
         self.min_seq.set(min);
+        let (tx, rx) = oneshot::channel();
         let mut p = self.pending.borrow_mut();
         p.bytes.extend_from_slice(&bytes);
         p.records.extend(records);
-        p.tickets += 1;
-        Ok(p.tickets)
+        p.waiters.push(tx);
+        Ok(rx)
     }
 
-    async fn write_and_sync(&self, bytes: Vec<u8>) -> Result<(), JournalError> {
+    /// Write whatever is queued as one batch and sync it (nothing, if another task took
+    /// the queue first). Returns this write's or sync's own error; the batch's waiters
+    /// learn the outcome through `finish`.
+    async fn commit_pending(&self) -> Result<(), JournalError> {
+        let write = self
+            .write_lock
+            .acquire_permit(1)
+            .await
+            .map_err(io_err(&self.path, "wait for the write lock"))?;
+        let p = std::mem::take(&mut *self.pending.borrow_mut());
+        if p.waiters.is_empty() {
+            return Ok(());
+        }
+        let n = self.next_batch.get();
+        self.next_batch.set(n + 1);
+        self.in_flight.borrow_mut().push_back(InFlight {
+            n,
+            records: p.records,
+            waiters: p.waiters,
+            done: false,
+        });
+        let unanswered = Unanswered {
+            journal: self,
+            n,
+            armed: true,
+        };
+        if self.failed.get() {
+            unanswered.answer(false);
+            return Ok(());
+        }
+        if let Err(e) = self.write(p.bytes).await {
+            unanswered.answer(false);
+            return Err(e);
+        }
+        let slot = self
+            .sync_slots
+            .acquire_permit(1)
+            .await
+            .map_err(io_err(&self.path, "wait for a sync slot"))?;
+        drop(write);
+        let synced = self.sync().await;
+        unanswered.answer(synced.is_ok());
+        drop(slot);
+        synced
+    }
+
+    /// Write `bytes` at the end of the file. Under the write lock.
+    async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalError> {
         let len = bytes.len() as u64;
         let pos = self.write_pos.get();
-        let Some(file) = self.file.borrow_mut().take() else {
-            return Err(JournalError::Failed {
-                path: self.path.clone(),
-            });
-        };
-        let r = async {
-            let n = file
-                .write_at(bytes, pos)
-                .await
-                .map_err(io_err(&self.path, "write"))?;
-            if n as u64 != len {
-                let short = io::Error::other(format!("short write: {n} of {len} bytes"));
-                return Err(io_err(&self.path, "write")(short));
-            }
-            self.syncs.set(self.syncs.get() + 1);
-            let started = std::time::Instant::now();
-            let synced = file.fdatasync().await.map_err(io_err(&self.path, "sync"));
-            crate::runtime::sync_latency::record(
-                crate::runtime::sync_latency::Synced::Journal,
-                started.elapsed(),
-            );
-            synced
+        let writer = self.files.borrow().writer.clone();
+        let n = writer
+            .write_at(bytes, pos)
+            .await
+            .map_err(io_err(&self.path, "write"))?;
+        if n as u64 != len {
+            let short = io::Error::other(format!("short write: {n} of {len} bytes"));
+            return Err(io_err(&self.path, "write")(short));
         }
-        .await;
-        *self.file.borrow_mut() = Some(file);
-        r?;
         self.write_pos.set(pos + len);
         Ok(())
+    }
+
+    /// One fdatasync, on a descriptor of its own. Under a sync slot.
+    async fn sync(&self) -> Result<(), JournalError> {
+        let Some(fd) = self.files.borrow_mut().syncers.pop() else {
+            return Err(self.failed_error()); // more slots than descriptors: cannot be
+        };
+        self.syncs.set(self.syncs.get() + 1);
+        let started = std::time::Instant::now();
+        let synced = fd.fdatasync().await.map_err(io_err(&self.path, "sync"));
+        crate::runtime::sync_latency::record(
+            crate::runtime::sync_latency::Synced::Journal,
+            started.elapsed(),
+        );
+        self.files.borrow_mut().syncers.push(fd);
+        synced
+    }
+
+    /// Batch `n`'s sync came back, `ok` or not. Answers, in write order, every batch now
+    /// known durable (applying its records) or known lost (after any failure, every batch
+    /// not yet answered fails).
+    fn finish(&self, n: u64, ok: bool) {
+        if !ok {
+            self.failed.set(true);
+        } else if !self.failed.get() {
+            self.durable_batch.set(self.durable_batch.get().max(n));
+        }
+        let mut in_flight = self.in_flight.borrow_mut();
+        if let Some(b) = in_flight.iter_mut().find(|b| b.n == n) {
+            b.done = true;
+        }
+        while let Some(front) = in_flight.front() {
+            let durable = front.n <= self.durable_batch.get();
+            let lost = self.failed.get() && front.done;
+            if !durable && !lost {
+                break;
+            }
+            let b = in_flight.pop_front().expect("front exists");
+            if durable {
+                let mut state = self.state.borrow_mut();
+                for r in &b.records {
+                    state.apply(r);
+                }
+            }
+            for w in b.waiters {
+                let _ = w.send(durable);
+            }
+        }
     }
 
     fn should_roll(&self) -> bool {
@@ -649,7 +798,8 @@ impl<S: JournalState> Journal<S> {
     }
 
     /// Replace the file with the live records, atomically (temp file, fdatasync, rename,
-    /// directory fsync). Runs under the lock, once the state holds everything durable.
+    /// directory fsync). Runs holding the write lock and every sync slot, so the state
+    /// holds everything durable.
     async fn compact_locked(&self) -> Result<(), JournalError> {
         let records = sorted(self.state.borrow().live_records());
         let bytes = encode_file(&self.magic, &records).map_err(|reason| JournalError::Encode {
@@ -676,11 +826,12 @@ impl<S: JournalState> Journal<S> {
             .map_err(io_err(dir, "open the directory"))?;
         d.sync().await.map_err(io_err(dir, "sync the directory"))?;
         let _ = d.close().await;
-        let old = self.file.borrow_mut().replace(f);
-        if let Some(old) = old {
-            // The old file is unlinked; closing it can lose nothing.
-            let _ = old.close().await;
-        }
+        let new = Files {
+            writer: Rc::new(f),
+            syncers: open_syncers(&self.path).await?,
+        };
+        let old = std::mem::replace(&mut *self.files.borrow_mut(), new);
+        close_all(old).await;
         info!(
             file = %self.path.display(),
             from_bytes = self.write_pos.get(),
@@ -693,15 +844,30 @@ impl<S: JournalState> Journal<S> {
         Ok(())
     }
 
-    /// Compact now, in order with the appends.
+    /// Compact now, in order with the appends: once the batches in flight are answered.
     pub async fn compact(&self) -> Result<(), JournalError> {
-        let _permit = self
-            .lock
+        self.compact_when(|_| true).await
+    }
+
+    /// Compact if `due` still says so once every batch in flight is answered (an append
+    /// that raced this one may have just compacted).
+    async fn compact_when(&self, due: fn(&Self) -> bool) -> Result<(), JournalError> {
+        let _write = self
+            .write_lock
             .acquire_permit(1)
             .await
             .map_err(io_err(&self.path, "wait for the write lock"))?;
+        let _slots = self
+            .sync_slots
+            .acquire_permit(SYNC_SLOTS as u64)
+            .await
+            .map_err(io_err(&self.path, "wait for the syncs in flight"))?;
         self.usable()?;
+        if !due(self) {
+            return Ok(());
+        }
         if let Err(e) = self.compact_locked().await {
+            warn!("journal compaction failed: {e}");
             self.failed.set(true);
             return Err(e);
         }
@@ -712,8 +878,6 @@ impl<S: JournalState> Journal<S> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-
-    use std::rc::Rc;
 
     use proptest::prelude::*;
     use rkyv::{Archive, Deserialize, Serialize};
@@ -880,6 +1044,101 @@ mod tests {
         let rec = recover_kv(&data, 1).pop().unwrap();
         assert_eq!(rec.state.0.len(), 20);
         assert_eq!(value(&rec.state, "k19"), Some(19));
+    }
+
+    /// Queue `records` as batch `n`, as `commit_pending` does once they are written.
+    fn written(j: &Journal<Kv>, n: u64, records: Vec<Change>) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        j.in_flight.borrow_mut().push_back(InFlight {
+            n,
+            records,
+            waiters: vec![tx],
+            done: false,
+        });
+        rx
+    }
+
+    #[test]
+    fn a_later_sync_answers_the_batches_before_it_in_write_order() {
+        // Two batches in flight; the second's sync comes back first. It covers the first
+        // batch's write too, so both are answered, applied first to second; the first's
+        // own sync coming back later changes nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        let d = dir.path().to_path_buf();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let mut first = written(&j, 1, vec![put(1, "a", 1)]);
+            let mut second = written(&j, 2, vec![put(2, "a", 2)]);
+            assert_eq!(first.try_recv(), Ok(None));
+            j.finish(2, true);
+            assert_eq!(first.try_recv(), Ok(Some(true)));
+            assert_eq!(second.try_recv(), Ok(Some(true)));
+            assert_eq!(value(&j.state(), "a"), Some(2));
+            j.finish(1, true);
+            assert_eq!(value(&j.state(), "a"), Some(2));
+            assert!(j.in_flight.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn after_a_failed_sync_no_batch_still_unanswered_succeeds() {
+        // The first batch's sync fails while the second's runs: the first fails at once;
+        // the second fails too when its sync comes back, even if that sync succeeded (its
+        // records come after a write whose fate is unknown); the state shows neither.
+        let dir = tempfile::tempdir().unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        let d = dir.path().to_path_buf();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let mut first = written(&j, 1, vec![put(1, "a", 1)]);
+            let mut second = written(&j, 2, vec![put(2, "b", 2)]);
+            j.finish(1, false);
+            assert_eq!(first.try_recv(), Ok(Some(false)));
+            assert_eq!(second.try_recv(), Ok(None));
+            j.finish(2, true);
+            assert_eq!(second.try_recv(), Ok(Some(false)));
+            assert!(j.state().0.is_empty());
+            let s = j.next_seq();
+            let e = j.append(vec![put(s, "c", 3)]).await.unwrap_err();
+            assert!(matches!(e, JournalError::Failed { .. }), "{e}");
+        });
+    }
+
+    #[test]
+    fn an_append_while_a_sync_runs_is_written_before_that_sync_returns() {
+        // The pipeline itself: the first append's fdatasync is held in flight (its task
+        // is not polled further); a second append still writes its batch and starts its
+        // own sync, and answers on its own; the first then answers too.
+        let dir = tempfile::tempdir().unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        let d = dir.path().to_path_buf();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let s1 = j.next_seq();
+            let mut first = std::pin::pin!(j.append(vec![put(s1, "a", 1)]));
+            // Poll the first append until its write is done and its sync has begun.
+            for _ in 0..10_000 {
+                if j.syncs() > 0 {
+                    break;
+                }
+                assert!(futures_lite::future::poll_once(&mut first).await.is_none());
+                glommio::timer::sleep(std::time::Duration::from_micros(100)).await;
+            }
+            assert_eq!(j.syncs(), 1, "the first append never reached its sync");
+            let s2 = j.next_seq();
+            let second = async { Ok(j.append(vec![put(s2, "b", 2)]).await) };
+            glommio::timer::timeout(std::time::Duration::from_secs(10), second)
+                .await
+                .expect("the second append waited for the first one's sync")
+                .unwrap();
+            assert_eq!(j.syncs(), 2);
+            assert_eq!(value(&j.state(), "b"), Some(2));
+            first.await.unwrap();
+            assert_eq!(value(&j.state(), "a"), Some(1));
+        });
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
+        assert_eq!(rec.state.0.len(), 2);
     }
 
     #[test]
@@ -1078,7 +1337,7 @@ mod tests {
             .write(true)
             .open("/dev/full")
             .unwrap();
-        let fd = j.file.borrow().as_ref().unwrap().as_raw_fd();
+        let fd = j.files.borrow().writer.as_raw_fd();
         // SAFETY: both descriptors are open; `fd` stays open (now naming /dev/full) and
         // is closed once, when the journal drops its file.
         assert!(unsafe { libc::dup2(full.as_raw_fd(), fd) } >= 0);
