@@ -179,9 +179,13 @@ def metric_ms(admin_port: int, sample: str) -> float | None:
 
 
 def broker_latencies(admin_port: int) -> dict:
-    """The broker's own view: ShareAcknowledge and the fdatasyncs, p50/p99 in ms."""
+    """The broker's own view: ShareAcknowledge, next to two requests that never wait for
+    the share-state journal (the heartbeat) or wait for it only when they acquire
+    (ShareFetch, long-polled up to max_wait_ms), and the fdatasyncs; p50/p99 in ms."""
     out = {}
     for name, metric in (("share_ack", 'sluice_request_latency_seconds{api="ShareAcknowledge",'),
+                         ("share_heartbeat", 'sluice_request_latency_seconds{api="ShareGroupHeartbeat",'),
+                         ("share_fetch", 'sluice_request_latency_seconds{api="ShareFetch",'),
                          ("segment_fsync", "sluice_fsync_latency_seconds{"),
                          ("journal_fsync", "sluice_journal_fsync_latency_seconds{")):
         for q, label in (("0.5", "p50"), ("0.99", "p99")):

@@ -150,8 +150,12 @@ impl PartitionManager {
 
     /// Resolves when any of `reads` has data past its offset, after `timeout`, or at
     /// shutdown (a long-poll parks here, on the owner).
-    pub async fn wait_any(&self, reads: &[Read], timeout: Duration) {
+    pub async fn wait_any(&self, reads: &[Read], timeout: Duration, share: bool) {
         let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
+        if share {
+            let changed = self.shares.changed();
+            waits.push(async move { changed.await.unwrap_or(()) }.boxed_local());
+        }
         for r in reads {
             if let Some(part) = self.find(&r.topic, r.partition) {
                 let target = part.wait_target(r.offset, r.committed);

@@ -72,10 +72,12 @@ impl Message for ReadPartitions {
 }
 
 /// A long-poll: resolves when any of the partitions has data past its offset, after
-/// `timeout`, or at shutdown.
+/// `timeout`, or at shutdown; with `share`, also at the next share acknowledgement or
+/// release on the owner (a ShareFetch waiting for a freed lock).
 pub struct WaitForData {
     pub reads: Vec<Read>,
     pub timeout: Duration,
+    pub share: bool,
 }
 
 impl Message for WaitForData {
@@ -84,7 +86,7 @@ impl Message for WaitForData {
     const NAME: &'static str = "partition.wait";
 
     async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
-        pm.wait_any(&self.reads, self.timeout).await
+        pm.wait_any(&self.reads, self.timeout, self.share).await
     }
 }
 

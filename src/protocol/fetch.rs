@@ -279,7 +279,11 @@ async fn wait_any(ctx: &Context, plan: &Plan, timeout: Duration) {
         .filter(|(_, w)| !w.is_empty())
         .map(|(owner, reads)| {
             async move {
-                let msg = WaitForData { reads, timeout };
+                let msg = WaitForData {
+                    reads,
+                    timeout,
+                    share: false,
+                };
                 let _ = ctx.mesh.call(ShardId(owner), msg).await;
             }
             .boxed_local()

@@ -25,6 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_channel::oneshot;
 
 use crate::kafka::{ErrorCode, KafkaError};
 pub use state::{
@@ -45,6 +46,9 @@ pub struct ShareStates {
     /// without its copy).
     pub dlq_writes: Cell<u64>,
     pub dlq_failures: Cell<u64>,
+    /// ShareFetches waiting on this shard, woken when an acknowledgement or a release may
+    /// have made records acquirable (a freed lock, a record available again).
+    fetchers: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 /// One partition a ShareFetch reads.
@@ -110,6 +114,23 @@ fn storage(e: impl std::fmt::Display) -> KafkaError {
 }
 
 impl ShareStates {
+    /// Resolves at the next acknowledgement or release on this shard (with `Canceled` if
+    /// the states are dropped first, which a waiter takes as a wake-up too).
+    pub fn changed(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut fetchers = self.fetchers.borrow_mut();
+        fetchers.retain(|f| !f.is_canceled()); // waits that timed out
+        fetchers.push(tx);
+        rx
+    }
+
+    /// Wake every ShareFetch waiting here: records may be acquirable now.
+    fn wake_fetchers(&self) {
+        for f in self.fetchers.borrow_mut().drain(..) {
+            let _ = f.send(());
+        }
+    }
+
     /// Open the journal and rebuild the share partitions it holds.
     pub async fn load(
         &self,

@@ -234,6 +234,7 @@ impl PartitionManager {
                 }
             }
         }
+        shares.wake_fetchers();
         codes
     }
 
@@ -259,6 +260,7 @@ impl PartitionManager {
         if let Err(e) = shares.persist(&keys).await {
             tracing::warn!("saving released share records failed: {}", e.message);
         }
+        shares.wake_fetchers();
     }
 
     /// The share partitions of `group` this shard owns.

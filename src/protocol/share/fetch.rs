@@ -287,7 +287,11 @@ async fn wait_on_owners(
         return;
     }
     let calls = by_owner.into_iter().map(|(s, reads)| {
-        let msg = pm::WaitForData { reads, timeout };
+        let msg = pm::WaitForData {
+            reads,
+            timeout,
+            share: true,
+        };
         ctx.mesh.call(crate::kafka::ShardId(s), msg)
     });
     // Any owner's wake-up is enough: race them.
