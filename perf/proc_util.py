@@ -25,15 +25,17 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def start_sluice(binary: str, data: Path, port: int, admin: int, *args: str) -> subprocess.Popen:
+def start_sluice(binary: str, data: Path, port: int, admin: int, *args: str,
+                 start_timeout_s: float = 30) -> subprocess.Popen:
     """`sluice serve` on 127.0.0.1:`port` (2 shards, admin endpoint on `admin`) with `args`,
-    logging to broker.log next to `data`; returns once it accepts connections."""
+    logging to broker.log next to `data`; returns once it accepts connections (within
+    `start_timeout_s`)."""
     log = open(data.parent / "broker.log", "a")
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
          "--data-dir", str(data), "--shards", "2", *args],
         stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + start_timeout_s
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -10,6 +10,7 @@ pub mod batch;
 pub(crate) mod checkpoint;
 pub mod config;
 pub mod error;
+mod flush_lanes;
 pub mod index;
 pub mod partition;
 mod recovery;

@@ -821,17 +821,28 @@ impl PartitionLog {
         let generation = self.flush_timer_generation.get() + 1;
         self.flush_timer_generation.set(generation);
         let me = self.me.clone();
+        let (lanes, lane) = super::flush_lanes::assign();
         glommio::spawn_local(async move {
+            let stopped = |log: &PartitionLog| {
+                log.flush_timer_generation.get() != generation
+                    || log.closed.get()
+                    || log.offline.get()
+            };
             loop {
                 glommio::timer::sleep(every).await;
                 let Some(log) = me.upgrade() else { return };
-                if log.flush_timer_generation.get() != generation
-                    || log.closed.get()
-                    || log.offline.get()
-                {
+                if stopped(&log) {
                     return;
                 }
                 if log.durable_offset.get() < log.high_watermark.get() {
+                    let _turn = lanes[lane].lock().await;
+                    if stopped(&log) {
+                        return;
+                    }
+                    // An acks=all append may have synced it while it waited.
+                    if log.durable_offset.get() >= log.high_watermark.get() {
+                        continue;
+                    }
                     if let Err(e) = log.flush().await {
                         log.fail(&e);
                     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{select, select_all, LocalBoxFuture};
-use futures_util::FutureExt;
+use futures_util::{stream, FutureExt, StreamExt};
 use glommio::{Latency, Shares};
 use tracing::warn;
 
@@ -22,6 +22,10 @@ use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::log::{AppendInfo, Availability};
 use crate::metrics::ShardMetrics;
 use crate::runtime::{now_ms, Signal};
+
+/// Partitions closed at once at shutdown (each holds a few file descriptors and buffers
+/// while it closes).
+const CLOSE_CONCURRENCY: usize = 64;
 
 /// Owned partitions by topic name, then partition index.
 type Owned = HashMap<Arc<str>, Vec<Option<Rc<Partition>>>>;
@@ -217,11 +221,15 @@ impl PartitionManager {
         Ok(())
     }
 
-    /// Flush and close every owned log and save its producer state (graceful shutdown).
+    /// Flush and close every owned log and save its producer state (graceful shutdown),
+    /// `CLOSE_CONCURRENCY` partitions at a time: each close waits on several fdatasyncs,
+    /// which io_uring runs side by side.
     pub async fn close_all(&self) {
-        for (topic, p, part) in self.owned() {
-            part.close(&topic, p).await;
-        }
+        stream::iter(self.owned())
+            .for_each_concurrent(CLOSE_CONCURRENCY, |(topic, p, part)| async move {
+                part.close(&topic, p).await;
+            })
+            .await;
     }
 
     /// Retention and producer snapshots, in their own low-share task queue, until
