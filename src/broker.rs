@@ -94,6 +94,11 @@ impl Broker {
             fetch_zero_copy: config.fetch_zero_copy,
             producer_id_expiration_ms: config.producer_id_expiration_ms as i64,
             retention_check_interval_ms: config.retention_check_interval_ms,
+            cleaner: crate::partition::cleaner::CleanerConfig {
+                map_bytes: config.cleaner_map_bytes,
+                io_bytes_per_sec: config.cleaner_io_bytes_per_sec,
+            },
+            cleaner_backoff_ms: config.cleaner_backoff_ms,
         };
         let partitions = Rc::new(PartitionManager::new(
             id,
@@ -238,6 +243,7 @@ impl Broker {
             glommio::spawn_local(crate::metrics::serve_admin(addr, shutdown, collect)).detach();
         }
         self.partitions.spawn_background();
+        self.partitions.spawn_cleaner();
         self.txns.spawn_background(self.ctx.shutdown.clone());
         if let Err(e) = crate::net::serve(self.net.clone()).await {
             tracing::error!("{e}");
@@ -327,6 +333,8 @@ impl Broker {
                 .collect(),
             dlq_writes: self.partitions.shares().dlq_writes.get(),
             dlq_failures: self.partitions.shares().dlq_failures.get(),
+            dirty_ratios: self.partitions.dirty_ratios(),
+            cleaner_bytes_per_sec: self.metrics.cleaner_last_bytes_per_sec.get(),
         }
     }
 }

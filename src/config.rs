@@ -46,6 +46,15 @@ pub struct BrokerConfig {
     /// Produce quota per client id and shard in bytes/s (Kafka's producer_byte_rate);
     /// 0 is no quota.
     pub producer_byte_rate: u64,
+    /// Memory of one cleaning pass's key → offset map, per shard (Kafka's
+    /// log.cleaner.dedupe.buffer.size); a dirty log with more keys is cleaned in passes.
+    pub cleaner_map_bytes: usize,
+    /// Read plus written bytes per second one shard's cleaner may use; 0 is no limit
+    /// (Kafka's log.cleaner.io.max.bytes.per.second).
+    pub cleaner_io_bytes_per_sec: u64,
+    /// How long the cleaner sleeps when no compacted partition is due (Kafka's
+    /// log.cleaner.backoff.ms).
+    pub cleaner_backoff_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -74,6 +83,9 @@ impl Default for BrokerConfig {
             idle_connection_timeout_ms: 600_000,
             request_read_timeout_ms: 30_000,
             producer_byte_rate: 0,
+            cleaner_map_bytes: 32 << 20,
+            cleaner_io_bytes_per_sec: 0,
+            cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -174,6 +186,18 @@ pub struct ServeArgs {
     /// throttle_time_ms and the connection is not read for that long. 0: no quota. Default 0.
     #[arg(long, env = "SLUICE_PRODUCER_BYTE_RATE")]
     pub producer_byte_rate: Option<u64>,
+    /// Memory per shard for the compaction cleaner's key → offset map (bytes; about 40
+    /// per key). Default 33554432.
+    #[arg(long, env = "SLUICE_CLEANER_MAP_BYTES")]
+    pub cleaner_map_bytes: Option<usize>,
+    /// Read plus written bytes per second one shard's cleaner may use; 0 is no limit.
+    /// Default 0.
+    #[arg(long, env = "SLUICE_CLEANER_IO_BYTES_PER_SEC")]
+    pub cleaner_io_bytes_per_sec: Option<u64>,
+    /// How long the cleaner waits before looking for a compacted partition to clean
+    /// again when none is due (ms). Default 15000.
+    #[arg(long, env = "SLUICE_CLEANER_BACKOFF_MS")]
+    pub cleaner_backoff_ms: Option<u64>,
 }
 
 /// The TOML file: every key optional.
@@ -203,6 +227,9 @@ struct FileConfig {
     idle_connection_timeout_ms: Option<u64>,
     request_read_timeout_ms: Option<u64>,
     producer_byte_rate: Option<u64>,
+    cleaner_map_bytes: Option<usize>,
+    cleaner_io_bytes_per_sec: Option<u64>,
+    cleaner_backoff_ms: Option<u64>,
 }
 
 /// Below this the produce credit of a shard could not hold a few typical batches.
@@ -243,7 +270,10 @@ impl BrokerConfig {
             memory_budget,
             idle_connection_timeout_ms,
             request_read_timeout_ms,
-            producer_byte_rate
+            producer_byte_rate,
+            cleaner_map_bytes,
+            cleaner_io_bytes_per_sec,
+            cleaner_backoff_ms
         );
         if let Some(v) = args.retention_ms {
             c.retention_ms = negative_is_none(v);
@@ -283,7 +313,10 @@ impl BrokerConfig {
             memory_budget,
             idle_connection_timeout_ms,
             request_read_timeout_ms,
-            producer_byte_rate
+            producer_byte_rate,
+            cleaner_map_bytes,
+            cleaner_io_bytes_per_sec,
+            cleaner_backoff_ms
         );
         if let Some(v) = f.flush {
             self.flush = v

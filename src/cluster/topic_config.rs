@@ -15,6 +15,10 @@ pub struct ConfigError(pub String);
 /// Every topic config Sluice knows, in DescribeConfigs order.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -188,13 +192,20 @@ impl TopicConfigDefaults {
     /// Apply one override to `cfg`, or say why it cannot be.
     fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), ConfigError> {
         match key {
-            "cleanup.policy" => {
-                if v != "delete" {
-                    return Err(ConfigError(format!(
-                        "cleanup.policy={v} is not supported: Sluice deletes old segments (cleanup.policy=delete); log compaction is not implemented"
-                    )));
+            "cleanup.policy" => cfg.cleanup = v.parse().map_err(ConfigError)?,
+            "min.cleanable.dirty.ratio" => {
+                cfg.min_cleanable_dirty_ratio = match v.trim().parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => r,
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "{key} must be a number between 0 and 1, got '{v}'"
+                        )))
+                    }
                 }
             }
+            "min.compaction.lag.ms" => cfg.min_compaction_lag_ms = parse_min(key, v, 0)? as u64,
+            "max.compaction.lag.ms" => cfg.max_compaction_lag_ms = parse_min(key, v, 1)? as u64,
+            "delete.retention.ms" => cfg.delete_retention_ms = parse_min(key, v, 0)? as u64,
             "retention.ms" => cfg.retention_ms = parse_limit(key, v)?,
             "retention.bytes" => cfg.retention_bytes = parse_limit(key, v)?,
             "segment.bytes" => cfg.segment_bytes = parse_min(key, v, 1024)? as u64,
@@ -267,6 +278,12 @@ impl TopicConfigDefaults {
         for (k, v) in overrides {
             Self::apply(&mut cfg, k, v)?;
         }
+        if cfg.min_compaction_lag_ms > cfg.max_compaction_lag_ms {
+            return Err(ConfigError(format!(
+                "min.compaction.lag.ms ({}) must not exceed max.compaction.lag.ms ({})",
+                cfg.min_compaction_lag_ms, cfg.max_compaction_lag_ms
+            )));
+        }
         Ok(cfg)
     }
 
@@ -286,7 +303,11 @@ impl TopicConfigDefaults {
             .iter()
             .map(|&k| {
                 let v = match k {
-                    "cleanup.policy" => "delete".to_string(),
+                    "cleanup.policy" => cfg.cleanup.to_string(),
+                    "min.cleanable.dirty.ratio" => cfg.min_cleanable_dirty_ratio.to_string(),
+                    "min.compaction.lag.ms" => cfg.min_compaction_lag_ms.to_string(),
+                    "max.compaction.lag.ms" => cfg.max_compaction_lag_ms.to_string(),
+                    "delete.retention.ms" => cfg.delete_retention_ms.to_string(),
                     "retention.ms" => opt_i64(cfg.retention_ms),
                     "retention.bytes" => opt_i64(cfg.retention_bytes),
                     "segment.bytes" => cfg.segment_bytes.to_string(),
@@ -314,6 +335,29 @@ impl TopicConfigDefaults {
             })
             .collect()
     }
+}
+
+/// The list-valued topic configs (IncrementalAlterConfigs APPEND and SUBTRACT apply).
+pub fn is_list_config(key: &str) -> bool {
+    key == "cleanup.policy"
+}
+
+/// IncrementalAlterConfigs APPEND (`subtract` false) or SUBTRACT of `items` (a comma list)
+/// to the list `current`: appended items not already there go at the end, in order.
+pub fn edit_list(current: &str, items: &str, subtract: bool) -> String {
+    let mut list: Vec<&str> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    for item in items.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if subtract {
+            list.retain(|x| *x != item);
+        } else if !list.contains(&item) {
+            list.push(item);
+        }
+    }
+    list.join(",")
 }
 
 /// The flush interval to wait for under `interval:<ms>`, if any.
@@ -355,6 +399,32 @@ mod tests {
     }
 
     #[test]
+    fn compaction_configs_are_read_and_described() {
+        let d = TopicConfigDefaults::default();
+        let mut o = BTreeMap::new();
+        o.insert("cleanup.policy".into(), "compact".into());
+        o.insert("min.cleanable.dirty.ratio".into(), "0.01".into());
+        o.insert("delete.retention.ms".into(), "100".into());
+        o.insert("min.compaction.lag.ms".into(), "5".into());
+        let c = d.log_config(&o).unwrap();
+        assert!(c.cleanup.compact && !c.cleanup.delete);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!((c.delete_retention_ms, c.min_compaction_lag_ms), (100, 5));
+        let described = TopicConfigDefaults::describe(&c, &o);
+        assert!(described.contains(&("cleanup.policy", "compact".into())));
+        assert!(described.contains(&("delete.retention.ms", "100".into())));
+        o.insert("max.compaction.lag.ms".into(), "4".into());
+        assert!(d.log_config(&o).is_err(), "min lag above max lag");
+        assert_eq!(edit_list("delete", "compact", false), "delete,compact");
+        assert_eq!(
+            edit_list("delete,compact", "compact", false),
+            "delete,compact"
+        );
+        assert_eq!(edit_list("delete,compact", "delete", true), "compact");
+        assert_eq!(edit_list("compact", "compact", true), "");
+    }
+
+    #[test]
     fn overrides_change_the_log_config_and_bad_values_are_refused() {
         let d = TopicConfigDefaults::default();
         let mut o = BTreeMap::new();
@@ -367,7 +437,12 @@ mod tests {
         assert_eq!(c.flush, FlushPolicy::Always);
 
         for (k, v) in [
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "forever"),
+            ("cleanup.policy", ""),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "later"),
             ("retention.ms", "soon"),
             ("no.such.config", "1"),
             ("flush.policy", "sometimes"),

@@ -172,6 +172,23 @@ pub fn validate_one(
     offset_in_blob: usize,
     max_message_bytes: usize,
 ) -> Result<BatchInfo, LogError> {
+    validate(b, offset_in_blob, max_message_bytes, true)
+}
+
+/// Validates a batch read back from a segment: as `validate_one`, except that a batch
+/// the cleaner rewrote may hold fewer records than offsets (compaction keeps the
+/// batch's offset range and its records' offset deltas, with gaps between them), or
+/// none at all (Kafka keeps a producer's last batch empty to keep its sequence).
+pub fn validate_stored(b: &[u8]) -> Result<BatchInfo, LogError> {
+    validate(b, 0, usize::MAX, false)
+}
+
+fn validate(
+    b: &[u8],
+    offset_in_blob: usize,
+    max_message_bytes: usize,
+    strict: bool,
+) -> Result<BatchInfo, LogError> {
     let at = offset_in_blob;
     if b.len() < HEADER_LEN {
         return Err(LogError::CorruptMessage(format!(
@@ -212,13 +229,14 @@ pub fn validate_one(
         )));
     }
     let info = header_info(batch, offset_in_blob);
-    check_semantics(batch, &info)?;
+    check_semantics(batch, &info, strict)?;
     Ok(info)
 }
 
-fn check_semantics(batch: &[u8], info: &BatchInfo) -> Result<(), LogError> {
+fn check_semantics(batch: &[u8], info: &BatchInfo, strict: bool) -> Result<(), LogError> {
     let at = info.offset_in_blob;
-    if info.records_count < 1 {
+    let min_count = if strict { 1 } else { 0 };
+    if info.records_count < min_count || info.records_count as i64 > info.offset_count() {
         return Err(LogError::InvalidRecord(format!(
             "recordsCount {} at {at}",
             info.records_count
@@ -236,7 +254,7 @@ fn check_semantics(batch: &[u8], info: &BatchInfo) -> Result<(), LogError> {
             "unknown compression codec {codec} at {at}"
         )));
     }
-    if info.is_control() && info.records_count != 1 {
+    if info.is_control() && info.records_count != 1 && (strict || info.records_count != 0) {
         return Err(LogError::InvalidRecord(format!(
             "control batch at {at} has {} records, expected 1",
             info.records_count
@@ -246,19 +264,22 @@ fn check_semantics(batch: &[u8], info: &BatchInfo) -> Result<(), LogError> {
         // The records are one compressed block: we never decompress, so only the header is checked.
         return Ok(());
     }
-    if info.last_offset_delta != info.records_count - 1 {
+    if strict && info.last_offset_delta != info.records_count - 1 {
         return Err(LogError::InvalidRecord(format!(
             "lastOffsetDelta {} does not match recordsCount {} at {at}",
             info.last_offset_delta, info.records_count
         )));
     }
-    walk_records(&batch[HEADER_LEN..], info.records_count)
+    let last = (!strict).then_some(info.last_offset_delta);
+    walk_records(&batch[HEADER_LEN..], info.records_count, last)
         .map_err(|why| LogError::InvalidRecord(format!("batch at {at}: {why}")))
 }
 
 /// Cheap cross-check of an uncompressed batch: the records' length prefixes tile the records
-/// section exactly and each offsetDelta is its index.
-fn walk_records(mut rest: &[u8], count: i32) -> Result<(), String> {
+/// section exactly and each offsetDelta is its index (or, for a compacted batch with
+/// `last_offset_delta`, the deltas increase and stay within it).
+fn walk_records(mut rest: &[u8], count: i32, compacted: Option<i32>) -> Result<(), String> {
+    let mut prev = -1;
     for i in 0..count {
         let (len, n) = read_varint(rest).ok_or_else(|| format!("record {i}: bad length varint"))?;
         rest = &rest[n..];
@@ -271,9 +292,14 @@ fn walk_records(mut rest: &[u8], count: i32) -> Result<(), String> {
             read_varlong(&rec[1..]).ok_or_else(|| format!("record {i}: bad timestampDelta"))?;
         let (delta, _) =
             read_varint(&rec[1 + n1..]).ok_or_else(|| format!("record {i}: bad offsetDelta"))?;
-        if delta != i {
+        let fits = match compacted {
+            None => delta == i,
+            Some(last) => delta > prev && delta <= last,
+        };
+        if !fits {
             return Err(format!("record {i} has offsetDelta {delta}"));
         }
+        prev = delta;
         rest = &rest[len as usize..];
     }
     if !rest.is_empty() {

@@ -61,6 +61,60 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// Kafka's `cleanup.policy`: a list of `delete` (retention removes old segments) and
+/// `compact` (the cleaner keeps the last record of every key). Kafka's default is delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+impl FromStr for CleanupPolicy {
+    type Err = String;
+
+    /// A comma-separated list of `delete` and `compact` (either order, at least one).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                other => {
+                    return Err(format!(
+                        "cleanup.policy must be a list of delete and compact, got '{other}'"
+                    ))
+                }
+            }
+        }
+        if !p.delete && !p.compact {
+            return Err("cleanup.policy must name delete, compact or both".into());
+        }
+        Ok(p)
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
 /// Kafka's topic configs that matter to one partition's log, with Kafka's names and defaults.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
@@ -83,6 +137,19 @@ pub struct LogConfig {
     pub max_queue_bytes: Option<u64>,
     /// `index.interval.bytes`: bytes between two sparse index entries. Default 4096.
     pub index_interval_bytes: usize,
+    /// `cleanup.policy`: retention applies only with `delete`; the cleaner only with `compact`.
+    pub cleanup: CleanupPolicy,
+    /// `min.cleanable.dirty.ratio`: the cleaner takes a partition once this share of its
+    /// cleanable bytes was written since the last cleaning. Default 0.5.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long. Default 0.
+    pub min_compaction_lag_ms: u64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes its partition
+    /// cleanable whatever its dirty ratio. Default Long.MAX_VALUE.
+    pub max_compaction_lag_ms: u64,
+    /// `delete.retention.ms`: how long a tombstone (and an empty transaction marker) is
+    /// kept after the cleaning that first found it removable. Default 1 day.
+    pub delete_retention_ms: u64,
 }
 
 /// Kafka's defaults: 1 GiB segments, 7-day segment.ms and retention.ms.
@@ -100,6 +167,11 @@ impl Default for LogConfig {
             flush: FlushPolicy::Interval(Duration::from_millis(1000)),
             max_queue_bytes: None,
             index_interval_bytes: 4096,
+            cleanup: CleanupPolicy::default(),
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX as u64,
+            delete_retention_ms: DAY_MS,
         }
     }
 }
@@ -132,5 +204,22 @@ mod tests {
         assert!("sometimes".parse::<FlushPolicy>().is_err());
         assert!("interval:".parse::<FlushPolicy>().is_err());
         assert!("interval:0".parse::<FlushPolicy>().is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_is_a_list_of_delete_and_compact() {
+        for (s, delete, compact, shown) in [
+            ("delete", true, false, "delete"),
+            ("compact", false, true, "compact"),
+            ("compact,delete", true, true, "compact,delete"),
+            ("delete, compact", true, true, "compact,delete"),
+        ] {
+            let p: CleanupPolicy = s.parse().unwrap();
+            assert_eq!((p.delete, p.compact), (delete, compact), "{s}");
+            assert_eq!(p.to_string(), shown);
+        }
+        for bad in ["", ",", "remove", "compact,forever"] {
+            assert!(bad.parse::<CleanupPolicy>().is_err(), "{bad}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub(crate) mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 mod flush_lanes;
@@ -22,7 +23,7 @@ mod model_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use config::{FlushPolicy, LogConfig, TimestampType};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 pub use error::LogError;
 pub use partition::{
     AppendInfo, Availability, FetchSlice, FileRange, PartitionLog, RetentionReport, SendRange,

@@ -241,11 +241,14 @@ struct InFlight {
 }
 
 pub struct PartitionLog {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     me: Weak<PartitionLog>,
-    config: RefCell<LogConfig>,
+    pub(super) config: RefCell<LogConfig>,
     /// Sorted by base offset; the last one is the active segment, all others are sealed.
-    segments: RefCell<Vec<Rc<Segment>>>,
+    pub(super) segments: RefCell<Vec<Rc<Segment>>>,
+    /// Held while sealed segments are removed (retention, DeleteRecords, removal) or
+    /// replaced by a cleaned one (`cleaner`), so the two never interleave.
+    pub(super) layout_gate: Semaphore,
     /// Serializes reservations strictly in call order (`FifoGate`: glommio's Semaphore
     /// lets a newcomer overtake a woken waiter); uncontended except during a roll or a
     /// preallocation.
@@ -259,7 +262,7 @@ pub struct PartitionLog {
     in_flight: RefCell<VecDeque<InFlight>>,
     /// Sequence number of `in_flight`'s front.
     in_flight_front: Cell<u64>,
-    size_bytes: Cell<u64>,
+    pub(super) size_bytes: Cell<u64>,
     /// Bytes of the first segment before the log start offset's batch (for max_queue_bytes).
     bytes_before_start: Cell<u64>,
     hwm_waiters: RefCell<Waiters>,
@@ -272,10 +275,10 @@ pub struct PartitionLog {
     /// preallocating, before any offset was reserved): appends are refused, reads go on,
     /// and a probe retries the preallocation until space returns (`watch_for_space`).
     no_space: RefCell<Option<String>>,
-    closed: Cell<bool>,
+    pub(super) closed: Cell<bool>,
     /// Set by `remove` (DeleteTopics): no file of this log is written again, since its
     /// directory may already belong to a re-created topic of the same name.
-    removed: Cell<bool>,
+    pub(super) removed: Cell<bool>,
     checkpoint_gate: Semaphore,
     last_checkpoint_ms: Cell<i64>,
     flush_timer_generation: Cell<u64>,
@@ -295,6 +298,7 @@ impl PartitionLog {
             me: me.clone(),
             config: RefCell::new(config),
             segments: RefCell::new(recovered.segments),
+            layout_gate: Semaphore::new(1),
             reserve_gate: FifoGate::default(),
             next_offset: Cell::new(recovered.next_offset),
             high_watermark: Cell::new(recovered.next_offset),
@@ -939,14 +943,19 @@ impl PartitionLog {
             }
             // The segment holding `stop_offset` is the last one read, up to its batch.
             let cut = stop_offset < hwm && stop_offset < seg.next_offset.get();
-            let end = if cut {
-                seg.find_batch(stop_offset).await?.0
-            } else {
-                seg.readable_end.get()
+            let end = match cut {
+                true => seg.find_batch_from(stop_offset).await?.map(|b| b.0),
+                false => None,
             };
+            let end = end.unwrap_or(seg.readable_end.get());
             let first = slice.ranges.is_empty();
+            // A compacted segment may hold no batch at or after `offset`: the next one may.
             let start = if first {
-                seg.find_batch(offset).await?.0
+                match seg.find_batch_from(offset).await? {
+                    Some((pos, _)) => pos,
+                    None if cut => break,
+                    None => continue,
+                }
             } else {
                 0
             };
@@ -1012,7 +1021,9 @@ impl PartitionLog {
             if from >= self.high_watermark.get() {
                 return Ok(None);
             }
-            let pos = seg.find_batch(from).await?.0;
+            let Some((pos, _)) = seg.find_batch_from(from).await? else {
+                continue;
+            };
             if let Some(found) = seg.scan_for_timestamp(pos, ts, start).await? {
                 return Ok(Some(found));
             }
@@ -1032,6 +1043,7 @@ impl PartitionLog {
             return Err(self.out_of_range(before_offset));
         }
         if before > self.log_start_offset.get() {
+            let _gate = self.layout().await?;
             self.log_start_offset.set(before);
             self.delete_segments_below_start().await?;
             self.update_bytes_before_start().await?;
@@ -1078,13 +1090,14 @@ impl PartitionLog {
         Ok((doomed.len(), bytes))
     }
 
-    async fn update_bytes_before_start(&self) -> Result<(), LogError> {
+    pub(super) async fn update_bytes_before_start(&self) -> Result<(), LogError> {
         let start = self.log_start_offset.get();
         let first = self.segments.borrow()[0].clone();
         let pos = if start >= first.next_offset.get() {
             first.readable_end.get()
         } else if start > first.base_offset {
-            first.find_batch(start).await?.0
+            let found = first.find_batch_from(start).await?;
+            found.map_or(first.readable_end.get(), |b| b.0)
         } else {
             0
         };
@@ -1092,9 +1105,25 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// The layout gate (see `layout_gate`).
+    pub(super) async fn layout(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
+        self.layout_gate
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Offline("layout gate".into()))
+    }
+
+    /// Deletes old sealed segments: by `retention.ms` and `retention.bytes` when the
+    /// cleanup policy has `delete` (Kafka: a `compact`-only topic keeps every key's last
+    /// record for ever), and those wholly below the log start offset whatever the policy.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, LogError> {
         self.check_online()?;
-        let config = self.config.borrow().clone();
+        let _gate = self.layout().await?;
+        let mut config = self.config.borrow().clone();
+        if !config.cleanup.delete {
+            config.retention_ms = None;
+            config.retention_bytes = None;
+        }
         let doomed: Vec<Rc<Segment>> = {
             let mut segs = self.segments.borrow_mut();
             let sealed = segs.len() - 1;
@@ -1192,6 +1221,7 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| LogError::Offline("checkpoint gate".into()))?;
+        let _layout = self.layout().await?;
         self.offline_reason
             .borrow_mut()
             .get_or_insert_with(|| "removed".into());

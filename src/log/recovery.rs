@@ -42,6 +42,8 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
 }
 
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogError> {
+    // A cleaning interrupted by a crash: dropped before its commit point, completed after.
+    super::cleaner::recover_swaps(dir).await?;
     let bases = list_segments(dir)?;
     let raw_checkpoint = segment::read_file(&checkpoint::path(dir))
         .await?
@@ -70,8 +72,15 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         }
         let next_base = bases.get(i + 1).copied();
         let (seg, file_size) = Segment::open(dir, base, now).await?;
-        let (end, rebuilt) =
+        let (mut end, rebuilt) =
             recover_segment(&seg, file_size, checkpoint, next_base, interval).await?;
+        if let Some(n) = next_base {
+            // A compacted segment may end before the next one starts: the offsets between
+            // are the gap its last records left (a segment is never past the next one).
+            if end.cut_reason.is_none() && end.next_offset <= n {
+                end.next_offset = n;
+            }
+        }
         if let Some(why) = &end.cut_reason {
             tracing::warn!(
                 dir = %dir.display(), segment = base, position = end.position, next_offset = end.next_offset,
@@ -151,6 +160,8 @@ async fn recover_segment(
 ) -> Result<(ScanEnd, bool), LogError> {
     let base = seg.base_offset;
     let path = seg.path();
+    // Only sealed segments are ever compacted; the active one's offsets have no gaps.
+    let gaps = next_base.is_some();
     match (checkpoint, next_base) {
         (Some(c), Some(next)) if base < c.segment_base => {
             // Sealed and synced before the checkpoint was written: trusted, not re-validated.
@@ -166,8 +177,8 @@ async fn recover_segment(
             }
             tracing::info!(path = %path.display(), "rebuilding the index of a sealed segment");
             reset(seg);
-            let end = seg.scan(0, base, file_size, false, interval).await?;
-            if end.cut_reason.is_none() && end.position == file_size && end.next_offset == next {
+            let end = seg.scan(0, base, file_size, false, interval, true).await?;
+            if end.cut_reason.is_none() && end.position == file_size && end.next_offset <= next {
                 return Ok((end, true));
             }
             tracing::warn!(path = %path.display(), "sealed segment does not scan cleanly; validating it");
@@ -188,7 +199,14 @@ async fn recover_segment(
             }
             // Index entries between the last one on disk and the checkpoint: from the headers.
             let upto = seg
-                .scan(pos as u64, base + rel as i64, c.position, false, interval)
+                .scan(
+                    pos as u64,
+                    base + rel as i64,
+                    c.position,
+                    false,
+                    interval,
+                    gaps,
+                )
                 .await?;
             if upto.cut_reason.is_none()
                 && upto.position == c.position
@@ -196,7 +214,7 @@ async fn recover_segment(
             {
                 seg.max_timestamp.set(upto.max_timestamp);
                 let end = seg
-                    .scan(c.position, c.next_offset, file_size, true, interval)
+                    .scan(c.position, c.next_offset, file_size, true, interval, gaps)
                     .await?;
                 return Ok((end, true));
             }
@@ -205,7 +223,10 @@ async fn recover_segment(
         _ => {}
     }
     reset(seg);
-    Ok((seg.scan(0, base, file_size, true, interval).await?, true))
+    Ok((
+        seg.scan(0, base, file_size, true, interval, gaps).await?,
+        true,
+    ))
 }
 
 fn reset(seg: &Segment) {

@@ -116,7 +116,12 @@ impl Segment {
         Ok((seg, size))
     }
 
-    fn from_file(dir: &Path, base_offset: i64, file: BufferedFile, now_ms: i64) -> Segment {
+    pub(super) fn from_file(
+        dir: &Path,
+        base_offset: i64,
+        file: BufferedFile,
+        now_ms: i64,
+    ) -> Segment {
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -226,8 +231,21 @@ impl Segment {
     }
 
     /// Finds the batch containing `offset` (which must be below `next_offset` and inside the
-    /// readable part): returns its (position, length).
+    /// readable part): returns its (position, length). In a compacted segment `offset` may
+    /// be in a gap: the first batch after it is found, and an error is returned only if
+    /// none follows in the segment.
     pub async fn find_batch(&self, offset: i64) -> Result<(u64, usize), LogError> {
+        self.find_batch_from(offset).await?.ok_or_else(|| {
+            LogError::Offline(format!(
+                "offset {offset} not found in {}",
+                self.path().display()
+            ))
+        })
+    }
+
+    /// The readable batch holding `offset`, else the first one after it (compaction
+    /// leaves gaps), else None: (position, length).
+    pub async fn find_batch_from(&self, offset: i64) -> Result<Option<(u64, usize)>, LogError> {
         'lookup: loop {
             let (rel, start) = self.index.borrow().lookup_offset(self.relative(offset));
             let end = self.readable_end.get();
@@ -244,14 +262,11 @@ impl Segment {
                     batch::batch_length(h) as usize + LOG_OVERHEAD,
                 );
                 if base + batch::last_offset_delta(h) as i64 >= offset {
-                    return Ok((pos, len));
+                    return Ok(Some((pos, len)));
                 }
                 pos += len as u64;
             }
-            return Err(LogError::Offline(format!(
-                "offset {offset} not found in {}",
-                self.path().display()
-            )));
+            return Ok(None);
         }
     }
 
@@ -428,7 +443,9 @@ impl Segment {
     /// Scans batches from `pos` (a batch start holding `next_offset`) to `file_end`, adding
     /// index entries. With `validate`, every batch is fully checked (lengths, magic, CRC,
     /// semantics, offset continuity) and the scan stops at the first bad one; without, only
-    /// headers are read (for rebuilding the index of data already validated).
+    /// headers are read (for rebuilding the index of data already validated). With `gaps`
+    /// (a sealed segment, which compaction may have rewritten) a batch may start past the
+    /// previous one's end; offsets must still increase.
     pub async fn scan(
         &self,
         mut pos: u64,
@@ -436,6 +453,7 @@ impl Segment {
         file_end: u64,
         validate: bool,
         interval: usize,
+        gaps: bool,
     ) -> Result<ScanEnd, LogError> {
         let mut max_ts = self.max_timestamp.get();
         let mut buf: Option<(u64, glommio::io::ReadResult)> = None;
@@ -474,7 +492,8 @@ impl Segment {
                     "batch of {len} bytes at {pos} runs past the end of the file ({file_end})"
                 ));
             }
-            if batch::base_offset(h) != next_offset {
+            let base = batch::base_offset(h);
+            if base != next_offset && !(gaps && base > next_offset) {
                 break Some(format!(
                     "batch at {pos} has base offset {}, expected {next_offset}",
                     batch::base_offset(h)
@@ -495,7 +514,7 @@ impl Segment {
                 let start = (pos - at) as usize;
                 match b
                     .get(start..start + len as usize)
-                    .map(|bytes| batch::validate_one(bytes, 0, usize::MAX))
+                    .map(|bytes| batch::validate_stored(bytes))
                 {
                     Some(Ok(info)) => info,
                     Some(Err(e)) => break Some(format!("batch at {pos}: {e}")),
@@ -510,6 +529,7 @@ impl Segment {
                 batch::header_info(h, 0)
             };
             max_ts = max_ts.max(info.max_timestamp);
+            next_offset = base;
             self.index.borrow_mut().on_batch(
                 self.relative(next_offset),
                 pos as u32,

@@ -388,7 +388,7 @@ fn data_after_zeros_is_cut_with_a_reason_and_preallocated_zeros_are_not() {
         let (clean, _) = super::segment::Segment::open(tmp.path(), 0, 0)
             .await
             .unwrap();
-        let end = clean.scan(0, 0, size, true, 256).await.unwrap();
+        let end = clean.scan(0, 0, size, true, 256, false).await.unwrap();
         assert_eq!(
             end.cut_reason, None,
             "preallocated zeros after the data are no cut"
@@ -403,7 +403,7 @@ fn data_after_zeros_is_cut_with_a_reason_and_preallocated_zeros_are_not() {
         let (cut, _) = super::segment::Segment::open(tmp.path(), 0, 0)
             .await
             .unwrap();
-        let end = cut.scan(0, 0, size, true, 256).await.unwrap();
+        let end = cut.scan(0, 0, size, true, 256, false).await.unwrap();
         assert_eq!(end.position, start as u64);
         let reason = end.cut_reason.unwrap_or_default();
         assert!(reason.contains("data again"), "cut reason: {reason:?}");

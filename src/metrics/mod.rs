@@ -45,6 +45,13 @@ pub struct ShardMetrics {
     pub protocol_errors: Cell<u64>,
     /// Produce requests that had to wait for credit (`net::credit`).
     pub produce_credit_waits: Cell<u64>,
+    /// The compaction cleaner: bytes read and written by its passes, passes, and the time
+    /// they took (µs); the throughput of the last pass (bytes read per second).
+    pub cleaner_bytes_read: Cell<u64>,
+    pub cleaner_bytes_written: Cell<u64>,
+    pub cleaner_passes: Cell<u64>,
+    pub cleaner_time_us: Cell<u64>,
+    pub cleaner_last_bytes_per_sec: Cell<u64>,
     requests: RefCell<BTreeMap<i16, Histogram<u64>>>,
     /// Time from a frame being cut off the socket to its handler starting (µs).
     queued: RefCell<Histogram<u64>>,
@@ -77,6 +84,38 @@ pub struct Snapshot {
     /// Dead-letter records written by this shard's share partitions, and failed writes.
     pub dlq_writes: u64,
     pub dlq_failures: u64,
+    /// Compacted partitions: (topic, partition, dirty ratio of the cleanable log).
+    pub dirty_ratios: Vec<(String, i32, f64)>,
+    /// Bytes per second the last cleaning pass of this shard read.
+    pub cleaner_bytes_per_sec: u64,
+}
+
+/// The cleaner's gauges: the dirty ratio of every compacted partition, the last pass's
+/// throughput per shard.
+fn render_cleaner(out: &mut String, snaps: &[Snapshot]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# TYPE sluice_cleaner_dirty_ratio gauge");
+    for s in snaps {
+        for (t, p, r) in &s.dirty_ratios {
+            let _ = writeln!(
+                out,
+                "sluice_cleaner_dirty_ratio{{topic=\"{}\",partition=\"{p}\",shard=\"{}\"}} {r}",
+                esc(t),
+                s.shard
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE sluice_cleaner_last_pass_bytes_per_second gauge"
+    );
+    for s in snaps {
+        let _ = writeln!(
+            out,
+            "sluice_cleaner_last_pass_bytes_per_second{{shard=\"{}\"}} {}",
+            s.shard, s.cleaner_bytes_per_sec
+        );
+    }
 }
 
 /// One share partition: records in its window by state, and its counters.
@@ -162,6 +201,11 @@ impl ShardMetrics {
             connections_refused: Cell::new(0),
             protocol_errors: Cell::new(0),
             produce_credit_waits: Cell::new(0),
+            cleaner_bytes_read: Cell::new(0),
+            cleaner_bytes_written: Cell::new(0),
+            cleaner_passes: Cell::new(0),
+            cleaner_time_us: Cell::new(0),
+            cleaner_last_bytes_per_sec: Cell::new(0),
             requests: RefCell::new(BTreeMap::new()),
             queued: RefCell::new(new_histogram()),
         }
@@ -189,6 +233,17 @@ impl ShardMetrics {
     pub fn record_append(&self, bytes: usize, records: i64) {
         bump(&self.produced_bytes, bytes as u64);
         bump(&self.produced_records, records.max(0) as u64);
+    }
+
+    /// One cleaning pass: `read` bytes of log in, `written` out, in `took`.
+    pub fn record_clean(&self, read: u64, written: u64, took: Duration) {
+        bump(&self.cleaner_bytes_read, read);
+        bump(&self.cleaner_bytes_written, written);
+        bump(&self.cleaner_passes, 1);
+        bump(&self.cleaner_time_us, took.as_micros() as u64);
+        let secs = took.as_secs_f64().max(1e-6);
+        self.cleaner_last_bytes_per_sec
+            .set((read as f64 / secs) as u64);
     }
 
     pub fn record_fetch(&self, bytes: usize) {
@@ -246,6 +301,16 @@ impl ShardMetrics {
                 "sluice_produce_credit_waits_total",
                 self.produce_credit_waits.get(),
             ),
+            (
+                "sluice_cleaner_bytes_read_total",
+                self.cleaner_bytes_read.get(),
+            ),
+            (
+                "sluice_cleaner_bytes_written_total",
+                self.cleaner_bytes_written.get(),
+            ),
+            ("sluice_cleaner_passes_total", self.cleaner_passes.get()),
+            ("sluice_cleaner_time_us_total", self.cleaner_time_us.get()),
         ];
         (counters, self.requests.borrow().clone())
     }
@@ -297,6 +362,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
         }
     }
     render_shares(&mut out, snaps);
+    render_cleaner(&mut out, snaps);
     let _ = writeln!(out, "# TYPE sluice_connections gauge");
     for s in snaps {
         let _ = writeln!(
@@ -497,6 +563,8 @@ mod tests {
             }],
             dlq_writes: 2,
             dlq_failures: 0,
+            dirty_ratios: vec![(format!("c{shard}"), 0, 0.25)],
+            cleaner_bytes_per_sec: 0,
         }
     }
 

@@ -38,7 +38,15 @@ pub struct ManagerConfig {
     pub fetch_zero_copy: bool,
     pub producer_id_expiration_ms: i64,
     pub retention_check_interval_ms: u64,
+    /// The compaction cleaner: its map size and I/O pace, and how long it sleeps when no
+    /// partition is due (Kafka's log.cleaner.backoff.ms).
+    pub cleaner: super::cleaner::CleanerConfig,
+    pub cleaner_backoff_ms: u64,
 }
+
+/// The cleaner's task queue shares: a busy shard gives it about 2% of its time (the
+/// default queue, where requests run, has 1000), an idle one all of it.
+const CLEANER_SHARES: usize = 20;
 
 pub struct PartitionManager {
     shard: ShardId,
@@ -255,6 +263,79 @@ impl PartitionManager {
                 t.detach();
             }
             Err(e) => warn!("cannot start retention: {e}"),
+        }
+    }
+
+    /// The compaction cleaner, in a task queue of its own with few shares, until
+    /// `shutdown`: dirtiest due partition first, one pass at a time, until none is due.
+    pub fn spawn_cleaner(self: &Rc<Self>) {
+        let tq = glommio::executor().create_task_queue(
+            Shares::Static(CLEANER_SHARES),
+            Latency::NotImportant,
+            "cleaner",
+        );
+        let every = Duration::from_millis(self.config.cleaner_backoff_ms.max(10));
+        let me = self.clone();
+        let task = glommio::spawn_local_into(
+            async move {
+                while me.shutdown.sleep(every).await {
+                    while let Some((topic, p, part)) = me.dirtiest() {
+                        me.clean_one(&topic, p, &part).await;
+                        if me.shutdown.is_fired() {
+                            return;
+                        }
+                    }
+                }
+            },
+            tq,
+        );
+        match task {
+            Ok(t) => {
+                t.detach();
+            }
+            Err(e) => warn!("cannot start the cleaner: {e}"),
+        }
+    }
+
+    /// (topic, partition, dirty ratio) of every owned compacted partition with a
+    /// cleanable log, for `/metrics`.
+    pub fn dirty_ratios(&self) -> Vec<(String, i32, f64)> {
+        let now = now_ms();
+        self.owned()
+            .into_iter()
+            .filter_map(|(t, p, part)| {
+                let c = part.cleanable(now)?;
+                Some((t.to_string(), p, c.dirty_ratio()))
+            })
+            .collect()
+    }
+
+    /// The due compacted partition with the highest dirty ratio.
+    fn dirtiest(&self) -> Option<(Arc<str>, i32, Rc<Partition>)> {
+        let now = now_ms();
+        let mut best: Option<(f64, (Arc<str>, i32, Rc<Partition>))> = None;
+        for (t, p, part) in self.owned() {
+            let Some(ratio) = part.cleaning_due(now) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(r, _)| ratio > *r) {
+                best = Some((ratio, (t, p, part)));
+            }
+        }
+        best.map(|(_, x)| x)
+    }
+
+    async fn clean_one(&self, topic: &str, p: i32, part: &Partition) {
+        let started = std::time::Instant::now();
+        match part.clean(self.config.cleaner, now_ms()).await {
+            Ok(Some(stats)) => {
+                self.metrics
+                    .record_clean(stats.bytes_read, stats.bytes_written, started.elapsed());
+                tracing::info!(%topic, partition = p, read = stats.bytes_read, written = stats.bytes_written,
+                    segments = stats.segments_cleaned, ms = started.elapsed().as_millis() as u64, "cleaned");
+            }
+            Ok(None) => {}
+            Err(e) => warn!(%topic, partition = p, "cleaning failed: {}", e.message),
         }
     }
 

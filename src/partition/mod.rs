@@ -15,6 +15,8 @@
 //! Nothing here knows the wire format of a request; errors are `KafkaError`s because
 //! they go to a client as they are.
 
+pub mod cleaner;
+pub mod codec;
 pub mod compress;
 pub mod error;
 pub mod manager;
@@ -53,6 +55,8 @@ pub struct Partition {
     /// The topic's compression.type: batches in another codec are recompressed
     /// before they are written (`compress`).
     compression: Cell<Compression>,
+    /// Where compaction stands (`cleanup.policy=compact`).
+    pub cleaner: cleaner::CleanerState,
 }
 
 impl Partition {
@@ -67,7 +71,32 @@ impl Partition {
             log,
             producers,
             compression: Cell::new(Compression::Producer),
+            cleaner: cleaner::CleanerState::default(),
         })
+    }
+
+    /// What a cleaning pass would take of this compacted partition now (None: not
+    /// compacted, or nothing cleanable).
+    pub fn cleanable(&self, now: i64) -> Option<cleaner::Cleanable> {
+        let lso = txn::last_stable_offset(self);
+        cleaner::cleanable(&self.log, &self.cleaner, lso, now)
+    }
+
+    /// The dirty ratio of a compacted partition due for cleaning, else None.
+    pub fn cleaning_due(&self, now: i64) -> Option<f64> {
+        let c = self.cleanable(now)?;
+        cleaner::due(&self.log, &self.cleaner, &c, now)
+    }
+
+    /// One cleaning pass (`cleaner`); None when there was nothing to clean.
+    pub async fn clean(
+        &self,
+        config: cleaner::CleanerConfig,
+        now: i64,
+    ) -> Result<Option<cleaner::PassStats>, KafkaError> {
+        let txns = cleaner::TxnView::of(&self.producers.borrow());
+        let lso = txn::last_stable_offset(self);
+        cleaner::clean(&self.log, &self.cleaner, &txns, lso, config, now).await
     }
 
     /// Follow the topic's compression.type from the next append on.

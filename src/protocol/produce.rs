@@ -3,7 +3,9 @@
 //! the answers are merged in request order. acks=0 gets no response at all.
 
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -44,6 +46,33 @@ fn partition_response(
             }
         }
     }
+}
+
+/// A compacted topic takes only records with a key (Kafka's LogValidator): a record set
+/// with keyless records is refused whole with INVALID_RECORD, and Produce v8+ names each
+/// keyless record in `record_errors` (its position in the set).
+fn check_keys(
+    records: &bytes::Bytes,
+    topic: &str,
+    partition: i32,
+    record_errors: &mut Vec<BatchIndexAndErrorMessage>,
+) -> Result<(), KafkaError> {
+    let keyless = crate::partition::cleaner::records::keyless(records)?;
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let msg = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    );
+    *record_errors = keyless
+        .into_iter()
+        .map(|i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(StrBytes::from_string(msg.clone())))
+        })
+        .collect();
+    Err(KafkaError::new(ErrorCode::InvalidRecord, msg))
 }
 
 /// A transactional Produce (records with the transactional bit, KIP-98): the partitions
@@ -114,6 +143,7 @@ pub async fn handle(
             let topic_name = t.name.0.as_str().to_string();
             async move {
                 let index = p.index;
+                let mut record_errors = Vec::new();
                 let r = async {
                     if bad_acks {
                         return Err(KafkaError::new(
@@ -129,6 +159,9 @@ pub async fn handle(
                     let records = p.records.ok_or_else(|| {
                         KafkaError::new(ErrorCode::InvalidRecord, "produce without records")
                     })?;
+                    if meta.log_config.cleanup.compact {
+                        check_keys(&records, &topic_name, index, &mut record_errors)?;
+                    }
                     let msg = Append {
                         topic,
                         partition: index,
@@ -138,7 +171,12 @@ pub async fn handle(
                     ctx.mesh.call(owner, msg).await.map_err(owner_gone)?
                 }
                 .await;
-                partition_response(index, r, version)
+                let resp = partition_response(index, r, version);
+                if version >= 8 {
+                    resp.with_record_errors(record_errors)
+                } else {
+                    resp
+                }
             }
         });
         let partition_responses = join_all(work).await;

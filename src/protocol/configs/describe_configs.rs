@@ -5,7 +5,14 @@ use super::*;
 /// Kafka's ConfigType of each topic config (DescribeConfigs v3+).
 pub(super) fn config_type(key: &str) -> i8 {
     match key {
-        "retention.ms" | "retention.bytes" | "segment.ms" | "max.queue.bytes" => 5, // LONG
+        "retention.ms"
+        | "retention.bytes"
+        | "segment.ms"
+        | "max.queue.bytes"
+        | "min.compaction.lag.ms"
+        | "max.compaction.lag.ms"
+        | "delete.retention.ms" => 5, // LONG
+        "min.cleanable.dirty.ratio" => 6, // DOUBLE
         "segment.bytes" | "max.message.bytes" | "index.interval.bytes" | "min.insync.replicas" => 3, // INT
         "cleanup.policy" => 7, // LIST
         _ => 2,                // STRING

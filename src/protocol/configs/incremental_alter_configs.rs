@@ -1,6 +1,40 @@
-//! IncrementalAlterConfigs: SET and DELETE on a topic's overrides.
+//! IncrementalAlterConfigs: SET and DELETE on a topic's overrides; APPEND and SUBTRACT
+//! on its list-valued ones (`cleanup.policy`), from the value it has now.
 
 use super::*;
+use crate::cluster::topic_config::{edit_list, is_list_config};
+
+/// The value a topic's list config `key` has after APPEND (2) or SUBTRACT (3) of `items`:
+/// its override, else its default, edited.
+fn list_edit(
+    ctx: &Context,
+    topic: &str,
+    key: &str,
+    op: i8,
+    items: &str,
+) -> Result<String, KafkaError> {
+    if !is_list_config(key) {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "config operation {op} (APPEND/SUBTRACT) does not apply to {key}: it is not a list"
+            ),
+        ));
+    }
+    let reg = ctx.cluster.registry();
+    let t = reg.topic(topic).ok_or_else(|| {
+        KafkaError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("unknown topic {topic}"),
+        )
+    })?;
+    let current = TopicConfigDefaults::describe(&t.log_config, &t.overrides)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    Ok(edit_list(&current, items, op == 3))
+}
 
 pub async fn incremental_alter_configs(
     ctx: &Context,
@@ -17,9 +51,18 @@ pub async fn incremental_alter_configs(
                 .map(|c| match c.config_operation {
                     0 => Ok((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
                     1 => Ok((c.name.to_string(), None)),
+                    op @ (2 | 3) if r.resource_type == RESOURCE_TOPIC => {
+                        let items = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                        let v =
+                            list_edit(ctx, r.resource_name.as_str(), c.name.as_str(), op, &items)?;
+                        Ok((c.name.to_string(), Some(v)))
+                    }
                     op => Err(KafkaError::new(
                         ErrorCode::InvalidConfig,
-                        format!("config operation {op} (APPEND/SUBTRACT) does not apply to {}: no list-valued topic configs are supported", c.name.as_str()),
+                        format!(
+                            "config operation {op} does not apply to {}",
+                            c.name.as_str()
+                        ),
                     )),
                 })
                 .collect::<Result<BTreeMap<_, _>, _>>();

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""What log compaction costs and how fast it goes (issue 16), in one broker run:
+
+1. the disk's own sequential write then read of SIZE_MB (dd, O_DIRECT, in the data dir);
+2. a compacted topic filled with SIZE_MB of keyed 1 KiB updates (KEYS keys) while its
+   cleaning is held off (min.cleanable.dirty.ratio 1 and a long cleaner backoff do not
+   stop a first pass of a wholly dirty log, so it is filled as cleanup.policy=delete and
+   switched to compact afterwards);
+3. produce latency of a steady load (RATE records/s of 1 KiB into another topic,
+   acks=all) for SECONDS without cleaning, then for SECONDS while the cleaner compacts
+   the filled topic;
+4. the cleaner's throughput: dirty bytes read per second of cleaning
+   (sluice_cleaner_bytes_read_total / sluice_cleaner_time_us_total), against the disk's
+   sequential read+write rate (the cleaner reads and writes each byte once at most).
+
+    .venv/bin/python perf/compaction.py
+    SIZE_MB=1024 KEYS=100000 .venv/bin/python perf/compaction.py
+
+Targets (issue 16): cleaner ≥ 0.5× the disk's read+write rate; produce p99 while
+cleaning ≤ 1.2× without. Results go to stdout and perf/out/compaction.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                   ConfigResource, NewTopic)
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "clients"))
+from conftest import free_ports  # noqa: E402
+from proc_util import start_sluice  # noqa: E402
+
+BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
+SIZE_MB = int(os.environ.get("SIZE_MB", "256"))
+KEYS = int(os.environ.get("KEYS", "20000"))
+RATE = int(os.environ.get("RATE", "2000"))
+SECONDS = float(os.environ.get("SECONDS", "10"))
+VALUE = 1024
+
+
+def dd_rate(dirpath: Path, mb: int) -> tuple[float, float]:
+    """(write MB/s, read MB/s) of a sequential O_DIRECT file of `mb` MiB."""
+    f = dirpath / "dd.bin"
+    def run(args: list[str]) -> float:
+        t = time.monotonic()
+        subprocess.run(["dd", *args, "bs=1M", f"count={mb}", "status=none"], check=True)
+        return mb / (time.monotonic() - t)
+    w = run(["if=/dev/zero", f"of={f}", "oflag=direct", "conv=fdatasync"])
+    r = run([f"if={f}", "of=/dev/null", "iflag=direct"])
+    f.unlink()
+    return w, r
+
+
+def metrics(admin: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r"^(sluice_cleaner_[a-z_]+)\{[^}]*\}\s+(\S+)$", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+def fill(bootstrap: str, topic: str) -> int:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                  "compression.type": "none", "queue.buffering.max.kbytes": 1_048_576})
+    rng = random.Random(16)
+    n = SIZE_MB * 1024 * 1024 // (VALUE + 16)
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, key=b"key-%08d" % rng.randrange(KEYS), value=rng.randbytes(VALUE),
+                          partition=0)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    assert p.flush(120) == 0
+    return n
+
+
+def latencies(bootstrap: str, topic: str) -> list[float]:
+    """Produce RATE records/s for SECONDS; the acks=all latency of each, in ms."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+    out: list[float] = []
+    value = os.urandom(VALUE)
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < SECONDS:
+        due = start + i / RATE
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        sent = time.monotonic()
+        p.produce(topic, key=b"k%d" % (i % 1000), value=value,
+                  on_delivery=lambda err, msg, sent=sent: out.append((time.monotonic() - sent) * 1e3))
+        p.poll(0)
+        i += 1
+    p.flush(60)
+    return out
+
+
+def p99(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[int(len(xs) * 0.99)] if xs else float("nan")
+
+
+def alter(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()])
+    admin.incremental_alter_configs([res])[res].result(30)
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="sluice-compaction-"))
+    (tmp / "data").mkdir()
+    disk_w, disk_r = dd_rate(tmp, SIZE_MB)
+    port, admin = free_ports(2)
+    proc = start_sluice(BIN, tmp / "data", port, admin, "--flush", "never",
+                        "--cleaner-backoff-ms", "200")
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        a = AdminClient({"bootstrap.servers": bootstrap})
+        fs = a.create_topics([
+            NewTopic("dirty", 1, 1, config={"segment.bytes": str(64 << 20), "retention.ms": "-1"}),
+            NewTopic("load", 1, 1)])
+        for f in fs.values():
+            f.result(30)
+        records = fill(bootstrap, "dirty")
+        time.sleep(1)
+        quiet = latencies(bootstrap, "load")
+        before = metrics(admin)
+        alter(bootstrap, "dirty", {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})
+        cleaning = latencies(bootstrap, "load")
+        during = metrics(admin)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            m = metrics(admin)
+            if m.get("sluice_cleaner_passes_total", 0) >= 1:
+                break
+            time.sleep(0.5)
+        time.sleep(1)
+        m = metrics(admin)
+        read = m.get("sluice_cleaner_bytes_read_total", 0)
+        secs = m.get("sluice_cleaner_time_us_total", 0) / 1e6
+        cleaner = read / 2**20 / secs if secs else float("nan")
+        disk = 1 / (1 / disk_w + 1 / disk_r)  # MB of log read and rewritten per second
+        result = {
+            "size_mb": SIZE_MB, "keys": KEYS, "records": records,
+            "disk_write_mb_s": round(disk_w, 1), "disk_read_mb_s": round(disk_r, 1),
+            "disk_read_plus_write_mb_s": round(disk, 1),
+            "cleaner_mb_s": round(cleaner, 1), "cleaner_vs_disk": round(cleaner / disk, 2),
+            "cleaner_bytes_read": read,
+            "cleaner_bytes_written": m.get("sluice_cleaner_bytes_written_total", 0),
+            "cleaner_read_during_load": during.get("sluice_cleaner_bytes_read_total", 0)
+            - before.get("sluice_cleaner_bytes_read_total", 0),
+            "produce_p99_ms_quiet": round(p99(quiet), 2),
+            "produce_p99_ms_cleaning": round(p99(cleaning), 2),
+            "p99_ratio": round(p99(cleaning) / p99(quiet), 2),
+            "produce_rate": RATE, "seconds": SECONDS,
+        }
+        print(json.dumps(result, indent=2))
+        out = ROOT / "perf" / "out"
+        out.mkdir(exist_ok=True)
+        (out / "compaction.json").write_text(json.dumps(result, indent=2))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
