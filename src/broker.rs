@@ -35,6 +35,8 @@ pub struct ShardInit {
     pub txns: txn::store::Recovered,
     pub share_configs: share::configs::Recovered,
     pub shares: crate::partition::share::store::Recovered,
+    /// The TLS side of the TLS listeners (`net::tls::server_config`), when any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Every service of one shard.
@@ -56,7 +58,7 @@ pub fn shard_main(
     init: ShardInit,
 ) -> Pin<Box<dyn Future<Output = Result<(), String>>>> {
     Box::pin(async move {
-        let broker = Rc::new(Broker::build(ctx, init.config.clone()));
+        let broker = Rc::new(Broker::build(ctx, init.config.clone(), init.tls.clone()));
         broker.cluster.set_quotas(init.quotas);
         let loaded = broker.load(init.registry, init.groups, init.txns).await;
         let loaded = match loaded {
@@ -82,7 +84,11 @@ pub fn shard_main(
 
 impl Broker {
     /// Create the services of shard `ctx.id` and register them on the mesh.
-    fn build(ctx: ShardContext, config: Arc<BrokerConfig>) -> Broker {
+    fn build(
+        ctx: ShardContext,
+        config: Arc<BrokerConfig>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Broker {
         let (id, count, mesh) = (ctx.id, ctx.count, ctx.mesh.clone());
         let metrics = Rc::new(ShardMetrics::new(id.0));
         let cluster = Rc::new(Cluster::new(
@@ -137,6 +143,7 @@ impl Broker {
             quotas: ProduceQuotas::default(),
             connections: std::cell::Cell::new(0),
             protocol,
+            tls,
         });
         partitions.shares().set_dlq_sink(dlq_sink(
             cluster.clone(),

@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::log::FlushPolicy;
 
+pub mod listeners;
+pub use listeners::{Listener, SecurityProtocol, TlsFiles};
+
 /// Everything `sluice serve` can be told. Field names are the TOML keys.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -55,6 +58,19 @@ pub struct BrokerConfig {
     /// How long the cleaner sleeps when no compacted partition is due (Kafka's
     /// log.cleaner.backoff.ms).
     pub cleaner_backoff_ms: u64,
+    /// Kafka's `listeners`: `NAME://HOST:PORT,...`; unset, one PLAINTEXT listener on `listen`.
+    pub listeners: Option<String>,
+    /// Kafka's `advertised.listeners`: `NAME://HOST:PORT,...` by listener name.
+    pub advertised_listeners: Option<String>,
+    /// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+    pub listener_security_protocol_map: Option<String>,
+    /// The listeners resolved from the four settings above (`validate`); never empty.
+    pub endpoints: Vec<Listener>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// A TLS handshake not done within this long closes the connection.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +102,14 @@ impl Default for BrokerConfig {
             cleaner_map_bytes: 32 << 20,
             cleaner_io_bytes_per_sec: 0,
             cleaner_backoff_ms: 15_000,
+            listeners: None,
+            advertised_listeners: None,
+            listener_security_protocol_map: None,
+            endpoints: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -198,6 +222,29 @@ pub struct ServeArgs {
     /// again when none is due (ms). Default 15000.
     #[arg(long, env = "SLUICE_CLEANER_BACKOFF_MS")]
     pub cleaner_backoff_ms: Option<u64>,
+    /// Listeners, as Kafka's `listeners`: NAME://HOST:PORT,... (a name that is a protocol,
+    /// e.g. SASL_SSL://127.0.0.1:9093, needs no map entry). Default: one PLAINTEXT
+    /// listener on --listen.
+    #[arg(long, env = "SLUICE_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Addresses given to clients, by listener: NAME://HOST:PORT,... Default: the bound address.
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// Protocol of each named listener: NAME:PROTOCOL,... (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
+    #[arg(long, env = "SLUICE_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// PEM certificate chain of the TLS listeners (SSL, SASL_SSL).
+    #[arg(long, env = "SLUICE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SLUICE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle; set, TLS clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// A TLS handshake not finished within this long (ms) closes the connection. Default 10000.
+    #[arg(long, env = "SLUICE_TLS_HANDSHAKE_TIMEOUT_MS")]
+    pub tls_handshake_timeout_ms: Option<u64>,
 }
 
 /// The TOML file: every key optional.
@@ -230,6 +277,13 @@ struct FileConfig {
     cleaner_map_bytes: Option<usize>,
     cleaner_io_bytes_per_sec: Option<u64>,
     cleaner_backoff_ms: Option<u64>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    listener_security_protocol_map: Option<String>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_ca_file: Option<PathBuf>,
+    tls_handshake_timeout_ms: Option<u64>,
 }
 
 /// Below this the produce credit of a shard could not hold a few typical batches.
@@ -274,6 +328,18 @@ impl BrokerConfig {
             cleaner_map_bytes,
             cleaner_io_bytes_per_sec,
             cleaner_backoff_ms
+            tls_handshake_timeout_ms
+        );
+        macro_rules! set_some {
+            ($($f:ident),*) => { $( if args.$f.is_some() { c.$f = args.$f.clone(); } )* };
+        }
+        set_some!(
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map,
+            tls_cert_file,
+            tls_key_file,
+            tls_client_ca_file
         );
         if let Some(v) = args.retention_ms {
             c.retention_ms = negative_is_none(v);
@@ -317,6 +383,18 @@ impl BrokerConfig {
             cleaner_map_bytes,
             cleaner_io_bytes_per_sec,
             cleaner_backoff_ms
+            tls_handshake_timeout_ms
+        );
+        macro_rules! set_some {
+            ($($f:ident),*) => { $( if f.$f.is_some() { self.$f = f.$f; } )* };
+        }
+        set_some!(
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map,
+            tls_cert_file,
+            tls_key_file,
+            tls_client_ca_file
         );
         if let Some(v) = f.flush {
             self.flush = v
@@ -370,7 +448,47 @@ impl BrokerConfig {
                 self.advertised_listener
             ));
         }
+        self.resolve_listeners()
+    }
+
+    /// `endpoints` from `listeners` (or `listen` and `advertised_listener`), and the TLS
+    /// files a TLS listener needs.
+    fn resolve_listeners(&mut self) -> Result<(), String> {
+        self.endpoints = match &self.listeners {
+            Some(spec) => listeners::resolve(
+                spec,
+                self.advertised_listeners.as_deref(),
+                self.listener_security_protocol_map.as_deref(),
+            )?,
+            None => vec![Listener {
+                name: "PLAINTEXT".into(),
+                protocol: SecurityProtocol::Plaintext,
+                addr: self.listen,
+                advertised: self.advertised(),
+            }],
+        };
+        if self.endpoints.iter().any(|l| l.protocol.tls())
+            && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
+        {
+            return Err("an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into());
+        }
         Ok(())
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.tls_cert_file.clone(),
+            key: self.tls_key_file.clone(),
+            client_ca: self.tls_client_ca_file.clone(),
+        }
+    }
+
+    /// (host, port) advertised to the clients of listener `index` (of `endpoints`).
+    pub fn advertised_on(&self, index: usize) -> (String, i32) {
+        match self.endpoints.get(index) {
+            Some(l) => l.advertised.clone(),
+            None => self.advertised(),
+        }
     }
 
     /// Produce credit of one shard: a quarter of `memory_budget`, split evenly among

@@ -84,6 +84,11 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     raise_open_files_limit(&config);
     let registry = load_registry(&config)?;
     let quotas = load_quotas(&config)?;
+    let tls = if config.endpoints.iter().any(|l| l.protocol.tls()) {
+        Some(crate::net::tls::server_config(&config.tls_files())?)
+    } else {
+        None
+    };
     info!(
         data_dir = %config.data_dir.display(),
         topics = registry.topics.len(),
@@ -126,6 +131,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
             txns,
             share_configs,
             shares,
+            tls: tls.clone(),
         })
         .collect();
     let shards = std::thread::Builder::new()

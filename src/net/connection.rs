@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
@@ -24,6 +24,7 @@ use kafka_protocol::messages::ApiKey;
 use tracing::{debug, warn};
 
 use super::credit::{ConnCredit, CreditGuard};
+use super::send::SendStats;
 use super::Net;
 use crate::metrics::log_limit::LogLimit;
 use crate::protocol::{self, ProtocolError, Reply};
@@ -45,37 +46,86 @@ const MIN_REQUEST_BYTES_PER_SEC: u64 = 1_000_000;
 /// "closing connection" lines, whatever the reason: a client can cause them at any rate.
 static CLOSING_LOG: LogLimit = LogLimit::per_second();
 
-pub async fn run(net: Rc<Net>, stream: TcpStream) {
+/// Serve one accepted connection of listener `listener` (an index in
+/// `BrokerConfig::endpoints`) until it closes.
+pub async fn run(net: Rc<Net>, mut stream: TcpStream, listener: usize) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    // The writer gets its own handle on the socket: a dup of the fd, so reads and
-    // writes proceed independently without a lock around one stream.
-    // SAFETY: `dup` returns a new descriptor (or -1, checked) that nothing else owns;
-    // the TcpStream built from it becomes its only owner and closes it on drop.
-    let writer = unsafe {
-        let fd = libc::dup(stream.as_raw_fd());
-        if fd < 0 {
-            warn!(
-                ?peer,
-                "cannot dup socket: {}",
-                std::io::Error::last_os_error()
-            );
-            return;
-        }
-        TcpStream::from_raw_fd(fd)
+    let conn = protocol::Conn {
+        peer: peer.map(|a| a.ip()),
+        listener,
     };
-    if let Err(e) = super::send::set_nonblocking(&writer) {
-        warn!(?peer, "cannot make socket non-blocking: {e}");
+    let tls = match &net.tls {
+        Some(config) if net.config.endpoints[listener].protocol.tls() => {
+            let limit = Duration::from_millis(net.config.tls_handshake_timeout_ms.max(1));
+            match super::tls::handshake(config, &mut stream, limit).await {
+                Ok(tls) => Some(Rc::new(std::cell::RefCell::new(tls))),
+                Err(reason) => {
+                    let m = &net.metrics.protocol_errors;
+                    m.set(m.get() + 1);
+                    if let Some(held_back) = CLOSING_LOG.admit() {
+                        warn!(?peer, held_back, "closing connection: {reason}");
+                    }
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+    let Some(writer) = dup_stream(&stream) else {
         return;
-    }
+    };
     // A client that stops reading its responses for this long is closed: its queued
     // responses would otherwise hold fetch budget and deleted segments for ever.
     if let Err(e) = writer.set_write_timeout(net.config.idle_connection_timeout()) {
         warn!(?peer, "cannot set the write timeout: {e}");
     }
+    match tls {
+        Some(tls) => {
+            let reader = super::tls::TlsReader::new(tls.clone(), stream);
+            let writer = super::tls::TlsWriter::new(tls, writer);
+            serve(net, reader, writer, conn).await
+        }
+        None => {
+            if let Err(e) = super::send::set_nonblocking(&writer) {
+                warn!(?peer, "cannot make socket non-blocking: {e}");
+                return;
+            }
+            serve(net, stream, writer, conn).await
+        }
+    }
+}
+
+/// The writer's own handle on the socket: a dup of the fd, so reads and writes
+/// proceed independently without a lock around one stream.
+fn dup_stream(stream: &TcpStream) -> Option<TcpStream> {
+    // SAFETY: `dup` returns a new descriptor (or -1, checked) that nothing else owns;
+    // the TcpStream built from it becomes its only owner and closes it on drop.
+    unsafe {
+        let fd = libc::dup(stream.as_raw_fd());
+        if fd < 0 {
+            warn!(
+                peer = ?stream.peer_addr().ok(),
+                "cannot dup socket: {}",
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// Read requests and write their responses until the connection ends.
+async fn serve<S: AsyncRead + Unpin, W: Sink + 'static>(
+    net: Rc<Net>,
+    stream: S,
+    writer: W,
+    conn: protocol::Conn,
+) {
+    let peer = conn.peer;
     let (tx, rx) = local_channel::new_bounded::<Pending>(net.config.max_inflight_requests);
     let writer = glommio::spawn_local(write_loop(net.clone(), writer, rx));
-    if let Err(reason) = read_loop(&net, stream, tx).await {
+    if let Err(reason) = read_loop(&net, stream, tx, Rc::new(conn)).await {
         net.metrics
             .protocol_errors
             .set(net.metrics.protocol_errors.get() + 1);
@@ -90,12 +140,12 @@ pub async fn run(net: Rc<Net>, stream: TcpStream) {
 /// Cut frames off the socket and start their handlers, until EOF, shutdown, idle
 /// timeout or a protocol error. Dropping `tx` lets the writer finish the queued
 /// responses.
-async fn read_loop(
+async fn read_loop<S: AsyncRead + Unpin>(
     net: &Rc<Net>,
-    stream: TcpStream,
+    stream: S,
     tx: LocalSender<Pending>,
+    conn: Rc<protocol::Conn>,
 ) -> Result<(), String> {
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut r = Reader {
         net,
         stream,
@@ -104,7 +154,7 @@ async fn read_loop(
         credit: None,
         busy: Rc::new(Cell::new(0)),
         last_activity: Instant::now(),
-        peer,
+        conn,
         front_since: Instant::now(),
     };
     loop {
@@ -131,9 +181,9 @@ async fn read_loop(
 }
 
 /// The reading half of a connection.
-struct Reader<'a> {
+struct Reader<'a, S> {
     net: &'a Rc<Net>,
-    stream: TcpStream,
+    stream: S,
     /// Bytes read and not yet cut into frames. Empty (no allocation) while idle.
     buf: BytesMut,
     conn_credit: Rc<ConnCredit>,
@@ -144,8 +194,8 @@ struct Reader<'a> {
     busy: Rc<Cell<usize>>,
     /// When bytes last arrived.
     last_activity: Instant,
-    /// The client's address (group members are described with it).
-    peer: Option<std::net::IpAddr>,
+    /// What every request of the connection is told (`protocol::Conn`).
+    conn: Rc<protocol::Conn>,
     /// When the first bytes of the frame at the front of `buf` arrived.
     front_since: Instant,
 }
@@ -157,7 +207,7 @@ enum Stop {
     Failed(std::io::Error),
 }
 
-impl Reader<'_> {
+impl<S: AsyncRead + Unpin> Reader<'_, S> {
     /// Length of the frame at the front of the buffer, once its length is there.
     fn front_frame_len(&self) -> Result<Option<usize>, String> {
         if self.buf.len() < 4 {
@@ -247,11 +297,11 @@ impl Reader<'_> {
             None => {
                 let busy = Busy::new(&self.busy);
                 let net = self.net.clone();
-                let peer = self.peer;
+                let conn = self.conn.clone();
                 glommio::spawn_local(async move {
                     let _busy = busy;
                     let _credit = credit;
-                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at, peer).await
+                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at, &conn).await
                 })
             }
         };
@@ -384,7 +434,7 @@ impl Reader<'_> {
                         }
                         Err(Stop::Idle) => {
                             debug!(
-                                peer = ?self.stream.peer_addr().ok(),
+                                peer = ?self.conn.peer,
                                 timeout_ms = self.net.config.idle_connection_timeout_ms,
                                 "closing idle connection: no request within idle_connection_timeout_ms"
                             );
@@ -412,7 +462,7 @@ struct ReadCtx<'a> {
 }
 
 impl<'a> ReadCtx<'a> {
-    fn of(r: &Reader<'a>) -> ReadCtx<'a> {
+    fn of<S: AsyncRead + Unpin>(r: &Reader<'a, S>) -> ReadCtx<'a> {
         let net: &'a Rc<Net> = r.net;
         let idle_left = net
             .config
@@ -430,7 +480,11 @@ impl<'a> ReadCtx<'a> {
         }
     }
 
-    async fn wait(&mut self, stream: &mut TcpStream, dst: &mut [u8]) -> Result<usize, Stop> {
+    async fn wait<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        dst: &mut [u8],
+    ) -> Result<usize, Stop> {
         let read = async { stream.read(dst).await.map_err(Stop::Failed) };
         let stop = async {
             self.shutdown.wait().await;
@@ -482,7 +536,7 @@ fn client_id(frame: &[u8]) -> &str {
 /// Send responses in request order. A response the client has not taken within
 /// `idle_connection_timeout_ms` closes the connection: a client that never reads
 /// must not hold its queued responses (fetch budget, deleted segments) for ever.
-async fn write_loop(net: Rc<Net>, mut stream: TcpStream, rx: LocalReceiver<Pending>) {
+async fn write_loop<W: Sink>(net: Rc<Net>, mut stream: W, rx: LocalReceiver<Pending>) {
     let limit = net.config.idle_connection_timeout();
     while let Some(pending) = rx.recv().await {
         let reply = match pending.await {
@@ -491,19 +545,19 @@ async fn write_loop(net: Rc<Net>, mut stream: TcpStream, rx: LocalReceiver<Pendi
         };
         match reply {
             Ok(Reply::Frame(bytes)) => {
-                if let Err(e) = within(limit, stream.write_all(&bytes)).await {
-                    log_write_failure(&stream, &e);
+                if let Err(e) = within(limit, stream.send_frame(&bytes)).await {
+                    log_write_failure(stream.peer(), &e);
                     break;
                 }
             }
             // `_hold` (fetch budget held by copied bytes) is given back once sent.
             Ok(Reply::Parts(parts, _hold)) => {
-                match within(limit, super::send::send_parts(&mut stream, &parts)).await {
+                match within(limit, stream.send_parts(&parts)).await {
                     Ok(stats) => net
                         .metrics
                         .record_sendfile(stats.sendfile_bytes, stats.socket_waits),
                     Err(e) => {
-                        log_write_failure(&stream, &e);
+                        log_write_failure(stream.peer(), &e);
                         break;
                     }
                 }
@@ -518,7 +572,51 @@ async fn write_loop(net: Rc<Net>, mut stream: TcpStream, rx: LocalReceiver<Pendi
         }
     }
     // Wake the reader if it is still waiting for bytes.
-    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    stream.close().await;
+}
+
+/// Where responses go: the socket itself (plaintext, with `sendfile`) or TLS.
+trait Sink {
+    async fn send_frame(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    async fn send_parts(&mut self, parts: &[protocol::Part]) -> std::io::Result<SendStats>;
+    async fn close(&mut self);
+    fn peer(&self) -> Option<std::net::SocketAddr>;
+}
+
+impl Sink for TcpStream {
+    async fn send_frame(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await
+    }
+
+    async fn send_parts(&mut self, parts: &[protocol::Part]) -> std::io::Result<SendStats> {
+        super::send::send_parts(self, parts).await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Both).await;
+    }
+
+    fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.peer_addr().ok()
+    }
+}
+
+impl Sink for super::tls::TlsWriter {
+    async fn send_frame(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await
+    }
+
+    async fn send_parts(&mut self, parts: &[protocol::Part]) -> std::io::Result<SendStats> {
+        super::tls::TlsWriter::send_parts(self, parts).await
+    }
+
+    async fn close(&mut self) {
+        super::tls::TlsWriter::close(self).await
+    }
+
+    fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.stream().peer_addr().ok()
+    }
 }
 
 /// `send`, or a TimedOut error once `limit` has passed. (glommio's own write timeout
@@ -546,10 +644,10 @@ async fn within<T>(
 
 /// A client that stops reading is worth a line (at most one a second); a peer gone
 /// away is not.
-fn log_write_failure(stream: &TcpStream, e: &std::io::Error) {
+fn log_write_failure(peer: Option<std::net::SocketAddr>, e: &std::io::Error) {
     if e.kind() != std::io::ErrorKind::TimedOut {
         debug!("write failed: {e}");
     } else if let Some(held_back) = CLOSING_LOG.admit() {
-        warn!(peer = ?stream.peer_addr().ok(), held_back, "closing connection: {e}");
+        warn!(?peer, held_back, "closing connection: {e}");
     }
 }

@@ -6,6 +6,7 @@ mod connection;
 pub mod credit;
 pub mod quota;
 mod send;
+pub mod tls;
 
 pub use credit::CreditPool;
 pub use quota::ProduceQuotas;
@@ -39,6 +40,8 @@ pub struct Net {
     pub connections: Cell<usize>,
     /// What requests are handed to.
     pub protocol: Rc<crate::protocol::Context>,
+    /// The TLS side of the SSL and SASL_SSL listeners (`tls::server_config`), when any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A connection's place in `Net::connections`: taken at accept, given back on drop.
@@ -65,14 +68,41 @@ static REFUSED_LOG: crate::metrics::log_limit::LogLimit =
 /// How long graceful shutdown waits for open connections to finish in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accept Kafka connections until shutdown, then drain them.
+/// Accept Kafka connections on every listener until shutdown, then drain them.
 pub async fn serve(net: Rc<Net>) -> Result<(), String> {
-    let addr = net.config.listen;
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    if net.shard.0 == 0 {
-        info!(%addr, shards = net.shards, "listening for Kafka clients");
+    let mut bound = Vec::new();
+    for (index, l) in net.config.endpoints.iter().enumerate() {
+        let addr = l.addr;
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        if net.shard.0 == 0 {
+            info!(%addr, listener = %l.name, protocol = l.protocol.name(), shards = net.shards, "listening for Kafka clients");
+        }
+        bound.push((index, listener));
     }
     let gate = Gate::new();
+    let loops = bound
+        .iter()
+        .map(|(index, listener)| accept_loop(&net, *index, listener, &gate));
+    futures_util::future::join_all(loops).await;
+    drop(bound);
+    if glommio::timer::timeout(DRAIN_TIMEOUT, async {
+        let _ = gate.close().await;
+        Ok(())
+    })
+    .await
+    .is_err()
+    {
+        warn!(
+            net = net.shard.0,
+            "connections still open after the drain timeout"
+        );
+    }
+    Ok(())
+}
+
+/// Accept the connections of one listener until shutdown.
+async fn accept_loop(net: &Rc<Net>, index: usize, listener: &TcpListener, gate: &Gate) {
     let mut last_accept_warning: Option<std::time::Instant> = None;
     loop {
         let accept = async { Some(listener.accept().await) };
@@ -123,7 +153,7 @@ pub async fn serve(net: Rc<Net>) -> Result<(), String> {
         let slot = Slot::take(&net);
         if gate
             .spawn(async move {
-                connection::run(slot.0.clone(), stream).await;
+                connection::run(slot.0.clone(), stream, index).await;
                 drop(slot);
             })
             .map(|t| t.detach())
@@ -132,18 +162,4 @@ pub async fn serve(net: Rc<Net>) -> Result<(), String> {
             break;
         }
     }
-    drop(listener);
-    if glommio::timer::timeout(DRAIN_TIMEOUT, async {
-        let _ = gate.close().await;
-        Ok(())
-    })
-    .await
-    .is_err()
-    {
-        warn!(
-            net = net.shard.0,
-            "connections still open after the drain timeout"
-        );
-    }
-    Ok(())
 }

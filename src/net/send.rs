@@ -218,3 +218,38 @@ fn read_byte(fd: i32, position: u64) -> io::Result<u8> {
         _ => Err(io::Error::last_os_error()),
     }
 }
+
+/// Fill `dst` from the file at `position` (a fetched range, read for a TLS connection,
+/// which cannot use `sendfile`).
+pub fn pread(fd: &std::os::fd::OwnedFd, position: u64, dst: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < dst.len() {
+        let rest = &mut dst[done..];
+        // SAFETY: reads at most `rest.len()` bytes into `rest`, borrowed for the call,
+        // from a descriptor `fd` keeps open.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                rest.as_mut_ptr().cast(),
+                rest.len(),
+                (position + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            n if n > 0 => done += n as usize,
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment file ended inside a fetched range",
+                ))
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}

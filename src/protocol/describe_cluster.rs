@@ -12,8 +12,9 @@ pub async fn handle(
     ctx: &Context,
     req: DescribeClusterRequest,
     _version: i16,
+    listener: usize,
 ) -> DescribeClusterResponse {
-    let (host, port) = ctx.config.advertised();
+    let (host, port) = ctx.config.advertised_on(listener);
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(CLUSTER_ID))
         .with_controller_id(BrokerId(NODE_ID))

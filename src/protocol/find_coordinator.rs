@@ -12,8 +12,9 @@ pub async fn handle(
     ctx: &Context,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: usize,
 ) -> FindCoordinatorResponse {
-    let (host, port) = ctx.config.advertised();
+    let (host, port) = ctx.config.advertised_on(listener);
     let check = |key_type: i8| -> Result<(), KafkaError> {
         match key_type {
             // 2: a share coordinator key (KIP-932), "group:topic_id:partition".

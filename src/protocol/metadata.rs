@@ -108,8 +108,13 @@ fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_topic_authorized_operations(authorized::NOT_REQUESTED)
 }
 
-pub async fn handle(ctx: &Context, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = ctx.config.advertised();
+pub async fn handle(
+    ctx: &Context,
+    req: MetadataRequest,
+    version: i16,
+    listener: usize,
+) -> MetadataResponse {
+    let (host, port) = ctx.config.advertised_on(listener);
     let all = match &req.topics {
         None => true,
         Some(t) => version == 0 && t.is_empty(),

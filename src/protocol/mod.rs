@@ -48,7 +48,7 @@ pub async fn handle(
     mut frame: Bytes,
     throttle_time_ms: i32,
     cut_at: std::time::Instant,
-    peer: Option<std::net::IpAddr>,
+    conn: &Conn,
 ) -> Result<Reply, ProtocolError> {
     ctx.metrics.record_queued(cut_at.elapsed());
     let start = peek_start(&frame)?;
@@ -64,7 +64,8 @@ pub async fn handle(
         version: v,
         correlation_id: header.correlation_id,
         client_id: header.client_id.as_deref().unwrap_or("").to_string(),
-        peer,
+        peer: conn.peer,
+        listener: conn.listener,
         throttle_time_ms,
     };
     let out = dispatch(ctx, &request, &mut frame).await?;
@@ -87,7 +88,19 @@ pub struct Request {
     pub correlation_id: i32,
     pub client_id: String,
     pub peer: Option<std::net::IpAddr>,
+    /// Index in `BrokerConfig::endpoints` of the listener the request came in on.
+    pub listener: usize,
     pub throttle_time_ms: i32,
+}
+
+/// What a connection tells every request it carries.
+#[derive(Clone, Debug, Default)]
+pub struct Conn {
+    /// The client's address (group members are described with it).
+    pub peer: Option<std::net::IpAddr>,
+    /// Index in `BrokerConfig::endpoints` of the listener it came in on: Metadata,
+    /// FindCoordinator and DescribeCluster give that listener's advertised address.
+    pub listener: usize,
 }
 
 impl Request {
@@ -106,6 +119,11 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ($handler:expr) => {{
             let req = decode(key, body, v)?;
             let resp = $handler(ctx, req, v).await;
+            Reply::Frame(encode_frame(key, v, cid, &resp)?)
+        }};
+        ($handler:expr, with listener) => {{
+            let req = decode(key, body, v)?;
+            let resp = $handler(ctx, req, v, r.listener).await;
             Reply::Frame(encode_frame(key, v, cid, &resp)?)
         }};
         ($handler:expr, with client) => {{
@@ -131,10 +149,10 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
             let (topics, hold) = fetch::handle(ctx, req, v).await;
             Reply::Parts(fetch_response::encode(v, cid, topics), hold)
         }
-        ApiKey::Metadata => call!(metadata::handle),
+        ApiKey::Metadata => call!(metadata::handle, with listener),
         ApiKey::ListOffsets => call!(list_offsets::handle),
-        ApiKey::FindCoordinator => call!(find_coordinator::handle),
-        ApiKey::DescribeCluster => call!(describe_cluster::handle),
+        ApiKey::FindCoordinator => call!(find_coordinator::handle, with listener),
+        ApiKey::DescribeCluster => call!(describe_cluster::handle, with listener),
         ApiKey::InitProducerId => call!(init_producer_id::handle),
         ApiKey::AddPartitionsToTxn => call!(txn::add_partitions),
         ApiKey::AddOffsetsToTxn => call!(txn::add_offsets),
@@ -194,6 +212,7 @@ mod tests {
             correlation_id: 7,
             client_id: "worker-1".into(),
             peer,
+            listener: 0,
             throttle_time_ms: 0,
         }
     }

@@ -1,0 +1,233 @@
+"""Security: listeners with their own protocols, TLS (and mutual TLS), with real clients.
+
+Certificates are made here with `openssl` for every test module run: a CA, a server
+certificate for 127.0.0.1 / localhost, a client certificate from that CA, and one from
+a CA the broker does not trust. Nothing private is committed.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from conftest import free_ports
+
+TIMEOUT_S = 30
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(d: Path, name: str) -> None:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-keyout", f"{name}.key", "-out", f"{name}.pem", "-subj", f"/CN={name}", cwd=d)
+
+
+def _make_signed(d: Path, name: str, ca: str, san: str | None) -> None:
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
+    ext = d / f"{name}.ext"
+    lines = ["basicConstraints=CA:FALSE"]
+    if san:
+        lines.append(f"subjectAltName={san}")
+    ext.write_text("\n".join(lines) + "\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", "-extfile", ext.name, cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("certs")
+    _make_ca(d, "ca")
+    _make_signed(d, "server", "ca", "IP:127.0.0.1,DNS:localhost")
+    _make_signed(d, "client", "ca", None)
+    _make_ca(d, "rogue")
+    _make_signed(d, "intruder", "rogue", None)
+    return d
+
+
+def start_secure(broker_factory, certs: Path, *, mtls: bool = False, extra: tuple = ()):
+    """A broker with PLAINTEXT on its usual port and SSL on a second one."""
+    b = broker_factory(start=False)
+    (ssl_port,) = free_ports(1)
+    while ssl_port in (b.port, b.admin_port):
+        (ssl_port,) = free_ports(1)
+    args = [
+        "--listeners", f"PLAINTEXT://127.0.0.1:{b.port},SSL://127.0.0.1:{ssl_port}",
+        "--tls-cert-file", str(certs / "server.pem"),
+        "--tls-key-file", str(certs / "server.key"),
+        "--tls-handshake-timeout-ms", "1500",
+    ]
+    if mtls:
+        args += ["--tls-client-ca-file", str(certs / "ca.pem")]
+    b.extra_args = tuple(args) + tuple(extra)
+    b.start()
+    b.ssl_port = ssl_port
+    return b
+
+
+def ssl_conf(certs: Path, port: int, client: str | None = None) -> dict:
+    conf = {
+        "bootstrap.servers": f"127.0.0.1:{port}",
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(certs / "ca.pem"),
+    }
+    if client:
+        conf["ssl.certificate.location"] = str(certs / f"{client}.pem")
+        conf["ssl.key.location"] = str(certs / f"{client}.key")
+    return conf
+
+
+def confluent_roundtrip(conf: dict, topic: str, n: int = 50) -> list[bytes]:
+    p = Producer({**conf, "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, value=b"v%d" % i + b"x" * 1000)
+    assert p.flush(TIMEOUT_S) == 0, "produce over TLS did not finish"
+    c = Consumer({**conf, "group.id": "g-" + uuid.uuid4().hex[:8],
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(got) < n and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        assert m.error() is None, m.error()
+        got.append(m.value())
+    c.close()
+    return got
+
+
+def test_confluent_produces_and_consumes_over_tls_and_metadata_names_the_tls_listener(
+        broker_factory, certs):
+    b = start_secure(broker_factory, certs)
+    conf = ssl_conf(certs, b.ssl_port)
+    got = confluent_roundtrip(conf, "tls-topic")
+    assert [g[:3] for g in got[:3]] == [b"v0x", b"v1x", b"v2x"]
+    assert len(got) == 50
+    md = AdminClient(conf).list_topics(timeout=10)
+    # Clients that came in on the SSL listener are told its address, not the plaintext one.
+    assert [(x.host, x.port) for x in md.brokers.values()] == [("127.0.0.1", b.ssl_port)]
+    md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
+    assert [(x.port) for x in md.brokers.values()] == [b.port]
+
+
+def test_kafka_python_and_kcat_over_tls(broker_factory, certs):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    b = start_secure(broker_factory, certs)
+    kw = dict(bootstrap_servers=f"127.0.0.1:{b.ssl_port}", security_protocol="SSL",
+              ssl_cafile=str(certs / "ca.pem"))
+    p = KafkaProducer(**kw)
+    for i in range(20):
+        p.send("kp-tls", b"kp%d" % i)
+    p.flush(TIMEOUT_S)
+    p.close()
+    c = KafkaConsumer("kp-tls", auto_offset_reset="earliest", consumer_timeout_ms=10000,
+                      group_id=None, **kw)
+    values = [m.value for m in c]
+    c.close()
+    assert values == [b"kp%d" % i for i in range(20)]
+
+    kcat = ["kcat", "-b", f"127.0.0.1:{b.ssl_port}", "-X", "security.protocol=SSL",
+            "-X", f"ssl.ca.location={certs / 'ca.pem'}"]
+    subprocess.run(kcat + ["-P", "-t", "kcat-tls"], input=b"a\nb\nc\n", check=True, timeout=30)
+    out = subprocess.run(kcat + ["-C", "-t", "kcat-tls", "-o", "beginning", "-e", "-q"],
+                         capture_output=True, check=True, timeout=30).stdout
+    assert out.split() == [b"a", b"b", b"c"]
+
+
+def test_a_client_that_does_not_trust_the_server_fails(broker_factory, certs):
+    b = start_secure(broker_factory, certs)
+    conf = ssl_conf(certs, b.ssl_port)
+    conf["ssl.ca.location"] = str(certs / "rogue.pem")
+    with pytest.raises(KafkaException):
+        AdminClient(conf).list_topics(timeout=5)
+
+
+def test_mutual_tls_needs_a_certificate_from_the_ca(broker_factory, certs):
+    b = start_secure(broker_factory, certs, mtls=True)
+    got = confluent_roundtrip(ssl_conf(certs, b.ssl_port, "client"), "mtls-topic", 10)
+    assert len(got) == 10
+    for bad in (None, "intruder"):
+        with pytest.raises(KafkaException):
+            AdminClient(ssl_conf(certs, b.ssl_port, bad)).list_topics(timeout=5)
+    kcat = ["kcat", "-b", f"127.0.0.1:{b.ssl_port}", "-X", "security.protocol=SSL",
+            "-X", f"ssl.ca.location={certs / 'ca.pem'}",
+            "-X", f"ssl.certificate.location={certs / 'client.pem'}",
+            "-X", f"ssl.key.location={certs / 'client.key'}"]
+    out = subprocess.run(kcat + ["-C", "-t", "mtls-topic", "-o", "beginning", "-e", "-q", "-c", "3"],
+                         capture_output=True, check=True, timeout=30).stdout
+    assert len(out.split()) == 3
+    assert "TLS handshake failed" in b.log_tail(200)
+
+
+def test_plaintext_and_silent_clients_on_the_tls_port_are_closed_and_others_go_on(
+        broker_factory, certs):
+    b = start_secure(broker_factory, certs)
+    # A Kafka client speaking plaintext to the TLS port: ApiVersions v0 bytes.
+    plain = socket.create_connection(("127.0.0.1", b.ssl_port), timeout=5)
+    plain.sendall(bytes.fromhex("0000000e" "0012" "0000" "00000001" "0004") + b"test")
+    # Silent clients: they connect and never send a byte.
+    silent = [socket.create_connection(("127.0.0.1", b.ssl_port), timeout=5) for _ in range(20)]
+    # Meanwhile a TLS client and a plaintext client work.
+    got = confluent_roundtrip(ssl_conf(certs, b.ssl_port), "busy", 10)
+    assert len(got) == 10
+    got = confluent_roundtrip({"bootstrap.servers": b.bootstrap}, "busy-plain", 10)
+    assert len(got) == 10
+    plain.settimeout(5)
+    data = b"".join(iter(lambda: plain.recv(4096), b""))
+    assert not data.startswith(b"\x00\x00"), "a plaintext answer came from the TLS port"
+    started = time.monotonic()
+    for s in silent:
+        s.settimeout(10)
+        assert s.recv(1) == b"", "a silent client was sent bytes"
+    assert time.monotonic() - started < 8, "silent handshakes outlived the handshake timeout"
+    log = b.log_tail(300)
+    assert "TLS handshake failed" in log
+    assert "TLS handshake not done within 1500 ms" in log
+    for s in [plain, *silent]:
+        s.close()
+    b.assert_alive()
+
+
+def test_python_ssl_speaks_tls12_and_tls13(broker_factory, certs):
+    b = start_secure(broker_factory, certs)
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        ctx.minimum_version = ctx.maximum_version = version
+        with socket.create_connection(("127.0.0.1", b.ssl_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                assert s.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                                       ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+                # ApiVersions v0 over TLS gets an answer with the same correlation id.
+                s.sendall(bytes.fromhex("0000000e" "0012" "0000" "0000002a" "0004") + b"test")
+                head = s.recv(8)
+                assert head[4:8] == bytes.fromhex("0000002a")
+
+
+def test_bad_listener_settings_are_refused_at_start(broker_factory, certs, tmp_path):
+    from conftest import BrokerError
+
+    b = broker_factory(start=False)
+    b.extra_args = ("--listeners", f"SSL://127.0.0.1:{b.port}")
+    with pytest.raises(BrokerError, match="tls_cert_file"):
+        b.start(timeout=10)
+    b.proc = None  # it was meant to exit
+    b2 = broker_factory(start=False)
+    (tmp_path / "empty.pem").write_text("")
+    b2.extra_args = ("--listeners", f"SSL://127.0.0.1:{b2.port}",
+                     "--tls-cert-file", str(tmp_path / "empty.pem"),
+                     "--tls-key-file", str(certs / "server.key"))
+    with pytest.raises(BrokerError, match="no certificate"):
+        b2.start(timeout=10)
+    b2.proc = None
