@@ -327,7 +327,7 @@ impl BrokerConfig {
             producer_byte_rate,
             cleaner_map_bytes,
             cleaner_io_bytes_per_sec,
-            cleaner_backoff_ms
+            cleaner_backoff_ms,
             tls_handshake_timeout_ms
         );
         macro_rules! set_some {
@@ -382,7 +382,7 @@ impl BrokerConfig {
             producer_byte_rate,
             cleaner_map_bytes,
             cleaner_io_bytes_per_sec,
-            cleaner_backoff_ms
+            cleaner_backoff_ms,
             tls_handshake_timeout_ms
         );
         macro_rules! set_some {
