@@ -37,6 +37,8 @@ pub struct ShardInit {
     pub shares: crate::partition::share::store::Recovered,
     /// The TLS side of the TLS listeners (`net::tls::server_config`), when any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The SCRAM credentials (`cluster::scram`), loaded at start.
+    pub scram: Arc<crate::cluster::ScramUsers>,
 }
 
 /// Every service of one shard.
@@ -60,6 +62,7 @@ pub fn shard_main(
     Box::pin(async move {
         let broker = Rc::new(Broker::build(ctx, init.config.clone(), init.tls.clone()));
         broker.cluster.set_quotas(init.quotas);
+        broker.cluster.set_scram(init.scram);
         let loaded = broker.load(init.registry, init.groups, init.txns).await;
         let loaded = match loaded {
             Ok(()) => broker.load_shares(init.share_configs, init.shares).await,
@@ -144,6 +147,7 @@ impl Broker {
             connections: std::cell::Cell::new(0),
             protocol,
             tls,
+            auth_failures: Default::default(),
         });
         partitions.shares().set_dlq_sink(dlq_sink(
             cluster.clone(),

@@ -84,6 +84,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     raise_open_files_limit(&config);
     let registry = load_registry(&config)?;
     let quotas = load_quotas(&config)?;
+    let scram = load_scram(&config)?;
     let tls = if config.endpoints.iter().any(|l| l.protocol.tls()) {
         Some(crate::net::tls::server_config(&config.tls_files())?)
     } else {
@@ -132,6 +133,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
             share_configs,
             shares,
             tls: tls.clone(),
+            scram: scram.clone(),
         })
         .collect();
     let shards = std::thread::Builder::new()
@@ -163,6 +165,14 @@ fn load_quotas(config: &BrokerConfig) -> Result<Arc<ClientQuotas>, String> {
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
     Ok(Arc::new(ClientQuotas::from_record(&record)))
+}
+
+fn load_scram(config: &BrokerConfig) -> Result<Arc<crate::cluster::ScramUsers>, String> {
+    let record: crate::cluster::ScramRecord =
+        store::load(&crate::cluster::scram_path(&config.data_dir))
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+    Ok(Arc::new(crate::cluster::ScramUsers::from_record(&record)))
 }
 
 /// Only one broker may use a data directory at a time.

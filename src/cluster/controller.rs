@@ -13,10 +13,10 @@ use std::sync::Arc;
 use futures_util::future::LocalBoxFuture;
 use tracing::{info, warn};
 
-use super::messages::InstallQuotas;
+use super::messages::{InstallQuotas, InstallScram};
 use super::producer_ids::{IdBlockRecord, ID_BLOCK};
 use super::registry::{new_topic_id, place_partition, registry_path, validate_topic_name};
-use super::{quotas_path, Cluster, QuotaChange, Registry, TopicMeta};
+use super::{quotas_path, scram_path, Cluster, QuotaChange, Registry, ScramChange, TopicMeta};
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::FifoGate;
 use crate::store::atomic as store;
@@ -177,6 +177,59 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Apply SCRAM credential changes, save them and install them on every shard
+    /// (`messages::InstallScram`) before answering. Deleting a credential that is not
+    /// there is RESOURCE_NOT_FOUND for that change alone.
+    pub async fn alter_scram(&self, changes: Vec<ScramChange>) -> Vec<Result<(), KafkaError>> {
+        let _turn = self.gate.lock().await;
+        let mut next = (*self.cluster.scram()).clone();
+        let mut results: Vec<Result<(), KafkaError>> = changes
+            .iter()
+            .map(|c| {
+                if next.apply(c) {
+                    Ok(())
+                } else {
+                    Err(KafkaError::new(
+                        ErrorCode::ResourceNotFound,
+                        "Attempt to delete a user credential that does not exist",
+                    ))
+                }
+            })
+            .collect();
+        if results.iter().all(|r| r.is_err()) {
+            return results;
+        }
+        let failed = |e: String| {
+            let e = KafkaError::new(ErrorCode::UnknownServerError, e);
+            changes.iter().map(|_| Err(e.clone())).collect::<Vec<_>>()
+        };
+        if let Err(e) = store::save(&scram_path(&self.data_dir), &next.to_record()).await {
+            return failed(e.to_string());
+        }
+        let users: Vec<_> = changes
+            .iter()
+            .map(|c| match c {
+                ScramChange::Upsert {
+                    user, mechanism, ..
+                } => ("set", user, mechanism.name()),
+                ScramChange::Delete { user, mechanism } => ("deleted", user, mechanism.name()),
+            })
+            .collect();
+        info!(?users, "SCRAM credentials changed");
+        for r in self
+            .cluster
+            .mesh
+            .call_all(InstallScram(Arc::new(next)))
+            .await
+        {
+            if r.is_err() {
+                results = failed("broker is shutting down".into());
+                break;
+            }
+        }
+        results
     }
 
     /// The registry after `change`, or why the change is refused.

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::controller::{Change, Controller};
-use super::{ClientQuotas, Cluster, QuotaChange, TopicMeta};
+use super::{ClientQuotas, Cluster, QuotaChange, ScramChange, ScramUsers, TopicMeta};
 use crate::kafka::KafkaError;
 use crate::runtime::Message;
 
@@ -67,5 +67,35 @@ impl Message for InstallQuotas {
 
     async fn handle(self, c: Rc<Cluster>) -> Self::Reply {
         c.set_quotas(self.0);
+    }
+}
+
+/// AlterUserScramCredentials: change credentials, save them and install them on every
+/// shard; one result per change.
+pub struct AlterScram {
+    pub changes: Vec<ScramChange>,
+}
+
+impl Message for AlterScram {
+    type Service = Controller;
+    type Reply = Vec<Result<(), KafkaError>>;
+    const NAME: &'static str = "cluster.alter_scram";
+
+    async fn handle(self, c: Rc<Controller>) -> Self::Reply {
+        c.alter_scram(self.changes).await
+    }
+}
+
+/// From the controller: authenticate with these credentials from now on.
+#[derive(Clone)]
+pub struct InstallScram(pub Arc<ScramUsers>);
+
+impl Message for InstallScram {
+    type Service = Cluster;
+    type Reply = ();
+    const NAME: &'static str = "cluster.install_scram";
+
+    async fn handle(self, c: Rc<Cluster>) -> Self::Reply {
+        c.set_scram(self.0);
     }
 }

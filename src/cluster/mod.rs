@@ -10,13 +10,15 @@
 //! - [`Controller`]: shard 0's service that changes the registry one change at a time
 //!   and hands out producer-id blocks (`controller`, reached through `messages`);
 //! - [`ClientQuotas`]: the client-id byte-rate quotas (`quotas`), changed by the
-//!   controller like the registry and installed on every shard.
+//!   controller like the registry and installed on every shard;
+//! - [`ScramUsers`]: the SCRAM credentials SASL authenticates with (`scram`), the same way.
 
 pub mod controller;
 pub mod messages;
 pub mod producer_ids;
 pub mod quotas;
 pub mod registry;
+pub mod scram;
 pub mod topic_config;
 
 use std::cell::RefCell;
@@ -29,6 +31,7 @@ pub use registry::{
     new_topic_id, partition_dir, place_partition, registry_path, validate_topic_name, Registry,
     RegistryRecord, TopicMeta,
 };
+pub use scram::{scram_path, ScramChange, ScramRecord, ScramUsers};
 pub use topic_config::{Compression, ConfigError, TopicConfigDefaults};
 
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
@@ -40,6 +43,7 @@ pub struct Cluster {
     mesh: Rc<Mesh>,
     registry: RefCell<Arc<Registry>>,
     quotas: RefCell<Arc<ClientQuotas>>,
+    scram: RefCell<Arc<ScramUsers>>,
     defaults: TopicConfigDefaults,
     producer_ids: IdBlock,
 }
@@ -54,6 +58,7 @@ impl Cluster {
             mesh,
             registry: RefCell::new(Arc::new(Registry::default())),
             quotas: RefCell::new(Arc::new(ClientQuotas::default())),
+            scram: RefCell::new(Arc::new(ScramUsers::default())),
             defaults,
             producer_ids: IdBlock::default(),
         }
@@ -97,6 +102,29 @@ impl Cluster {
 
     pub fn set_quotas(&self, next: Arc<ClientQuotas>) {
         *self.quotas.borrow_mut() = next;
+    }
+
+    /// The SCRAM credentials this shard authenticates with now.
+    pub fn scram(&self) -> Arc<ScramUsers> {
+        self.scram.borrow().clone()
+    }
+
+    pub fn set_scram(&self, next: Arc<ScramUsers>) {
+        *self.scram.borrow_mut() = next;
+    }
+
+    /// Change SCRAM credentials on the controller, durably and on every shard before it
+    /// answers; one result per change.
+    pub async fn alter_scram(&self, changes: Vec<ScramChange>) -> Vec<Result<(), KafkaError>> {
+        let n = changes.len();
+        match self
+            .mesh
+            .call(CONTROLLER_SHARD, messages::AlterScram { changes })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => vec![Err(shutting_down(e)); n],
+        }
     }
 
     /// Change the client quotas on the controller (all or none), durably and on every

@@ -170,7 +170,7 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::listeners::{resolve, SecurityProtocol};
 
     #[test]
     fn names_protocols_and_advertised_addresses() {

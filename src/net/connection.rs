@@ -45,6 +45,11 @@ const MIN_REQUEST_BYTES_PER_SEC: u64 = 1_000_000;
 
 /// "closing connection" lines, whatever the reason: a client can cause them at any rate.
 static CLOSING_LOG: LogLimit = LogLimit::per_second();
+/// "authentication failed" lines.
+static AUTH_LOG: LogLimit = LogLimit::per_second();
+
+/// The principal of a connection without SASL (Kafka's name for it).
+const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// Serve one accepted connection of listener `listener` (an index in
 /// `BrokerConfig::endpoints`) until it closes.
@@ -54,6 +59,7 @@ pub async fn run(net: Rc<Net>, mut stream: TcpStream, listener: usize) {
     let conn = protocol::Conn {
         peer: peer.map(|a| a.ip()),
         listener,
+        principal: ANONYMOUS.into(),
     };
     let tls = match &net.tls {
         Some(config) if net.config.endpoints[listener].protocol.tls() => {
@@ -146,8 +152,10 @@ async fn read_loop<S: AsyncRead + Unpin>(
     tx: LocalSender<Pending>,
     conn: Rc<protocol::Conn>,
 ) -> Result<(), String> {
+    let sasl = net.config.endpoints[conn.listener].protocol.sasl();
     let mut r = Reader {
         net,
+        auth: sasl.then(protocol::sasl::Authenticator::default),
         stream,
         buf: BytesMut::new(),
         conn_credit: ConnCredit::new(),
@@ -183,6 +191,8 @@ async fn read_loop<S: AsyncRead + Unpin>(
 /// The reading half of a connection.
 struct Reader<'a, S> {
     net: &'a Rc<Net>,
+    /// Until a SASL listener's connection has authenticated.
+    auth: Option<protocol::sasl::Authenticator>,
     stream: S,
     /// Bytes read and not yet cut into frames. Empty (no allocation) while idle.
     buf: BytesMut,
@@ -280,6 +290,11 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         cut_at: Instant,
         tx: &LocalSender<Pending>,
     ) -> Result<bool, String> {
+        if self.auth.is_some() {
+            if let Some(go_on) = self.authenticate(&frame, tx).await {
+                return Ok(go_on);
+            }
+        }
         let start = protocol::peek_start(&frame).map_err(|e| e.0)?;
         let is_produce = start.api_key == ApiKey::Produce as i16;
         // The credit of a large non-Produce request covered only reading it.
@@ -314,6 +329,49 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             return Ok(self.net.shutdown.sleep(mute).await);
         }
         Ok(true)
+    }
+
+    /// Give a frame of a connection not yet authenticated to its authenticator; `None`
+    /// when it is an ApiVersions request to serve as usual, else whether to go on
+    /// reading. A failure is answered (slower for an address that failed before) and
+    /// closes the connection.
+    async fn authenticate(&mut self, frame: &Bytes, tx: &LocalSender<Pending>) -> Option<bool> {
+        use protocol::sasl::Step;
+        let users = self.net.protocol.cluster.scram();
+        let auth = self.auth.as_mut()?;
+        let reply = match auth.handle(&users, frame.clone()) {
+            Step::PassThrough => return None,
+            Step::Reply(reply) => reply,
+            Step::Done { reply, user } => {
+                self.auth = None;
+                if let Some(ip) = self.conn.peer {
+                    self.net.auth_failures.borrow_mut().remove(&ip);
+                }
+                debug!(peer = ?self.conn.peer, user, "authenticated");
+                let mut conn = (*self.conn).clone();
+                conn.principal = format!("User:{user}");
+                self.conn = Rc::new(conn);
+                reply
+            }
+            Step::Fail { reply, reason } => {
+                let m = &self.net.metrics.protocol_errors;
+                m.set(m.get() + 1);
+                let delay = self.net.auth_failed(self.conn.peer);
+                if let Some(held_back) = AUTH_LOG.admit() {
+                    warn!(peer = ?self.conn.peer, held_back, delay_ms = delay.as_millis() as u64,
+                        "SASL authentication failed, closing the connection: {reason}");
+                }
+                if self.net.shutdown.sleep(delay).await {
+                    if let Some(reply) = reply {
+                        let task = glommio::spawn_local(async move { Ok(Reply::Frame(reply)) });
+                        let _ = tx.send(task.detach()).await;
+                    }
+                }
+                return Some(false);
+            }
+        };
+        let task = glommio::spawn_local(async move { Ok(Reply::Frame(reply)) });
+        Some(tx.send(task.detach()).await.is_ok())
     }
 
     /// Record a Produce frame against its client id's quota (a client-id quota set

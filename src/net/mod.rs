@@ -11,10 +11,13 @@ pub mod tls;
 pub use credit::CreditPool;
 pub use quota::ProduceQuotas;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use glommio::net::TcpListener;
 use glommio::sync::Gate;
@@ -42,6 +45,40 @@ pub struct Net {
     pub protocol: Rc<crate::protocol::Context>,
     /// The TLS side of the SSL and SASL_SSL listeners (`tls::server_config`), when any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Recent SASL failures by address (count, last): repeated ones are answered slower.
+    pub auth_failures: RefCell<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// A failure this long after the last one of its address counts as the first again.
+const AUTH_FAILURE_MEMORY: Duration = Duration::from_secs(60);
+/// The first failure's delay, doubled with each further one up to `AUTH_FAILURE_MAX_DELAY`.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(100);
+const AUTH_FAILURE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Addresses remembered per shard (the oldest are forgotten past it).
+const AUTH_FAILURE_ADDRESSES: usize = 10_000;
+
+impl Net {
+    /// Count a failed authentication from `peer`; how long to wait before answering it.
+    pub fn auth_failed(&self, peer: Option<IpAddr>) -> Duration {
+        let Some(ip) = peer else {
+            return AUTH_FAILURE_DELAY;
+        };
+        let now = Instant::now();
+        let mut map = self.auth_failures.borrow_mut();
+        if map.len() >= AUTH_FAILURE_ADDRESSES {
+            map.retain(|_, (_, last)| now.duration_since(*last) < AUTH_FAILURE_MEMORY);
+            if map.len() >= AUTH_FAILURE_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= AUTH_FAILURE_MEMORY {
+            entry.0 = 0;
+        }
+        *entry = (entry.0.saturating_add(1), now);
+        let doublings = (entry.0 - 1).min(8);
+        (AUTH_FAILURE_DELAY * (1 << doublings)).min(AUTH_FAILURE_MAX_DELAY)
+    }
 }
 
 /// A connection's place in `Net::connections`: taken at accept, given back on drop.
@@ -150,7 +187,7 @@ async fn accept_loop(net: &Rc<Net>, index: usize, listener: &TcpListener, gate: 
             .set(net.metrics.connections_accepted.get() + 1);
         // Counted here, not in the connection's task: a burst of accepts runs before
         // any of their tasks does, and must not slip past max_connections.
-        let slot = Slot::take(&net);
+        let slot = Slot::take(net);
         if gate
             .spawn(async move {
                 connection::run(slot.0.clone(), stream, index).await;

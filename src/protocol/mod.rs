@@ -25,6 +25,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 mod route;
+pub mod sasl;
 pub mod share;
 mod txn;
 
@@ -101,6 +102,9 @@ pub struct Conn {
     /// Index in `BrokerConfig::endpoints` of the listener it came in on: Metadata,
     /// FindCoordinator and DescribeCluster give that listener's advertised address.
     pub listener: usize,
+    /// Who authenticated (Kafka's principal, `User:<name>`); `User:ANONYMOUS` on a
+    /// listener without SASL.
+    pub principal: String,
 }
 
 impl Request {
@@ -195,6 +199,25 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ApiKey::DescribeShareGroupOffsets => call!(share::describe_share_group_offsets),
         ApiKey::AlterShareGroupOffsets => call!(share::alter_share_group_offsets),
         ApiKey::DeleteShareGroupOffsets => call!(share::delete_share_group_offsets),
+        ApiKey::DescribeUserScramCredentials => {
+            call!(sasl::credentials::describe_user_scram_credentials)
+        }
+        ApiKey::AlterUserScramCredentials => call!(sasl::credentials::alter_user_scram_credentials),
+        ApiKey::SaslHandshake => {
+            let _: SaslHandshakeRequest = decode(key, body, v)?;
+            let resp = SaslHandshakeResponse::default()
+                .with_error_code(crate::kafka::ErrorCode::IllegalSaslState as i16);
+            Reply::Frame(encode_frame(key, v, cid, &resp)?)
+        }
+        ApiKey::SaslAuthenticate => {
+            let _: SaslAuthenticateRequest = decode(key, body, v)?;
+            let resp = SaslAuthenticateResponse::default()
+                .with_error_code(crate::kafka::ErrorCode::IllegalSaslState as i16)
+                .with_error_message(Some(metadata::str_bytes(
+                    "not expected: no SASL on this listener, or already authenticated",
+                )));
+            Reply::Frame(encode_frame(key, v, cid, &resp)?)
+        }
         other => {
             return Err(ProtocolError(format!("API {other:?} is not supported")));
         }

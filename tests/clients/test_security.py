@@ -231,3 +231,222 @@ def test_bad_listener_settings_are_refused_at_start(broker_factory, certs, tmp_p
     with pytest.raises(BrokerError, match="no certificate"):
         b2.start(timeout=10)
     b2.proc = None
+
+
+# --- SASL ------------------------------------------------------------------------
+
+def start_sasl(broker_factory, certs: Path, shards: int = 2):
+    """PLAINTEXT on the usual port, SASL_SSL and SASL_PLAINTEXT on two more."""
+    b = broker_factory(start=False, shards=shards)
+    ports = [p for p in free_ports(4) if p not in (b.port, b.admin_port)][:2]
+    b.sasl_ssl_port, b.sasl_port = ports
+    b.extra_args = (
+        "--listeners", f"PLAINTEXT://127.0.0.1:{b.port},SASL_SSL://127.0.0.1:{ports[0]},"
+                       f"SASL_PLAINTEXT://127.0.0.1:{ports[1]}",
+        "--tls-cert-file", str(certs / "server.pem"),
+        "--tls-key-file", str(certs / "server.key"),
+    )
+    return b.start()
+
+
+def add_user(bootstrap: str, user: str, password: str, mechanism: str = "SCRAM-SHA-512",
+             iterations: int = 4096):
+    from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    mech = {"SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512,
+            "SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256}[mechanism]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    up = UserScramCredentialUpsertion(user, ScramCredentialInfo(mech, iterations),
+                                      password.encode(), None)
+    for f in admin.alter_user_scram_credentials([up]).values():
+        f.result(timeout=15)
+
+
+def sasl_conf(certs: Path, port: int, mechanism: str, user: str, password: str,
+              tls: bool = True) -> dict:
+    conf = {
+        "bootstrap.servers": f"127.0.0.1:{port}",
+        "security.protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+    if tls:
+        conf["ssl.ca.location"] = str(certs / "ca.pem")
+    return conf
+
+
+def auth_error(conf: dict) -> object:
+    """The first error librdkafka reports for `conf` (within 15 s); None when it works."""
+    errors = []
+    admin = AdminClient({**conf, "error_cb": errors.append})
+    deadline = time.monotonic() + 15
+    while not errors and time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=1)
+            return None
+        except KafkaException:
+            pass
+        admin.poll(0.1)
+    assert errors, "neither an answer nor an error within 15 s"
+    return errors[0]
+
+
+def test_confluent_over_sasl_ssl_and_sasl_plaintext_with_scram_and_plain(broker_factory, certs):
+    b = start_sasl(broker_factory, certs)
+    add_user(b.bootstrap, "alice", "alice-secret", "SCRAM-SHA-512")
+    add_user(b.bootstrap, "bob", "bob-secret", "SCRAM-SHA-256")
+    cases = [
+        (b.sasl_ssl_port, "SCRAM-SHA-512", "alice", "alice-secret", True),
+        (b.sasl_ssl_port, "PLAIN", "alice", "alice-secret", True),
+        (b.sasl_port, "SCRAM-SHA-256", "bob", "bob-secret", False),
+        (b.sasl_port, "PLAIN", "bob", "bob-secret", False),
+    ]
+    for i, (port, mech, user, pw, tls) in enumerate(cases):
+        got = confluent_roundtrip(sasl_conf(certs, port, mech, user, pw, tls), f"sasl-{i}", 20)
+        assert len(got) == 20, (mech, tls)
+
+
+def test_wrong_password_unknown_user_and_wrong_mechanism_fail(broker_factory, certs):
+    from confluent_kafka import KafkaError
+
+    b = start_sasl(broker_factory, certs)
+    add_user(b.bootstrap, "alice", "alice-secret", "SCRAM-SHA-512")
+    for mech, user, pw in [("SCRAM-SHA-512", "alice", "nope"), ("PLAIN", "alice", "nope"),
+                           ("SCRAM-SHA-512", "mallory", "x"), ("PLAIN", "mallory", "x"),
+                           # alice has no SCRAM-SHA-256 credential
+                           ("SCRAM-SHA-256", "alice", "alice-secret")]:
+        err = auth_error(sasl_conf(certs, b.sasl_ssl_port, mech, user, pw))
+        assert getattr(err, "code", lambda: None)() == KafkaError._AUTHENTICATION, (mech, user, err)
+        assert "invalid credentials" in err.str(), err.str()
+    log = b.log_tail(300)
+    assert "SASL authentication failed" in log
+    # The reason is logged (lines are limited to one a second, so not every one shows).
+    assert "wrong password" in log or "unknown user" in log
+    # The right password still works after the failures.
+    ok = sasl_conf(certs, b.sasl_ssl_port, "SCRAM-SHA-512", "alice", "alice-secret")
+    AdminClient(ok).list_topics(timeout=15)
+
+
+def test_kafka_python_and_kcat_over_sasl(broker_factory, certs):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    b = start_sasl(broker_factory, certs)
+    add_user(b.bootstrap, "carol", "carol-secret", "SCRAM-SHA-512")
+    for port, proto, mech in [(b.sasl_ssl_port, "SASL_SSL", "SCRAM-SHA-512"),
+                              (b.sasl_port, "SASL_PLAINTEXT", "PLAIN")]:
+        kw = dict(bootstrap_servers=f"127.0.0.1:{port}", security_protocol=proto,
+                  sasl_mechanism=mech, sasl_plain_username="carol",
+                  sasl_plain_password="carol-secret")
+        if proto == "SASL_SSL":
+            kw["ssl_cafile"] = str(certs / "ca.pem")
+        topic = f"kp-{proto.lower()}"
+        p = KafkaProducer(**kw)
+        for i in range(10):
+            p.send(topic, b"m%d" % i)
+        p.flush(TIMEOUT_S)
+        p.close()
+        c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **kw)
+        values = [m.value for m in c]
+        c.close()
+        assert values == [b"m%d" % i for i in range(10)], proto
+
+    kcat = ["kcat", "-b", f"127.0.0.1:{b.sasl_ssl_port}", "-X", "security.protocol=SASL_SSL",
+            "-X", f"ssl.ca.location={certs / 'ca.pem'}", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+            "-X", "sasl.username=carol", "-X", "sasl.password=carol-secret"]
+    subprocess.run(kcat + ["-P", "-t", "kcat-sasl"], input=b"x\ny\n", check=True, timeout=30)
+    out = subprocess.run(kcat + ["-C", "-t", "kcat-sasl", "-o", "beginning", "-e", "-q"],
+                         capture_output=True, check=True, timeout=30).stdout
+    assert out.split() == [b"x", b"y"]
+    bad = [a.replace("carol-secret", "wrong") for a in kcat]
+    r = subprocess.run(bad + ["-L", "-m", "5"], capture_output=True, timeout=30)
+    assert r.returncode != 0
+    assert b"uthentication" in r.stderr, r.stderr
+
+
+def test_users_are_described_survive_a_restart_and_can_be_deleted(broker_factory, certs):
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import ScramMechanism, UserScramCredentialDeletion
+
+    b = start_sasl(broker_factory, certs)
+    add_user(b.bootstrap, "dave", "pw1", "SCRAM-SHA-512", iterations=8192)
+    add_user(b.bootstrap, "dave", "pw1", "SCRAM-SHA-256")
+    b.restart()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    desc = admin.describe_user_scram_credentials(["dave"])["dave"].result(timeout=15)
+    infos = sorted((i.mechanism, i.iterations) for i in desc.scram_credential_infos)
+    assert infos == sorted([(ScramMechanism.SCRAM_SHA_512, 8192),
+                            (ScramMechanism.SCRAM_SHA_256, 4096)])
+    with pytest.raises(KafkaException, match="does not exist"):
+        admin.describe_user_scram_credentials(["nobody"])["nobody"].result(timeout=15)
+    AdminClient(sasl_conf(certs, b.sasl_ssl_port, "SCRAM-SHA-512", "dave", "pw1")).list_topics(
+        timeout=15)
+    # Too few iterations is refused, as Kafka does.
+    with pytest.raises(KafkaException):
+        add_user(b.bootstrap, "erin", "pw", "SCRAM-SHA-512", iterations=100)
+    for f in admin.alter_user_scram_credentials([
+            UserScramCredentialDeletion("dave", ScramMechanism.SCRAM_SHA_512)]).values():
+        f.result(timeout=15)
+    err = auth_error(sasl_conf(certs, b.sasl_ssl_port, "SCRAM-SHA-512", "dave", "pw1"))
+    assert err is not None and err.code() == KafkaError._AUTHENTICATION, err
+    # Its SHA-256 credential remains, and PLAIN checks against it.
+    AdminClient(sasl_conf(certs, b.sasl_ssl_port, "PLAIN", "dave", "pw1")).list_topics(timeout=15)
+
+
+def _frame(api_key: int, version: int, cid: int, body: bytes) -> bytes:
+    header = api_key.to_bytes(2, "big") + version.to_bytes(2, "big") + cid.to_bytes(4, "big")
+    header += (4).to_bytes(2, "big") + b"test"
+    msg = header + body
+    return len(msg).to_bytes(4, "big") + msg
+
+
+def _recv_frame(s: socket.socket) -> bytes:
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+    return exactly(int.from_bytes(exactly(4), "big"))
+
+
+def _plain_attempt(port: int, password: bytes) -> tuple[int, float]:
+    """SaslHandshake v1 PLAIN, then SaslAuthenticate v0: (error code, seconds to answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        mech = b"PLAIN"
+        s.sendall(_frame(17, 1, 1, len(mech).to_bytes(2, "big") + mech))
+        resp = _recv_frame(s)
+        assert resp[4:6] == b"\x00\x00", resp
+        token = b"\x00alice\x00" + password
+        started = time.monotonic()
+        s.sendall(_frame(36, 0, 2, len(token).to_bytes(4, "big") + token))
+        resp = _recv_frame(s)
+        took = time.monotonic() - started
+        return int.from_bytes(resp[4:6], "big", signed=True), took
+
+
+def test_requests_before_authentication_close_and_repeated_failures_slow_down(
+        broker_factory, certs):
+    # One shard: failures are counted per shard, and connections spread over shards.
+    b = start_sasl(broker_factory, certs, shards=1)
+    add_user(b.bootstrap, "alice", "alice-secret", "SCRAM-SHA-512")
+    # Metadata v1 before authenticating: the connection is closed without an answer.
+    with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as s:
+        s.sendall(_frame(3, 1, 9, (-1).to_bytes(4, "big", signed=True)))
+        assert s.recv(100) == b""
+    # ApiVersions is answered before authentication.
+    with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as s:
+        s.sendall(_frame(18, 0, 5, b""))
+        assert _recv_frame(s)[:4] == (5).to_bytes(4, "big")
+    code, _ = _plain_attempt(b.sasl_port, b"alice-secret")
+    assert code == 0
+    times = []
+    for _ in range(4):
+        code, took = _plain_attempt(b.sasl_port, b"wrong")
+        assert code == 58  # SASL_AUTHENTICATION_FAILED
+        times.append(took)
+    # 100 ms, then doubling: the fourth failure in a row waits 800 ms.
+    assert times[0] >= 0.09 and times[3] >= 0.75, times
+    b.assert_alive()
