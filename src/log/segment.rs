@@ -514,7 +514,7 @@ impl Segment {
                 let start = (pos - at) as usize;
                 match b
                     .get(start..start + len as usize)
-                    .map(|bytes| batch::validate_stored(bytes))
+                    .map(batch::validate_stored)
                 {
                     Some(Ok(info)) => info,
                     Some(Err(e)) => break Some(format!("batch at {pos}: {e}")),

@@ -27,6 +27,9 @@ use crate::runtime::{now_ms, Signal};
 /// while it closes).
 const CLOSE_CONCURRENCY: usize = 64;
 
+/// One owned partition: (topic, partition index, the partition).
+type Owned1 = (Arc<str>, i32, Rc<Partition>);
+
 /// Owned partitions by topic name, then partition index.
 type Owned = HashMap<Arc<str>, Vec<Option<Rc<Partition>>>>;
 
@@ -311,9 +314,9 @@ impl PartitionManager {
     }
 
     /// The due compacted partition with the highest dirty ratio.
-    fn dirtiest(&self) -> Option<(Arc<str>, i32, Rc<Partition>)> {
+    fn dirtiest(&self) -> Option<Owned1> {
         let now = now_ms();
-        let mut best: Option<(f64, (Arc<str>, i32, Rc<Partition>))> = None;
+        let mut best: Option<(f64, Owned1)> = None;
         for (t, p, part) in self.owned() {
             let Some(ratio) = part.cleaning_due(now) else {
                 continue;

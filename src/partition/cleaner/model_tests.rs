@@ -38,6 +38,9 @@ impl Rng {
     }
 }
 
+/// A record or marker as read back: (offset, key, value, is a marker).
+type Served = (i64, Vec<u8>, Option<Vec<u8>>, bool);
+
 /// One record or marker the log was given, and what the model says of it.
 #[derive(Clone, Debug)]
 struct Item {
@@ -100,7 +103,7 @@ impl Model {
         }
     }
 
-    fn kept(&self) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>, bool)> {
+    fn kept(&self) -> Vec<Served> {
         self.items
             .iter()
             .filter(|i| i.kept)
@@ -237,7 +240,7 @@ async fn transaction(
 }
 
 /// Every record and marker the log serves from its start: (offset, key, value, marker).
-async fn served(log: &PartitionLog) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>, bool)> {
+async fn served(log: &PartitionLog) -> Vec<Served> {
     let mut out = Vec::new();
     let slice = log.read(log.log_start_offset(), 1 << 30).await.unwrap();
     let mut buf = Vec::new();
@@ -261,11 +264,7 @@ async fn served(log: &PartitionLog) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>, bool)
 }
 
 /// A fetch from every offset starts at the batch holding the next kept item.
-async fn check_reads(
-    log: &PartitionLog,
-    kept: &[(i64, Vec<u8>, Option<Vec<u8>>, bool)],
-    what: &str,
-) {
+async fn check_reads(log: &PartitionLog, kept: &[Served], what: &str) {
     for o in log.log_start_offset()..log.high_watermark() {
         let slice = log.read(o, 1).await.unwrap();
         let mut buf = Vec::new();
@@ -321,7 +320,7 @@ fn log_bases(dir: &Path) -> Vec<i64> {
 
 /// Rebuilds the crash states of the pass that turned `pre` into `post` and recovers
 /// each: a `.cleaned` file left (the old log comes back), or a `.swap` with some of the
-/// replaced files already gone (the cleaned log comes back).
+/// replaced files already gone (the cleaned log comes back). Returns how many it checked.
 async fn crash_states(
     root: &Path,
     pre: &Path,
@@ -329,7 +328,8 @@ async fn crash_states(
     before: &Model,
     after: &Model,
     rng: &mut Rng,
-) {
+) -> usize {
+    let mut states = 0;
     let (pre_bases, post_bases) = (log_bases(pre), log_bases(post));
     for (i, &a) in post_bases.iter().enumerate().take(post_bases.len() - 1) {
         let name = format!("{a:020}.log");
@@ -478,7 +478,10 @@ fn the_cleaner_keeps_exactly_what_kafkas_rules_keep() {
             all.crashes += s.crashes;
         }
         // The seeds reach every rule: superseded records, horizons passed, crashes.
-        assert!(all.removed > 0 && all.expired > 0 && all.crashes > 0, "{all:?}");
+        assert!(
+            all.removed > 0 && all.expired > 0 && all.crashes > 0,
+            "{all:?}"
+        );
         eprintln!("cleaner model: {seeds} seeds, {all:?}");
     });
 }
