@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of Sluice, on a fresh Debian 12 machine or a developer's:
-#   1. system packages the client tests need (kcat, python3-venv), if missing;
+#   1. system packages the client tests need (kcat, python3-venv, and chromium with
+#      chromium-driver for the console's browser test), if missing;
 #   2. a Python venv at .venv with the pinned clients (tests/requirements.txt);
 #   3. cargo build --release   (the broker binary, target/release/sluice);
 #   4. scripts/check_layers.py (the architecture's invariants: layers, no locks
@@ -54,9 +55,13 @@ export PATH
 # make and zlib1g-dev: the `rdkafka` crate (sluice bench) builds librdkafka from its
 # bundled source with ./configure and make, against zlib; redis-server: the bench's
 # Redis Streams mode is tested against a real one; libfuse3-3: the power-cut file system
-# of tests/clients/test_power_cut.py (mfusepy loads it; the tests mount as root).
-step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server, nodejs, npm, libfuse3-3"
+# of tests/clients/test_power_cut.py (mfusepy loads it; the tests mount as root);
+# chromium and chromium-driver: tests/clients/test_console.py drives the web console in
+# headless Chromium over WebDriver (tests/clients/webdriver.py, no selenium).
+step "system packages: kcat, python3-venv, make, zlib1g-dev, redis-server, nodejs, npm, libfuse3-3, chromium, chromium-driver"
 missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
@@ -66,6 +71,8 @@ if command -v dpkg >/dev/null 2>&1; then
   dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv)
   dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
   dpkg -s libfuse3-3 >/dev/null 2>&1 || missing+=(libfuse3-3)
+  # Text in the console's screenshots (chromium's own recommends are not installed).
+  dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 fi
 if ((${#missing[@]})); then
   apt_install "${missing[@]}"

@@ -249,9 +249,9 @@ impl Broker {
                 tracing::warn!("{e}");
             }
             let collect = collector(&self.ctx);
-            let addr = self.config.admin_addr;
             let shutdown = self.ctx.shutdown.clone();
-            glommio::spawn_local(crate::metrics::serve_admin(addr, shutdown, collect)).detach();
+            let config = self.config.clone();
+            glommio::spawn_local(crate::metrics::serve_admin(config, shutdown, collect)).detach();
         }
         self.partitions.spawn_background();
         self.partitions.spawn_cleaner();

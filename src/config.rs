@@ -26,6 +26,9 @@ pub struct BrokerConfig {
     pub max_frame_bytes: usize,
     pub max_inflight_requests: usize,
     pub max_connections: usize,
+    /// Whether max_connections was set (file, env or flag) rather than left at its
+    /// default: a default one is fitted to the open-files limit at start, a set one is not.
+    pub max_connections_explicit: bool,
     /// Fetch sends cached record bytes with sendfile; false reads them into memory
     /// first (kept to measure zero copy against).
     pub fetch_zero_copy: bool,
@@ -85,6 +88,7 @@ impl Default for BrokerConfig {
             max_frame_bytes: 100 * 1024 * 1024,
             max_inflight_requests: 64,
             max_connections: 10_000,
+            max_connections_explicit: false,
             fetch_zero_copy: true,
             auto_create_topics: true,
             default_partitions: 1,
@@ -300,6 +304,7 @@ impl BrokerConfig {
         if let Some(path) = &args.config {
             c.apply_file(path)?;
         }
+        c.max_connections_explicit |= args.max_connections.is_some();
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = args.$f.clone() { c.$f = v; } )* };
         }
@@ -356,6 +361,7 @@ impl BrokerConfig {
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         let f: FileConfig =
             toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        self.max_connections_explicit |= f.max_connections.is_some();
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = f.$f { self.$f = v; } )* };
         }
@@ -532,5 +538,44 @@ impl BrokerConfig {
                 Some((host.to_string(), p.parse().ok()?))
             });
         parsed.unwrap_or_else(|| (self.listen.ip().to_string(), i32::from(self.listen.port())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example deploy/sluice.toml is a valid config file with what it says.
+    #[test]
+    fn the_example_config_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sluice.toml");
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let c = BrokerConfig::resolve(&args).expect("deploy/sluice.toml loads");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9092");
+        assert_eq!(c.admin_addr.to_string(), "127.0.0.1:9644");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/sluice"));
+        assert_eq!(c.retention_bytes, None);
+        assert!(
+            !c.max_connections_explicit,
+            "the example leaves max_connections to fit"
+        );
+    }
+
+    #[test]
+    fn max_connections_set_anywhere_is_explicit() {
+        let args = ServeArgs {
+            max_connections: Some(100),
+            ..ServeArgs::default()
+        };
+        let c = BrokerConfig::resolve(&args).unwrap();
+        assert!(c.max_connections_explicit && c.max_connections == 100);
+        assert!(
+            !BrokerConfig::resolve(&ServeArgs::default())
+                .unwrap()
+                .max_connections_explicit
+        );
     }
 }

@@ -81,7 +81,8 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
         )
     })?;
     let lock = lock_data_dir(&config)?;
-    raise_open_files_limit(&config);
+    let mut config = config;
+    raise_open_files_limit(&mut config);
     let registry = load_registry(&config)?;
     let quotas = load_quotas(&config)?;
     let scram = load_scram(&config)?;
@@ -216,8 +217,10 @@ fn spawn_signal_thread(stopper: Stopper) -> Result<(), String> {
 
 /// Raise the soft limit on open files to the hard limit: every connection takes two
 /// descriptors (reader and writer) and every fetched segment one more (its shared
-/// dup). Warn when even the hard limit is below what `max_connections` allows.
-fn raise_open_files_limit(config: &BrokerConfig) {
+/// dup). When even the hard limit is below what `max_connections` allows, a default
+/// `max_connections` is lowered to fit (one line at info); one that was set is kept, with
+/// a warning.
+fn raise_open_files_limit(config: &mut BrokerConfig) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -235,13 +238,62 @@ fn raise_open_files_limit(config: &BrokerConfig) {
             }
         }
     }
-    let wanted = (config.max_connections * config.shards * 2 + 1024) as u64;
+    if let Some(fitted) = fit_max_connections(config, lim.rlim_cur) {
+        info!(
+            open_files_limit = lim.rlim_cur,
+            max_connections = fitted,
+            "max_connections (per shard) fitted to the open-files limit; raise the limit \
+             (LimitNOFILE=, ulimit -n) or set max_connections to allow more"
+        );
+        config.max_connections = fitted;
+        return;
+    }
+    let wanted = open_files_wanted(config);
     if lim.rlim_cur < wanted {
         tracing::warn!(
             open_files_limit = lim.rlim_cur,
             wanted,
             "the open-files limit is below 2 per allowed connection (max_connections x shards); \
              connections past it will be refused by accept with EMFILE"
+        );
+    }
+}
+
+/// Descriptors the broker may need: two per allowed connection and 1024 to spare
+/// (segments, indexes, journals, listeners).
+fn open_files_wanted(config: &BrokerConfig) -> u64 {
+    (config.max_connections * config.shards * 2 + 1024) as u64
+}
+
+/// The max_connections that fits `limit` open files, when the configured one does not
+/// and was left at its default; None otherwise.
+fn fit_max_connections(config: &BrokerConfig, limit: u64) -> Option<usize> {
+    if config.max_connections_explicit || limit >= open_files_wanted(config) {
+        return None;
+    }
+    let per_shard = limit.saturating_sub(1024) / (2 * config.shards.max(1) as u64);
+    Some((per_shard as usize).max(16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_max_connections_is_fitted_to_the_open_files_limit() {
+        let mut c = BrokerConfig {
+            shards: 2,
+            ..BrokerConfig::default()
+        };
+        // 10000 x 2 shards x 2 + 1024 = 41024 wanted.
+        assert_eq!(fit_max_connections(&c, 1 << 20), None);
+        assert_eq!(fit_max_connections(&c, 20_000), Some((20_000 - 1024) / 4));
+        assert_eq!(fit_max_connections(&c, 1024), Some(16));
+        c.max_connections_explicit = true;
+        assert_eq!(
+            fit_max_connections(&c, 20_000),
+            None,
+            "a set value is the user's"
         );
     }
 }

@@ -20,8 +20,8 @@ use crate::kafka::dlq::{self, HEADER_PREFIX as DLQ_HEADER_PREFIX};
 
 #[derive(Args, Debug, Clone)]
 pub struct RedriveArgs {
-    /// Bootstrap servers of the broker.
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    /// Bootstrap servers (from --brokers / SLUICE_BROKERS).
+    #[arg(skip)]
     pub bootstrap: String,
     /// The DLQ topic to read.
     #[arg(long)]
@@ -82,17 +82,30 @@ fn ranges(c: &BaseConsumer, a: &RedriveArgs) -> Result<Vec<(i32, i64, i64)>, Str
     Ok(out)
 }
 
-pub fn run(a: RedriveArgs) -> Result<(), String> {
+pub fn run(ctx: &super::Ctx, mut a: RedriveArgs) -> Result<(), super::error::CliError> {
+    a.bootstrap = ctx.brokers.clone();
+    // The DLQ topic must exist: say so with the Kafka error and exit code 4.
+    ctx.client()?.topics(Some(&[a.dlq.clone()]))?;
     let report = redrive(&a)?;
     let total: u64 = report.moved.values().sum();
-    println!("redrive {}: moved {total}", a.dlq);
-    for (t, n) in &report.moved {
-        println!("  {t}: {n}");
-    }
-    println!(
-        "  skipped: {} without a copy of the record, {} of other groups",
-        report.skipped_no_copy, report.skipped_other_group
-    );
+    let json = serde_json::json!({
+        "dlq": a.dlq,
+        "moved": total,
+        "by_topic": report.moved,
+        "skipped_no_copy": report.skipped_no_copy,
+        "skipped_other_group": report.skipped_other_group,
+    });
+    super::output::emit(ctx.format, &json, || {
+        let mut s = format!("redrive {}: moved {total}\n", a.dlq);
+        for (t, n) in &report.moved {
+            s.push_str(&format!("  {t}: {n}\n"));
+        }
+        s.push_str(&format!(
+            "  skipped: {} without a copy of the record, {} of other groups\n",
+            report.skipped_no_copy, report.skipped_other_group
+        ));
+        s
+    });
     Ok(())
 }
 
@@ -118,6 +131,9 @@ pub fn redrive(a: &RedriveArgs) -> Result<Report, String> {
     consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
     let mut left: BTreeMap<i32, i64> = ranges.iter().map(|&(p, _, to)| (p, to)).collect();
     let mut report = Report::default();
+    let total: i64 = ranges.iter().map(|&(_, from, to)| to - from).sum();
+    let mut seen = 0u64;
+    let mut progress = super::output::Progress::new(&format!("redriving {}", a.dlq));
     let deadline = Instant::now() + Duration::from_secs(a.timeout_s);
     while !left.is_empty() {
         if Instant::now() > deadline {
@@ -136,6 +152,8 @@ pub fn redrive(a: &RedriveArgs) -> Result<Report, String> {
             continue;
         }
         move_one(&producer, a, &m, &mut report)?;
+        seen += 1;
+        progress.update(seen, Some(total as u64));
         if m.offset() + 1 >= to {
             left.remove(&m.partition());
         }
@@ -143,6 +161,7 @@ pub fn redrive(a: &RedriveArgs) -> Result<Report, String> {
     producer
         .flush(Duration::from_secs(a.timeout_s))
         .map_err(|e| format!("flush: {e}"))?;
+    progress.finish();
     Ok(report)
 }
 

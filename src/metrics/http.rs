@@ -1,5 +1,7 @@
-//! A minimal HTTP/1.1 server for the admin endpoint (GET /metrics), run on shard 0.
-//! It is not on the data path: one request per connection, bounded sizes and times.
+//! A minimal HTTP/1.1 server for the admin endpoint, run on shard 0: Prometheus text at
+//! `/metrics`, the console's JSON API under `/api/` (`api.rs`) and the console itself at
+//! `/` (static files embedded in the binary, `console/`). Read-only; not on the data
+//! path: one request per connection, bounded sizes and times.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -10,8 +12,37 @@ use tracing::{info, warn};
 
 use futures_util::future::LocalBoxFuture;
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::api::{self, ApiState};
 use super::{render, Snapshot};
+use crate::config::BrokerConfig;
 use crate::runtime::Signal;
+
+/// The console: (path, content type, body), embedded at build time.
+const STATIC: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("console/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("console/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("console/style.css"),
+    ),
+];
 
 const MAX_REQUEST_BYTES: usize = 8192;
 
@@ -19,7 +50,9 @@ const MAX_REQUEST_BYTES: usize = 8192;
 pub type Collect = Rc<dyn Fn() -> LocalBoxFuture<'static, Vec<Snapshot>>>;
 
 /// Serve until shutdown.
-pub async fn serve_admin(addr: std::net::SocketAddr, shutdown: Rc<Signal>, collect: Collect) {
+pub async fn serve_admin(config: Arc<BrokerConfig>, shutdown: Rc<Signal>, collect: Collect) {
+    let addr = config.admin_addr;
+    let state = Rc::new(RefCell::new(ApiState::default()));
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -27,7 +60,7 @@ pub async fn serve_admin(addr: std::net::SocketAddr, shutdown: Rc<Signal>, colle
             return;
         }
     };
-    info!(%addr, "admin endpoint listening (/metrics)");
+    info!(%addr, "admin endpoint listening (console at /, /metrics, /api/)");
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -38,9 +71,10 @@ pub async fn serve_admin(addr: std::net::SocketAddr, shutdown: Rc<Signal>, colle
             None => return,
             Some(Ok(stream)) => {
                 let collect = collect.clone();
+                let (config, state) = (config.clone(), state.clone());
                 glommio::spawn_local(async move {
                     let _ = glommio::timer::timeout(Duration::from_secs(10), async {
-                        serve_one(&collect, stream).await;
+                        serve_one(&collect, &config, &state, stream).await;
                         Ok(())
                     })
                     .await;
@@ -52,7 +86,12 @@ pub async fn serve_admin(addr: std::net::SocketAddr, shutdown: Rc<Signal>, colle
     }
 }
 
-async fn serve_one(collect: &Collect, mut stream: TcpStream) {
+async fn serve_one(
+    collect: &Collect,
+    config: &BrokerConfig,
+    state: &RefCell<ApiState>,
+    mut stream: TcpStream,
+) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -65,16 +104,50 @@ async fn serve_one(collect: &Collect, mut stream: TcpStream) {
         }
     }
     let line = String::from_utf8_lossy(&buf);
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = if path == "/metrics" {
-        ("200 OK", render(&collect().await))
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("GET");
+    let target = words.next().unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let (status, kind, body): (&str, &str, std::borrow::Cow<'static, str>) = if method != "GET"
+        && method != "HEAD"
+    {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "the admin endpoint is read-only\n".into(),
+        )
+    } else if path == "/metrics" {
+        (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            render(&collect().await).into(),
+        )
+    } else if path == "/api" || path.starts_with("/api/") {
+        let snaps = collect().await;
+        match api::document(path, &snaps, config, &mut state.borrow_mut()) {
+            Some(doc) => ("200 OK", "application/json", doc.to_string().into()),
+            None => (
+                "404 Not Found",
+                "application/json",
+                r#"{"error":"unknown API path: try /api/all, /api/overview, /api/topics, /api/groups, /api/shares, /api/shards"}"#.into(),
+            ),
+        }
+    } else if let Some((_, kind, body)) = STATIC.iter().find(|(p, _, _)| *p == path) {
+        ("200 OK", *kind, (*body).into())
     } else {
-        ("404 Not Found", "try /metrics\n".to_string())
+        (
+            "404 Not Found",
+            "text/plain",
+            "try / (the console), /metrics or /api/all\n".into(),
+        )
     };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.write_all(head.as_bytes()).await;
+    if method != "HEAD" {
+        let _ = stream.write_all(body.as_bytes()).await;
+    }
     let _ = stream.close().await;
 }

@@ -1,7 +1,10 @@
 //! Per-shard counters and HDR latency histograms, merged on scrape, and the admin
-//! HTTP endpoint that serves them as Prometheus text at `/metrics`.
+//! HTTP endpoint that serves them as Prometheus text at `/metrics`, as JSON under
+//! `/api/` (`api.rs`) and as the web console at `/` (`console/`, embedded).
 
+pub mod api;
 pub mod http;
+pub mod log_json;
 pub mod log_limit;
 pub mod log_sink;
 
