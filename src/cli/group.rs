@@ -18,6 +18,11 @@ use serde_json::{json, Value};
 
 use super::client::{group_id, s, topic_name, Client, EARLIEST, LATEST};
 use super::error::CliError;
+
+/// A topic partition, by name.
+type Tp = (String, i32);
+/// One row of a reset plan: (partition, current, target, log start, end).
+pub type PlanRow = (Tp, Option<i64>, i64, i64, i64);
 use super::output::{emit, Progress, Table};
 use super::spec::{now_ms, parse_duration_ms, parse_time_ms, parse_topic_partitions};
 use super::Ctx;
@@ -219,7 +224,7 @@ pub fn committed(c: &mut Client, group: &str) -> Result<BTreeMap<(String, i32), 
 pub fn committed_with_metadata(
     c: &mut Client,
     group: &str,
-) -> Result<BTreeMap<(String, i32), (i64, String)>, CliError> {
+) -> Result<BTreeMap<Tp, (i64, String)>, CliError> {
     let req = OffsetFetchRequest::default()
         .with_group_id(group_id(group))
         .with_topics(None);
@@ -464,7 +469,7 @@ pub fn select_partitions(
     for sel in topics {
         let (t, ps) = parse_topic_partitions(sel)?;
         let info = c
-            .topics(Some(&[t.clone()]))?
+            .topics(Some(std::slice::from_ref(&t)))?
             .into_iter()
             .next()
             .ok_or_else(|| CliError::not_found(format!("topic {t} does not exist")))?;
@@ -493,7 +498,7 @@ pub fn plan(
     parts: &[(String, i32)],
     current: &BTreeMap<(String, i32), i64>,
     to: &ResetTo,
-) -> Result<Vec<((String, i32), Option<i64>, i64, i64, i64)>, CliError> {
+) -> Result<Vec<PlanRow>, CliError> {
     let starts = c.list_offsets(parts, EARLIEST)?;
     let ends = c.list_offsets(parts, LATEST)?;
     let by_time = match (&to.to_datetime, &to.by_duration) {
@@ -542,7 +547,7 @@ pub fn plan(
     Ok(out)
 }
 
-pub fn plan_json(rows: &[((String, i32), Option<i64>, i64, i64, i64)]) -> Vec<Value> {
+pub fn plan_json(rows: &[PlanRow]) -> Vec<Value> {
     rows.iter()
         .map(|((t, p), cur, target, start, end)| {
             json!({ "topic": t, "partition": p, "current": cur, "target": target, "log_start_offset": start, "end": end })

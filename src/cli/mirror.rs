@@ -308,7 +308,7 @@ impl Mirror {
             if self.topics.get(name) == Some(&parts) {
                 continue;
             }
-            let have = match self.dst.topics(Some(&[name.clone()])) {
+            let have = match self.dst.topics(Some(std::slice::from_ref(name))) {
                 Ok(t) => t.first().map(|t| t.partitions.len()),
                 Err(e) if e.kind == super::error::Kind::NotFound => None,
                 Err(e) => return Err(e),
@@ -879,8 +879,10 @@ mod tests {
 
     #[test]
     fn offsets_translate_through_runs_and_gaps() {
-        let mut m = OffsetMap::default();
-        m.start = Some(Point { src: 10, dst: 100 });
+        let mut m = OffsetMap {
+            start: Some(Point { src: 10, dst: 100 }),
+            ..OffsetMap::default()
+        };
         // 10,11,12 → 100,101,102; a commit marker at 103; 13,14 → 104,105; source gap 15..17.
         for (s, d) in [
             (10, 100),

@@ -113,7 +113,7 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
         .collect::<Result<_, _>>()?;
     // Fail fast, with the Kafka error, on a topic that does not exist or a bad partition.
     let mut admin = ctx.client()?;
-    let info = admin.topics(Some(&[a.topic.clone()]))?;
+    let info = admin.topics(Some(std::slice::from_ref(&a.topic)))?;
     if let (Some(p), Some(t)) = (a.partition, info.first()) {
         if p < 0 || p as usize >= t.partitions.len() {
             return Err(CliError::not_found(format!(

@@ -397,6 +397,8 @@ mod tests {
             journal_fsync: super::super::new_histogram(),
             queued: super::super::new_histogram(),
             mesh_calls: vec![],
+            dirty_ratios: vec![],
+            cleaner_bytes_per_sec: 0,
             shares: vec![ShareMetric {
                 group: "sg".into(),
                 topic: "t".into(),
