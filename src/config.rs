@@ -459,7 +459,7 @@ impl BrokerConfig {
 
     /// `endpoints` from `listeners` (or `listen` and `advertised_listener`), and the TLS
     /// files a TLS listener needs.
-    fn resolve_listeners(&mut self) -> Result<(), String> {
+    pub fn resolve_listeners(&mut self) -> Result<(), String> {
         self.endpoints = match &self.listeners {
             Some(spec) => listeners::resolve(
                 spec,

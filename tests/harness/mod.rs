@@ -43,13 +43,15 @@ impl Broker {
     pub fn start(shards: usize) -> Broker {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().expect("a temp dir");
-        let config = BrokerConfig {
+        let mut config = BrokerConfig {
             shards,
             listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir: dir.path().to_path_buf(),
             ..BrokerConfig::default()
         };
+        // The listeners are resolved by `BrokerConfig::resolve` for `sluice serve`.
+        config.resolve_listeners().expect("the default PLAINTEXT listener");
         let mut b = Broker {
             running: None,
             addr: config.listen,
