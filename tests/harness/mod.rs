@@ -51,7 +51,9 @@ impl Broker {
             ..BrokerConfig::default()
         };
         // The listeners are resolved by `BrokerConfig::resolve` for `sluice serve`.
-        config.resolve_listeners().expect("the default PLAINTEXT listener");
+        config
+            .resolve_listeners()
+            .expect("the default PLAINTEXT listener");
         let mut b = Broker {
             running: None,
             addr: config.listen,
