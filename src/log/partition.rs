@@ -593,7 +593,7 @@ impl PartitionLog {
         let too_big = used + len > segment_bytes;
         let too_old = config
             .segment_ms
-            .is_some_and(|ms| now - active.created_ms >= ms as i64);
+            .is_some_and(|ms| now - active.created_ms.get() >= ms as i64);
         let too_many = self.next_offset.get() + count - active.base_offset > u32::MAX as i64;
         let active = if used > 0 && (too_big || too_old || too_many) {
             self.roll(now).await?

@@ -99,6 +99,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         segments.push(Rc::new(seg));
     }
     let last = &segments[segments.len() - 1];
+    last.restore_roll_clock(now).await?;
     // Bytes validated after the checkpoint may still be only in the page cache.
     last.sync().await?;
     let next_offset = last.next_offset.get();

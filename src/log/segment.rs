@@ -62,8 +62,10 @@ pub(crate) struct Segment {
     pub allocated: Cell<u64>,
     /// Largest batch maxTimestamp in the segment, -1 when empty.
     pub max_timestamp: Cell<i64>,
-    /// Wall clock when the segment was created (for segment.ms).
-    pub created_ms: i64,
+    /// When the segment's time toward segment.ms began: its creation, or for an active
+    /// segment found by recovery the first batch's maxTimestamp (as Kafka rolls on the
+    /// first batch's time), so that a restart does not restart the clock.
+    pub created_ms: Cell<i64>,
     pub index: RefCell<SegmentIndex>,
     pub sealed: Cell<bool>,
     /// A dup of the file's descriptor that other shards may hold (zero-copy fetch
@@ -131,7 +133,7 @@ impl Segment {
             next_offset: Cell::new(base_offset),
             allocated: Cell::new(0),
             max_timestamp: Cell::new(-1),
-            created_ms: now_ms,
+            created_ms: Cell::new(now_ms),
             index: RefCell::new(SegmentIndex::default()),
             sealed: Cell::new(false),
             shared_fd: OnceCell::new(),
@@ -174,6 +176,22 @@ impl Segment {
             interval,
         );
         self.next_offset.set(base_offset + info.offset_count());
+    }
+
+    /// Starts the segment.ms clock of a recovered segment at its first batch's
+    /// maxTimestamp (clamped to `now`: a future timestamp must not postpone the roll).
+    pub async fn restore_roll_clock(&self, now: i64) -> Result<(), LogError> {
+        if self.readable_end.get() < HEADER_LEN as u64 {
+            return Ok(());
+        }
+        let h = self.read_at(0, HEADER_LEN).await?;
+        if h.len() == HEADER_LEN {
+            let ts = batch::header_info(&h, 0).max_timestamp;
+            if ts >= 0 {
+                self.created_ms.set(ts.min(now));
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure `[0, need)` is preallocated, growing by `preallocation_chunk` (at most

@@ -920,3 +920,41 @@ fn preallocation_starts_small_and_doubles_with_the_writes() {
         assert_eq!(sizes, expected);
     });
 }
+
+/// segment.ms counts from the active segment's first batch across a restart, as Kafka's
+/// does: a reopen used to restart the clock, so a broker restarted more often than
+/// segment.ms never rolled (and a compacted topic's tail was never cleaned).
+#[test]
+fn a_reopened_log_rolls_an_active_segment_older_than_segment_ms() {
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: Some(60_000),
+            ..small_config()
+        };
+        let now = crate::runtime::now_ms();
+        let log = PartitionLog::open(tmp.path(), config.clone())
+            .await
+            .unwrap();
+        log.append(&batch_of(1, 50, now - 120_000)).await.unwrap();
+        log.append(&batch_of(1, 50, now)).await.unwrap();
+        assert_eq!(log.segment_count(), 1, "the live clock starts at creation");
+        log.close().await.unwrap();
+        drop(log);
+        let log = PartitionLog::open(tmp.path(), config.clone())
+            .await
+            .unwrap();
+        log.append(&batch_of(1, 50, now)).await.unwrap();
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "the first batch is 120 s old: rolled"
+        );
+        log.close().await.unwrap();
+        drop(log);
+        // The new active segment's first batch is recent: a reopen does not roll it.
+        let log = PartitionLog::open(tmp.path(), config).await.unwrap();
+        log.append(&batch_of(1, 50, now)).await.unwrap();
+        assert_eq!(log.segment_count(), 2);
+    });
+}
