@@ -297,23 +297,15 @@ fn negative_is_none(v: i64) -> Option<u64> {
     u64::try_from(v).ok()
 }
 
-impl BrokerConfig {
-    /// Defaults, overlaid by the TOML file (if any), overlaid by env and flags (clap merged those).
-    pub fn resolve(args: &ServeArgs) -> Result<BrokerConfig, String> {
-        let mut c = BrokerConfig::default();
-        if let Some(path) = &args.config {
-            c.apply_file(path)?;
-        }
-        c.max_connections_explicit |= args.max_connections.is_some();
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = args.$f.clone() { c.$f = v; } )* };
-        }
-        set!(
+/// The settings a flag and a config-file key set alike, replacing the default whole: one
+/// list for both sources (`flush` and the retention settings are parsed on their own).
+macro_rules! plain_settings {
+    ($m:ident) => {
+        $m!(
             listen,
             advertised_listener,
             data_dir,
             shards,
-            flush,
             admin_addr,
             max_frame_bytes,
             max_inflight_requests,
@@ -334,18 +326,41 @@ impl BrokerConfig {
             cleaner_io_bytes_per_sec,
             cleaner_backoff_ms,
             tls_handshake_timeout_ms
-        );
-        macro_rules! set_some {
-            ($($f:ident),*) => { $( if args.$f.is_some() { c.$f = args.$f.clone(); } )* };
-        }
-        set_some!(
+        )
+    };
+}
+
+/// The settings that stay unset (None) unless a flag or the file gives them.
+macro_rules! optional_settings {
+    ($m:ident) => {
+        $m!(
             listeners,
             advertised_listeners,
             listener_security_protocol_map,
             tls_cert_file,
             tls_key_file,
             tls_client_ca_file
-        );
+        )
+    };
+}
+
+impl BrokerConfig {
+    /// Defaults, overlaid by the TOML file (if any), overlaid by env and flags (clap merged those).
+    pub fn resolve(args: &ServeArgs) -> Result<BrokerConfig, String> {
+        let mut c = BrokerConfig::default();
+        if let Some(path) = &args.config {
+            c.apply_file(path)?;
+        }
+        c.max_connections_explicit |= args.max_connections.is_some();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = args.$f.clone() { c.$f = v; } )* };
+        }
+        set!(flush);
+        plain_settings!(set);
+        macro_rules! set_some {
+            ($($f:ident),*) => { $( if args.$f.is_some() { c.$f = args.$f.clone(); } )* };
+        }
+        optional_settings!(set_some);
         if let Some(v) = args.retention_ms {
             c.retention_ms = negative_is_none(v);
         }
@@ -365,43 +380,11 @@ impl BrokerConfig {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = f.$f { self.$f = v; } )* };
         }
-        set!(
-            listen,
-            advertised_listener,
-            data_dir,
-            shards,
-            admin_addr,
-            max_frame_bytes,
-            max_inflight_requests,
-            max_connections,
-            fetch_zero_copy,
-            auto_create_topics,
-            default_partitions,
-            segment_bytes,
-            retention_check_interval_ms,
-            producer_id_expiration_ms,
-            transactional_id_expiration_ms,
-            io_memory_bytes,
-            memory_budget,
-            idle_connection_timeout_ms,
-            request_read_timeout_ms,
-            producer_byte_rate,
-            cleaner_map_bytes,
-            cleaner_io_bytes_per_sec,
-            cleaner_backoff_ms,
-            tls_handshake_timeout_ms
-        );
+        plain_settings!(set);
         macro_rules! set_some {
             ($($f:ident),*) => { $( if f.$f.is_some() { self.$f = f.$f; } )* };
         }
-        set_some!(
-            listeners,
-            advertised_listeners,
-            listener_security_protocol_map,
-            tls_cert_file,
-            tls_key_file,
-            tls_client_ca_file
-        );
+        optional_settings!(set_some);
         if let Some(v) = f.flush {
             self.flush = v
                 .parse()

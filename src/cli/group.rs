@@ -23,7 +23,7 @@ use super::error::CliError;
 type Tp = (String, i32);
 /// One row of a reset plan: (partition, current, target, log start, end).
 pub type PlanRow = (Tp, Option<i64>, i64, i64, i64);
-use super::output::{emit, Progress, Table};
+use super::output::{emit, members_table, or_dash, Progress, Table};
 use super::spec::{now_ms, parse_duration_ms, parse_time_ms, parse_topic_partitions};
 use super::Ctx;
 
@@ -402,40 +402,25 @@ fn describe_text(d: &Value, with_members: bool) -> String {
         d["members"].as_array().map_or(0, |m| m.len()),
         d["total_lag"],
     );
-    if with_members && d["members"].as_array().is_some_and(|m| !m.is_empty()) {
-        let mut t = Table::new(&["MEMBER", "CLIENT-ID", "HOST", "PARTITIONS"]);
-        for m in d["members"].as_array().into_iter().flatten() {
+    if with_members {
+        out.push_str(&members_table(&d["members"], "PARTITIONS", |m| {
             let parts: Vec<String> = m["assignment"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|a| format!("{}-{}", a["topic"].as_str().unwrap_or(""), a["partition"]))
                 .collect();
-            t.row(vec![
-                m["member_id"].as_str().unwrap_or("").into(),
-                m["client_id"].as_str().unwrap_or("").into(),
-                m["host"].as_str().unwrap_or("").into(),
-                parts.join(","),
-            ]);
-        }
-        out.push('\n');
-        out.push_str(&t.render());
+            parts.join(",")
+        }));
     }
     let mut t = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "CLIENT-ID"]);
-    let opt = |v: &Value| {
-        if v.is_null() {
-            "-".to_string()
-        } else {
-            v.to_string()
-        }
-    };
     for r in d["offsets"].as_array().into_iter().flatten() {
         t.row(vec![
             r["topic"].as_str().unwrap_or("").into(),
             r["partition"].to_string(),
-            opt(&r["committed"]),
-            opt(&r["end"]),
-            opt(&r["lag"]),
+            or_dash(&r["committed"]),
+            or_dash(&r["end"]),
+            or_dash(&r["lag"]),
             r["client_id"].as_str().unwrap_or("-").into(),
         ]);
     }

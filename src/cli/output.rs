@@ -60,6 +60,33 @@ impl Table {
     }
 }
 
+/// A JSON value as a cell, `-` for null.
+pub fn or_dash(v: &Value) -> String {
+    if v.is_null() {
+        "-".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The members of a described group (`member_id`, `client_id`, `host`), with a last
+/// column `last` made by `cell`; empty when there are none.
+pub fn members_table(members: &Value, last: &str, cell: impl Fn(&Value) -> String) -> String {
+    let Some(list) = members.as_array().filter(|m| !m.is_empty()) else {
+        return String::new();
+    };
+    let mut t = Table::new(&["MEMBER", "CLIENT-ID", "HOST", last]);
+    for m in list {
+        t.row(vec![
+            m["member_id"].as_str().unwrap_or("").into(),
+            m["client_id"].as_str().unwrap_or("").into(),
+            m["host"].as_str().unwrap_or("").into(),
+            cell(m),
+        ]);
+    }
+    format!("\n{}", t.render())
+}
+
 /// Print the result of a command: `json` as is, or the human text `text()` makes.
 pub fn emit(format: Format, json: &Value, text: impl FnOnce() -> String) {
     let mut out = std::io::stdout().lock();

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use super::client::{group_id, s, topic_name, Client, LATEST};
 use super::error::CliError;
 use super::group::{plan, plan_json, plan_text, select_partitions, ResetTo};
-use super::output::{emit, Table};
+use super::output::{emit, members_table, or_dash, Table};
 use super::Ctx;
 
 #[derive(Subcommand, Debug)]
@@ -335,32 +335,15 @@ fn describe_text(d: &Value) -> String {
         d["members"].as_array().map_or(0, |m| m.len()),
         d["total_lag"]
     );
-    if d["members"].as_array().is_some_and(|m| !m.is_empty()) {
-        let mut t = Table::new(&["MEMBER", "CLIENT-ID", "HOST", "SUBSCRIBED"]);
-        for m in d["members"].as_array().into_iter().flatten() {
-            let subs: Vec<&str> = m["subscribed"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str())
-                .collect();
-            t.row(vec![
-                m["member_id"].as_str().unwrap_or("").into(),
-                m["client_id"].as_str().unwrap_or("").into(),
-                m["host"].as_str().unwrap_or("").into(),
-                subs.join(","),
-            ]);
-        }
-        out.push('\n');
-        out.push_str(&t.render());
-    }
-    let opt = |v: &Value| {
-        if v.is_null() {
-            "-".to_string()
-        } else {
-            v.to_string()
-        }
-    };
+    out.push_str(&members_table(&d["members"], "SUBSCRIBED", |m| {
+        let subs: Vec<&str> = m["subscribed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        subs.join(",")
+    }));
     let mut t = Table::new(&[
         "TOPIC",
         "PARTITION",
@@ -375,12 +358,12 @@ fn describe_text(d: &Value) -> String {
         t.row(vec![
             r["topic"].as_str().unwrap_or("").into(),
             r["partition"].to_string(),
-            opt(&r["start_offset"]),
-            opt(&r["end"]),
-            opt(&r["lag"]),
-            opt(&r["available"]),
-            opt(&r["acquired"]),
-            opt(&r["archived_total"]),
+            or_dash(&r["start_offset"]),
+            or_dash(&r["end"]),
+            or_dash(&r["lag"]),
+            or_dash(&r["available"]),
+            or_dash(&r["acquired"]),
+            or_dash(&r["archived_total"]),
         ]);
     }
     out.push('\n');
