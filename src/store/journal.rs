@@ -954,6 +954,12 @@ mod tests {
         recover(dir, MAGIC, shards, owner(shards)).unwrap()
     }
 
+    /// The journal of shard 0 of 1 in `dir`, as recovery finds it, rolling at 1 GiB.
+    async fn open_one(dir: &Path) -> Journal<Kv> {
+        let rec = recover_kv(dir, 1).pop().unwrap();
+        Journal::open(dir, 0, MAGIC, rec, 1 << 30).await.unwrap()
+    }
+
     fn value(state: &Kv, key: &str) -> Option<u64> {
         state.0.get(key).map(|(_, v)| *v)
     }
@@ -1022,10 +1028,9 @@ mod tests {
         // queue behind it share the next fdatasync.
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
-        let rec = recover_kv(&data, 1).pop().unwrap();
         let d = data.clone();
         run(move || async move {
-            let j = Rc::new(Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap());
+            let j = Rc::new(open_one(&d).await);
             let tasks: Vec<_> = (0..20)
                 .map(|i| {
                     let j = j.clone();
@@ -1064,10 +1069,9 @@ mod tests {
         // batch's write too, so both are answered, applied first to second; the first's
         // own sync coming back later changes nothing.
         let dir = tempfile::tempdir().unwrap();
-        let rec = recover_kv(dir.path(), 1).pop().unwrap();
         let d = dir.path().to_path_buf();
         run(move || async move {
-            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let j = open_one(&d).await;
             let mut first = written(&j, 1, vec![put(1, "a", 1)]);
             let mut second = written(&j, 2, vec![put(2, "a", 2)]);
             assert_eq!(first.try_recv(), Ok(None));
@@ -1087,10 +1091,9 @@ mod tests {
         // the second fails too when its sync comes back, even if that sync succeeded (its
         // records come after a write whose fate is unknown); the state shows neither.
         let dir = tempfile::tempdir().unwrap();
-        let rec = recover_kv(dir.path(), 1).pop().unwrap();
         let d = dir.path().to_path_buf();
         run(move || async move {
-            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let j = open_one(&d).await;
             let mut first = written(&j, 1, vec![put(1, "a", 1)]);
             let mut second = written(&j, 2, vec![put(2, "b", 2)]);
             j.finish(1, false);
@@ -1111,10 +1114,9 @@ mod tests {
         // is not polled further); a second append still writes its batch and starts its
         // own sync, and answers on its own; the first then answers too.
         let dir = tempfile::tempdir().unwrap();
-        let rec = recover_kv(dir.path(), 1).pop().unwrap();
         let d = dir.path().to_path_buf();
         run(move || async move {
-            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let j = open_one(&d).await;
             let s1 = j.next_seq();
             let mut first = std::pin::pin!(j.append(vec![put(s1, "a", 1)]));
             // Poll the first append until its write is done and its sync has begun.
@@ -1145,9 +1147,8 @@ mod tests {
     fn the_state_changes_only_once_the_records_are_durable() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
-        let rec = recover_kv(&data, 1).pop().unwrap();
         run(move || async move {
-            let j = Journal::open(&data, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let j = open_one(&data).await;
             let s = j.next_seq();
             let mut append = std::pin::pin!(j.append(vec![put(s, "a", 1)]));
             // First poll: the write is in flight, the state does not show it yet.
@@ -1305,10 +1306,9 @@ mod tests {
         // recovers the durable records.
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
-        let rec = recover_kv(&data, 1).pop().unwrap();
         let d = data.clone();
         run(move || async move {
-            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let j = open_one(&d).await;
             let s = j.next_seq();
             j.append(vec![put(s, "a", 1)]).await.unwrap();
             fill_the_disk(&j);
@@ -1347,9 +1347,8 @@ mod tests {
     fn records_out_of_the_order_of_their_seqs_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
-        let rec = recover_kv(&data, 1).pop().unwrap();
         run(move || async move {
-            let j = Journal::open(&data, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            let j = open_one(&data).await;
             let (s1, s2) = (j.next_seq(), j.next_seq());
             j.append(vec![put(s2, "a", 2)]).await.unwrap();
             let e = j.append(vec![put(s1, "a", 1)]).await.unwrap_err();
