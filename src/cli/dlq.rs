@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::client::{EARLIEST, LATEST};
 use super::error::CliError;
-use super::output::{emit, Progress, Table};
+use super::output::{emit, or_dash, Progress, Table};
 use super::redrive::RedriveArgs;
 use super::Ctx;
 use crate::kafka::dlq;
@@ -195,23 +195,16 @@ fn inspect(
         out.push_str(&t.render());
         let mut t = Table::new(&["OFFSET", "SOURCE", "GROUP", "DELIVERIES", "REASON", "VALUE"]);
         for r in &shown {
-            let o = |v: &Value| {
-                if v.is_null() {
-                    "-".into()
-                } else {
-                    v.to_string()
-                }
-            };
             t.row(vec![
                 format!("{}:{}", r["partition"], r["offset"]),
                 format!(
                     "{}-{}@{}",
                     r["source_topic"].as_str().unwrap_or("?"),
-                    o(&r["source_partition"]),
-                    o(&r["source_offset"])
+                    or_dash(&r["source_partition"]),
+                    or_dash(&r["source_offset"])
                 ),
                 r["group"].as_str().unwrap_or("-").into(),
-                o(&r["delivery_count"]),
+                or_dash(&r["delivery_count"]),
                 r["reason"].as_str().unwrap_or("-").into(),
                 r["value"].as_str().unwrap_or("(no copy)").into(),
             ]);

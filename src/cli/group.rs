@@ -553,11 +553,7 @@ pub fn plan_text(title: &str, rows: &[Value]) -> String {
         t.row(vec![
             r["topic"].as_str().unwrap_or("").into(),
             r["partition"].to_string(),
-            if r["current"].is_null() {
-                "-".into()
-            } else {
-                r["current"].to_string()
-            },
+            or_dash(&r["current"]),
             r["target"].to_string(),
             r["log_start_offset"].to_string(),
             r["end"].to_string(),
