@@ -94,9 +94,14 @@ impl Partition {
         config: cleaner::CleanerConfig,
         now: i64,
     ) -> Result<Option<cleaner::PassStats>, KafkaError> {
-        let txns = cleaner::TxnView::of(&self.producers.borrow());
         let lso = txn::last_stable_offset(self);
-        cleaner::clean(&self.log, &self.cleaner, &txns, lso, config, now).await
+        let stats =
+            cleaner::clean(&self.log, &self.cleaner, &self.producers, lso, config, now).await?;
+        if stats.is_some_and(|s| s.aborts_forgotten > 0) {
+            // The forgotten entries must not come back from an older snapshot.
+            self.save_producer_snapshot().await?;
+        }
+        Ok(stats)
     }
 
     /// Follow the topic's compression.type from the next append on.
@@ -261,9 +266,13 @@ impl Partition {
     /// Expire idle producers and snapshot the rest, so a restart replays little of the
     /// log. Writes nothing when nothing changed.
     pub async fn save_producer_state(&self, expiration_ms: i64) -> Result<(), KafkaError> {
+        self.producers.borrow_mut().expire(now_ms(), expiration_ms);
+        self.save_producer_snapshot().await
+    }
+
+    async fn save_producer_snapshot(&self) -> Result<(), KafkaError> {
         let snapshot = {
             let mut table = self.producers.borrow_mut();
-            table.expire(now_ms(), expiration_ms);
             table.prune(self.log.log_start_offset(), self.log.high_watermark());
             if !table.is_dirty() {
                 return Ok(());

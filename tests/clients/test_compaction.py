@@ -27,6 +27,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                    ConfigResource, ConfigSource)
 
 import rdkafka_io
+import wire
 
 CLEANER_ARGS = ("--cleaner-backoff-ms", "100")
 COMPACTED = {
@@ -250,8 +251,25 @@ def test_aborted_transactional_records_disappear(cbroker):
         return all(v == b"committed" for _, _, v in recs) and len(recs) == 21, recs
     wait_until("the aborted records are gone", no_aborted)
     committed = read_all(cbroker.bootstrap, topic)
-    assert sorted(k for _, k, _ in committed) == sorted(
-        [b"t-%d-%d" % (r, k) for r in (0, 2) for k in range(10)] + [b"last"])
+    want = sorted([b"t-%d-%d" % (r, k) for r in (0, 2) for k in range(10)] + [b"last"])
+    assert sorted(k for _, k, _ in committed) == want
+
+    def markers():
+        with wire.connect(cbroker.port) as sock:
+            sock.sendall(wire.fetch_v4_request(3, topic, {0: 0}))
+            found = wire.fetch_v4_batches(wire.read_frame(sock))[0]
+        return [b["base_offset"] for b in found if b["attributes"] & 0x20]
+    # delete.retention.ms after the aborted records went, their ABORT markers go too
+    # (the three COMMIT markers stay with their records). A read_committed reader told
+    # of an aborted transaction whose marker it never reads would skip every later
+    # batch of that producer: the broker must forget the transaction with its marker.
+    wait_until("the ABORT markers are gone", lambda: (len(markers()) == 3, markers()))
+    for isolation in ("read_committed", "read_uncommitted"):
+        got = read_all(cbroker.bootstrap, topic, isolation_level=isolation)
+        assert sorted(k for _, k, _ in got) == want, isolation
+    cbroker.restart(kill=True)
+    got = read_all(cbroker.bootstrap, topic)
+    assert sorted(k for _, k, _ in got) == want, "after a SIGKILL and restart"
 
 
 def test_an_idempotent_producer_keeps_producing_across_compactions(cbroker):

@@ -25,7 +25,7 @@
 mod model_tests;
 pub mod records;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,8 @@ pub struct Pass<'a> {
     /// Producers with a transaction whose marker is still to come: whether any of its
     /// records was kept.
     open: HashMap<i64, bool>,
+    /// (producer id, offset) of every transaction marker the pass kept.
+    kept_markers: HashSet<(i64, i64)>,
     pub next_horizon: Option<i64>,
 }
 
@@ -180,6 +182,7 @@ impl<'a> Pass<'a> {
             delete_retention_ms: delete_retention_ms.min(i64::MAX as u64 / 2) as i64,
             map_end,
             open: HashMap::new(),
+            kept_markers: HashSet::new(),
             next_horizon: None,
         }
     }
@@ -194,10 +197,14 @@ impl<'a> Pass<'a> {
         let attributes = batch::attributes(b);
         if attributes & CONTROL_BIT != 0 {
             let kept_records = self.open.remove(&pid).unwrap_or(false);
-            return match kept_records {
-                true => Ok(Verdict::Keep),
-                false => self.empty_marker(b),
+            let verdict = match kept_records {
+                true => Verdict::Keep,
+                false => self.empty_marker(b)?,
             };
+            if verdict != Verdict::Drop {
+                self.kept_markers.insert((pid, base));
+            }
+            return Ok(verdict);
         }
         let transactional = attributes & TRANSACTIONAL_BIT != 0;
         if transactional && self.txn.is_aborted(pid, base) {
@@ -363,6 +370,8 @@ pub struct PassStats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub segments_cleaned: usize,
+    /// Aborted transactions forgotten because the pass removed their markers.
+    pub aborts_forgotten: usize,
 }
 
 /// Paces a pass to `io_bytes_per_sec` and hands the shard back often.
@@ -451,8 +460,14 @@ fn groups(segments: &[SealedSegment], segment_bytes: u64) -> Vec<Vec<SealedSegme
 }
 
 /// Cleans one group into one segment and swaps it in. False if the log changed under it.
+/// The aborted transactions whose markers the group lost leave the producer state in the
+/// same step as the swap: a read_committed fetch given an aborted transaction whose
+/// ABORT marker it never reads skips every later batch of that producer (librdkafka's
+/// and the Java client's rule), so the entry must go with the marker (Kafka's cleaner
+/// rebuilds the segment's transaction index from the markers it keeps).
 async fn clean_group(
     log: &PartitionLog,
+    producers: &RefCell<ProducerTable>,
     group: &[SealedSegment],
     pass: &mut Pass<'_>,
     pace: &mut Pace,
@@ -492,6 +507,10 @@ async fn clean_group(
     let installed = log.install_cleaned(cleaned).await?;
     if installed {
         stats.segments_cleaned += group.len();
+        stats.aborts_forgotten +=
+            producers
+                .borrow_mut()
+                .forget_aborted_between(base, end, &pass.kept_markers);
     }
     Ok(installed)
 }
@@ -502,7 +521,7 @@ async fn clean_group(
 pub async fn clean(
     log: &PartitionLog,
     state: &CleanerState,
-    txn: &TxnView,
+    producers: &RefCell<ProducerTable>,
     lso: i64,
     config: CleanerConfig,
     now: i64,
@@ -510,7 +529,7 @@ pub async fn clean(
     let Some(c) = cleanable(log, state, lso, now) else {
         return Ok(None);
     };
-    let res = clean_cleanable(log, state, txn, &c, config, now).await;
+    let res = clean_cleanable(log, state, producers, &c, config, now).await;
     if res.is_err() {
         state.retry_at.set(now + 60_000);
     }
@@ -520,11 +539,12 @@ pub async fn clean(
 async fn clean_cleanable(
     log: &PartitionLog,
     state: &CleanerState,
-    txn: &TxnView,
+    producers: &RefCell<ProducerTable>,
     c: &Cleanable,
     config: CleanerConfig,
     now: i64,
 ) -> Result<PassStats, KafkaError> {
+    let txn = &TxnView::of(&producers.borrow());
     let cfg = log.config();
     let mut pace = Pace {
         started: Instant::now(),
@@ -543,7 +563,7 @@ async fn clean_cleanable(
     let mut stats = PassStats::default();
     let mut complete = true;
     for g in groups(&todo, cfg.effective_segment_bytes()) {
-        complete &= clean_group(log, &g, &mut pass, &mut pace, &mut stats).await?;
+        complete &= clean_group(log, producers, &g, &mut pass, &mut pace, &mut stats).await?;
     }
     if complete {
         state.first_dirty.set(map_end);

@@ -298,6 +298,31 @@ async fn check(log: &PartitionLog, m: &Model, what: &str) {
     check_reads(log, &got, what).await;
 }
 
+/// The aborted index a read_committed fetch reports holds exactly the aborted
+/// transactions whose ABORT marker is still in the log: one whose marker went would make
+/// a client skip every later batch of its producer.
+fn check_aborted_index(part: &Partition, m: &Model, what: &str) {
+    let (start, end) = (part.log.log_start_offset(), part.log.high_watermark());
+    let mut index: Vec<i64> = part
+        .producers
+        .borrow()
+        .aborted_in(start, end)
+        .iter()
+        .map(|t| t.last_offset)
+        .collect();
+    index.sort_unstable();
+    let markers: Vec<i64> = m
+        .items
+        .iter()
+        .filter(|i| i.kept && i.marker && i.txn.is_some_and(|t| m.txns[t]))
+        .map(|i| i.offset)
+        .collect();
+    assert_eq!(
+        index, markers,
+        "{what}: the aborted index lists the ABORT markers kept"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -408,6 +433,7 @@ async fn run_seed(seed: u64, steps: usize) -> Seen {
                 part.close("changelog", 0).await;
                 part = Partition::open(&dir, config()).await.unwrap();
                 check(&part.log, &m, &format!("{what} after a restart")).await;
+                check_aborted_index(&part, &m, &format!("{what} after a restart"));
             }
             _ => {
                 now += rng.below(2 * DELETE_RETENTION_MS as u64) as i64;
@@ -442,6 +468,7 @@ async fn run_seed(seed: u64, steps: usize) -> Seen {
                     &format!("{what} after cleaning at {now} to {end}"),
                 )
                 .await;
+                check_aborted_index(&part, &m, &format!("{what} after cleaning"));
                 if crash {
                     part.log.flush().await.unwrap();
                     let post = tmp.path().join(format!("post-{step}"));

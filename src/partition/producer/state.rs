@@ -15,7 +15,7 @@
 //! The state survives restarts as a snapshot file in the partition directory plus a
 //! replay of the batch headers the log holds after the snapshot's offset.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -477,6 +477,24 @@ impl ProducerTable {
             .filter(|t| t.first_offset < to)
             .copied()
             .collect()
+    }
+
+    /// Forget the aborted transactions whose marker in `[from, to)` is not among `kept`
+    /// ((producer id, offset) of the markers a cleaning pass kept there): the pass
+    /// removed the marker with the last of the transaction's records. Returns how many.
+    pub fn forget_aborted_between(
+        &mut self,
+        from: i64,
+        to: i64,
+        kept: &HashSet<(i64, i64)>,
+    ) -> usize {
+        let before = self.aborted.len();
+        self.aborted.retain(|t| {
+            !(from..to).contains(&t.last_offset) || kept.contains(&(t.producer_id, t.last_offset))
+        });
+        let n = before - self.aborted.len();
+        self.dirty |= n > 0;
+        n
     }
 
     /// Forget aborted transactions whose marker fell below the log start offset
