@@ -36,15 +36,18 @@ def create(bootstrap: str, topics: dict[str, dict[str, str]]) -> None:
 
 def produce_each_codec(bootstrap: str, topic: str, count: int, **config) -> list[Message]:
     """`count` messages in each producer codec, codec i into partition i, each
-    partition's in one batch: the linger outlasts the loop and `flush` sends at once.
-    (With a short linger a slow machine can leave a tail batch of one random value,
-    which librdkafka sends uncompressed because its codec would make it larger.)"""
+    partition's in one batch: the producer knows the partition before the first
+    message (so none waits in librdkafka's unassigned queue, whose messages join the
+    partition's later, as a batch of their own), the linger outlasts the loop and
+    `flush` sends at once. (A tail batch of one random value is sent uncompressed:
+    librdkafka does so when its codec would make a batch larger.)"""
     sent = []
     for p, codec in enumerate(PRODUCER_CODECS):
         msgs = make_messages(count, seed=p, start=p * count, tag=codec)
         conf = rdkafka_io.producer_config(bootstrap, compression_type=codec, linger_ms=10_000,
                                           **config)
         producer = rdkafka_io.Producer(conf)
+        producer.list_topics(topic, timeout=15)
         for m in msgs:
             producer.produce(topic, key=m.key, value=m.value, partition=p)
             producer.poll(0)
