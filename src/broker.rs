@@ -39,6 +39,8 @@ pub struct ShardInit {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The SCRAM credentials (`cluster::scram`), loaded at start.
     pub scram: Arc<crate::cluster::ScramUsers>,
+    /// The ACLs (`cluster::acl`), loaded at start.
+    pub acls: Arc<crate::cluster::Acls>,
 }
 
 /// Every service of one shard.
@@ -63,6 +65,13 @@ pub fn shard_main(
         let broker = Rc::new(Broker::build(ctx, init.config.clone(), init.tls.clone()));
         broker.cluster.set_quotas(init.quotas);
         broker.cluster.set_scram(init.scram);
+        broker.cluster.set_acls(init.acls);
+        broker
+            .cluster
+            .set_authorizer(init.config.authorizer.then(|| crate::cluster::Authorizer {
+                super_users: init.config.super_user_list(),
+                allow_everyone_if_no_acl_found: init.config.allow_everyone_if_no_acl_found,
+            }));
         let loaded = broker.load(init.registry, init.groups, init.txns).await;
         let loaded = match loaded {
             Ok(()) => broker.load_shares(init.share_configs, init.shares).await,

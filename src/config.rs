@@ -74,6 +74,15 @@ pub struct BrokerConfig {
     pub tls_client_ca_file: Option<PathBuf>,
     /// A TLS handshake not done within this long closes the connection.
     pub tls_handshake_timeout_ms: u64,
+    /// Check every request against the ACLs (Kafka's `authorizer.class.name` set to
+    /// its StandardAuthorizer).
+    pub authorizer: bool,
+    /// Principals allowed everything, `User:<name>` separated by `;` (Kafka's
+    /// `super.users`).
+    pub super_users: String,
+    /// With the authorizer on: a resource no ACL names is open to everyone (Kafka's
+    /// `allow.everyone.if.no.acl.found`, default false).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl Default for BrokerConfig {
@@ -114,6 +123,9 @@ impl Default for BrokerConfig {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_handshake_timeout_ms: 10_000,
+            authorizer: false,
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }
@@ -249,6 +261,16 @@ pub struct ServeArgs {
     /// A TLS handshake not finished within this long (ms) closes the connection. Default 10000.
     #[arg(long, env = "SLUICE_TLS_HANDSHAKE_TIMEOUT_MS")]
     pub tls_handshake_timeout_ms: Option<u64>,
+    /// Check every request against the ACLs (CreateAcls, `sluice acl`); unauthorized
+    /// requests get Kafka's *_AUTHORIZATION_FAILED codes. Default false.
+    #[arg(long, env = "SLUICE_AUTHORIZER")]
+    pub authorizer: Option<bool>,
+    /// Principals allowed everything, e.g. "User:admin;User:ops" (Kafka's super.users).
+    #[arg(long, env = "SLUICE_SUPER_USERS")]
+    pub super_users: Option<String>,
+    /// With the authorizer on, a resource no ACL names is open to everyone. Default false.
+    #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// The TOML file: every key optional.
@@ -288,6 +310,9 @@ struct FileConfig {
     tls_key_file: Option<PathBuf>,
     tls_client_ca_file: Option<PathBuf>,
     tls_handshake_timeout_ms: Option<u64>,
+    authorizer: Option<bool>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// Below this the produce credit of a shard could not hold a few typical batches.
@@ -325,7 +350,10 @@ macro_rules! plain_settings {
             cleaner_map_bytes,
             cleaner_io_bytes_per_sec,
             cleaner_backoff_ms,
-            tls_handshake_timeout_ms
+            tls_handshake_timeout_ms,
+            authorizer,
+            super_users,
+            allow_everyone_if_no_acl_found
         )
     };
 }
@@ -404,6 +432,13 @@ impl BrokerConfig {
         // fsync of a state file's directory) fail on a relative path.
         self.data_dir = std::path::absolute(&self.data_dir)
             .map_err(|e| format!("cannot resolve data_dir {}: {e}", self.data_dir.display()))?;
+        if let Some(bad) = self
+            .super_user_list()
+            .into_iter()
+            .find(|u| !u.starts_with("User:") || u.len() == "User:".len())
+        {
+            return Err(format!("super_users: {bad:?} is not User:<name>"));
+        }
         if self.shards == 0 || self.shards > 256 {
             return Err(format!("shards must be 1..=256, got {}", self.shards));
         }
@@ -462,6 +497,16 @@ impl BrokerConfig {
             return Err("an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into());
         }
         Ok(())
+    }
+
+    /// The super users, parsed from `super_users` (`User:a;User:b`).
+    pub fn super_user_list(&self) -> Vec<String> {
+        self.super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     pub fn tls_files(&self) -> TlsFiles {

@@ -86,6 +86,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     let registry = load_registry(&config)?;
     let quotas = load_quotas(&config)?;
     let scram = load_scram(&config)?;
+    let acls = load_acls(&config)?;
     let tls = if config.endpoints.iter().any(|l| l.protocol.tls()) {
         Some(crate::net::tls::server_config(&config.tls_files())?)
     } else {
@@ -135,6 +136,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
             shares,
             tls: tls.clone(),
             scram: scram.clone(),
+            acls: acls.clone(),
         })
         .collect();
     let shards = std::thread::Builder::new()
@@ -174,6 +176,21 @@ fn load_scram(config: &BrokerConfig) -> Result<Arc<crate::cluster::ScramUsers>, 
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
     Ok(Arc::new(crate::cluster::ScramUsers::from_record(&record)))
+}
+
+fn load_acls(config: &BrokerConfig) -> Result<Arc<crate::cluster::Acls>, String> {
+    let record: crate::cluster::AclRecord =
+        store::load(&crate::cluster::acls_path(&config.data_dir))
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+    if config.authorizer {
+        info!(
+            acls = record.bindings.len(),
+            super_users = %config.super_users,
+            "authorizer on: every request is checked against the ACLs"
+        );
+    }
+    Ok(Arc::new(crate::cluster::Acls::from_record(&record)))
 }
 
 /// Only one broker may use a data directory at a time.

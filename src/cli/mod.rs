@@ -9,10 +9,13 @@
 //! - [`cluster`]: `sluice cluster info`
 //! - [`dlq`]: `sluice dlq inspect|redrive` ([`redrive`]: also `sluice redrive`)
 //! - [`mirror`]: `sluice mirror`, copy topics and group offsets to another cluster
+//! - [`user`]: `sluice user list|create|delete` (SCRAM users, KIP-554)
+//! - [`acl`]: `sluice acl list|create|delete` (ACLs, KIP-140)
 //!
 //! Every command takes `--brokers` (env `SLUICE_BROKERS`, default 127.0.0.1:9092),
 //! `--output table|json` and `--timeout`; exit codes are in [`error`].
 
+pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod consume;
@@ -26,6 +29,7 @@ pub mod redrive;
 pub mod share;
 pub mod spec;
 pub mod topic;
+pub mod user;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -190,6 +194,20 @@ pub enum Command {
         #[command(flatten)]
         args: redrive::RedriveArgs,
     },
+    /// SCRAM users: list, create (set a password), delete.
+    User {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: user::UserCmd,
+    },
+    /// ACLs: list, create, delete.
+    Acl {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        cmd: acl::AclCmd,
+    },
     /// Copy topics (configs, partitions, records) and group offsets to another cluster,
     /// continuously and resumably: the way from one Sluice to a Kafka cluster.
     Mirror {
@@ -224,6 +242,14 @@ pub fn run(cmd: Command) -> i32 {
         }
         Command::Cluster { common, cmd } => {
             let r = cluster::run(&Ctx::new(&common), cmd);
+            (common, r)
+        }
+        Command::User { common, cmd } => {
+            let r = user::run(&Ctx::new(&common), cmd);
+            (common, r)
+        }
+        Command::Acl { common, cmd } => {
+            let r = acl::run(&Ctx::new(&common), cmd);
             (common, r)
         }
         Command::Dlq { common, cmd } => {

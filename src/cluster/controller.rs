@@ -13,10 +13,13 @@ use std::sync::Arc;
 use futures_util::future::LocalBoxFuture;
 use tracing::{info, warn};
 
-use super::messages::{InstallQuotas, InstallScram};
+use super::messages::{InstallAcls, InstallQuotas, InstallScram};
 use super::producer_ids::{IdBlockRecord, ID_BLOCK};
 use super::registry::{new_topic_id, place_partition, registry_path, validate_topic_name};
-use super::{quotas_path, scram_path, Cluster, QuotaChange, Registry, ScramChange, TopicMeta};
+use super::{
+    acls_path, quotas_path, scram_path, AclChange, AclChangeResult, Cluster, QuotaChange, Registry,
+    ScramChange, TopicMeta,
+};
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::runtime::FifoGate;
 use crate::store::atomic as store;
@@ -230,6 +233,37 @@ impl Controller {
             }
         }
         results
+    }
+
+    /// Apply an ACL change, save the ACLs and install them on every shard
+    /// (`messages::InstallAcls`) before answering: a binding takes effect at once
+    /// everywhere.
+    pub async fn alter_acls(&self, change: AclChange) -> Result<AclChangeResult, KafkaError> {
+        let _turn = self.gate.lock().await;
+        let now = self.cluster.acls();
+        let mut next = (*now).clone();
+        let removed = next.apply(&change);
+        if next == *now {
+            return Ok(removed);
+        }
+        store::save(&acls_path(&self.data_dir), &next.to_record())
+            .await
+            .map_err(|e| KafkaError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
+        info!(?change, acls = next.len(), "ACLs changed");
+        for r in self
+            .cluster
+            .mesh
+            .call_all(InstallAcls(Arc::new(next)))
+            .await
+        {
+            if r.is_err() {
+                return Err(KafkaError::new(
+                    ErrorCode::UnknownServerError,
+                    "broker is shutting down",
+                ));
+            }
+        }
+        Ok(removed)
     }
 
     /// The registry after `change`, or why the change is refused.

@@ -5,7 +5,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::controller::{Change, Controller};
-use super::{ClientQuotas, Cluster, QuotaChange, ScramChange, ScramUsers, TopicMeta};
+use super::{
+    AclChange, AclChangeResult, Acls, ClientQuotas, Cluster, QuotaChange, ScramChange, ScramUsers,
+    TopicMeta,
+};
 use crate::kafka::KafkaError;
 use crate::runtime::Message;
 
@@ -97,5 +100,34 @@ impl Message for InstallScram {
 
     async fn handle(self, c: Rc<Cluster>) -> Self::Reply {
         c.set_scram(self.0);
+    }
+}
+
+/// CreateAcls and DeleteAcls: change the ACLs, save them and install them on every shard.
+pub struct AlterAcls {
+    pub change: AclChange,
+}
+
+impl Message for AlterAcls {
+    type Service = Controller;
+    type Reply = Result<AclChangeResult, KafkaError>;
+    const NAME: &'static str = "cluster.alter_acls";
+
+    async fn handle(self, c: Rc<Controller>) -> Self::Reply {
+        c.alter_acls(self.change).await
+    }
+}
+
+/// From the controller: authorize with these ACLs from now on.
+#[derive(Clone)]
+pub struct InstallAcls(pub Arc<Acls>);
+
+impl Message for InstallAcls {
+    type Service = Cluster;
+    type Reply = ();
+    const NAME: &'static str = "cluster.install_acls";
+
+    async fn handle(self, c: Rc<Cluster>) -> Self::Reply {
+        c.set_acls(self.0);
     }
 }

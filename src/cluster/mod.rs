@@ -13,6 +13,7 @@
 //!   controller like the registry and installed on every shard;
 //! - [`ScramUsers`]: the SCRAM credentials SASL authenticates with (`scram`), the same way.
 
+pub mod acl;
 pub mod controller;
 pub mod messages;
 pub mod producer_ids;
@@ -25,6 +26,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub use acl::{
+    acls_path, AclBinding, AclChange, AclChangeResult, AclFilter, AclRecord, Acls, Authorizer,
+    Principal,
+};
 pub use controller::{Change, Controller, Installer, NewTopic, CONTROLLER_SHARD};
 pub use quotas::{quotas_path, ClientQuotas, QuotaChange, QuotaRecord};
 pub use registry::{
@@ -44,6 +49,9 @@ pub struct Cluster {
     registry: RefCell<Arc<Registry>>,
     quotas: RefCell<Arc<ClientQuotas>>,
     scram: RefCell<Arc<ScramUsers>>,
+    acls: RefCell<Arc<Acls>>,
+    /// Set when requests are checked against the ACLs.
+    authorizer: RefCell<Option<Authorizer>>,
     defaults: TopicConfigDefaults,
     producer_ids: IdBlock,
 }
@@ -59,6 +67,8 @@ impl Cluster {
             registry: RefCell::new(Arc::new(Registry::default())),
             quotas: RefCell::new(Arc::new(ClientQuotas::default())),
             scram: RefCell::new(Arc::new(ScramUsers::default())),
+            acls: RefCell::new(Arc::new(Acls::default())),
+            authorizer: RefCell::new(None),
             defaults,
             producer_ids: IdBlock::default(),
         }
@@ -111,6 +121,60 @@ impl Cluster {
 
     pub fn set_scram(&self, next: Arc<ScramUsers>) {
         *self.scram.borrow_mut() = next;
+    }
+
+    /// The ACLs this shard authorizes with now.
+    pub fn acls(&self) -> Arc<Acls> {
+        self.acls.borrow().clone()
+    }
+
+    pub fn set_acls(&self, next: Arc<Acls>) {
+        *self.acls.borrow_mut() = next;
+    }
+
+    /// Check requests with `a` from now on (None: every request is allowed).
+    pub fn set_authorizer(&self, a: Option<Authorizer>) {
+        *self.authorizer.borrow_mut() = a;
+    }
+
+    pub fn has_authorizer(&self) -> bool {
+        self.authorizer.borrow().is_some()
+    }
+
+    /// Whether `who` may do `operation` on the resource; always with no authorizer.
+    pub fn authorize(
+        &self,
+        who: &Principal<'_>,
+        resource_type: i8,
+        name: &str,
+        operation: i8,
+    ) -> bool {
+        match &*self.authorizer.borrow() {
+            None => true,
+            Some(a) => a.authorize(&self.acls.borrow(), who, resource_type, name, operation),
+        }
+    }
+
+    /// Kafka's `authorizeByResourceType`: whether `who` may do `operation` on some
+    /// resource of the type (a super user always; with no ACL at all, the default).
+    pub fn authorize_any(&self, who: &Principal<'_>, resource_type: i8, operation: i8) -> bool {
+        match &*self.authorizer.borrow() {
+            None => true,
+            Some(a) if a.super_users.iter().any(|u| u == who.name) => true,
+            Some(a) => {
+                let acls = self.acls.borrow();
+                acls.allows_some(who, resource_type, operation)
+                    || (a.allow_everyone_if_no_acl_found && acls.is_empty())
+            }
+        }
+    }
+
+    /// Change the ACLs on the controller, durably and on every shard before it answers.
+    pub async fn alter_acls(&self, change: AclChange) -> Result<AclChangeResult, KafkaError> {
+        self.mesh
+            .call(CONTROLLER_SHARD, messages::AlterAcls { change })
+            .await
+            .map_err(shutting_down)?
     }
 
     /// Change SCRAM credentials on the controller, durably and on every shard before it

@@ -349,7 +349,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
                 }
                 debug!(peer = ?self.conn.peer, user, "authenticated");
                 let mut conn = (*self.conn).clone();
-                conn.principal = format!("User:{user}");
+                conn.principal = format!("User:{user}").into();
                 self.conn = Rc::new(conn);
                 reply
             }

@@ -1,5 +1,5 @@
 //! DescribeCluster (KIP-700): one broker, which is also the controller; the cluster's
-//! authorized operations when asked (KIP-430: every one, there is no authorizer).
+//! authorized operations when asked (KIP-430: those the principal may do).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::*;
@@ -10,6 +10,7 @@ use crate::protocol::context::Context;
 
 pub async fn handle(
     ctx: &Context,
+    az: &authorized::Authz<'_>,
     req: DescribeClusterRequest,
     _version: i16,
     listener: usize,
@@ -22,8 +23,7 @@ pub async fn handle(
             .with_broker_id(BrokerId(NODE_ID))
             .with_host(str_bytes(&host))
             .with_port(port)])
-        .with_cluster_authorized_operations(authorized::if_requested(
-            req.include_cluster_authorized_operations,
-            authorized::CLUSTER,
-        ))
+        .with_cluster_authorized_operations(
+            az.cluster_operations(req.include_cluster_authorized_operations),
+        )
 }

@@ -20,6 +20,7 @@ use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::partition::messages::{ReadPartitions, WaitForData};
 use crate::partition::read::{CopyAllowance, Read, ReadOut};
 use crate::partition::Records;
+use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::{Context, FetchHold};
 
 /// The most record bytes one response carries, as Kafka's broker `fetch.max.bytes`.
@@ -38,7 +39,7 @@ struct OwnerBatch {
     reads: Vec<Read>,
 }
 
-fn plan(ctx: &Context, req: &FetchRequest, version: i16) -> Plan {
+fn plan(ctx: &Context, az: &Authz<'_>, req: &FetchRequest, version: i16) -> Plan {
     let reg = ctx.cluster.registry();
     let by_id = version >= 13;
     let committed = req.isolation_level == 1;
@@ -50,9 +51,14 @@ fn plan(ctx: &Context, req: &FetchRequest, version: i16) -> Plan {
             } else {
                 reg.topic(t.topic.as_str())
             };
+            let name = meta.map_or(t.topic.as_str(), |m| &m.name);
+            let denied = az.topic(name, READ).err();
             t.partitions
                 .iter()
                 .map(|p| {
+                    if let Some(e) = &denied {
+                        return Err(e.clone());
+                    }
                     let meta = meta.ok_or_else(|| {
                         if by_id {
                             KafkaError::new(ErrorCode::UnknownTopicId, "unknown topic id")
@@ -78,10 +84,11 @@ fn plan(ctx: &Context, req: &FetchRequest, version: i16) -> Plan {
 /// The response's topics, and the fetch budget its copied bytes hold until it is sent.
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: FetchRequest,
     version: i16,
 ) -> (Vec<TopicOut>, Option<FetchHold>) {
-    let plan = plan(ctx, &req, version);
+    let plan = plan(ctx, az, &req, version);
     // Kafka caps a response at the broker's fetch.max.bytes whatever the request asks.
     let max_bytes = if req.max_bytes <= 0 {
         FETCH_MAX_BYTES

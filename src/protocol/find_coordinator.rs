@@ -8,17 +8,22 @@ use super::metadata::{str_bytes, NODE_ID};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::protocol::context::Context;
 
+/// A group's coordinator needs DESCRIBE on the group, a transactional id's on the id.
 pub async fn handle(
     ctx: &Context,
+    az: &crate::protocol::authorized::Authz<'_>,
     req: FindCoordinatorRequest,
     version: i16,
     listener: usize,
 ) -> FindCoordinatorResponse {
+    use crate::protocol::authorized::DESCRIBE;
     let (host, port) = ctx.config.advertised_on(listener);
-    let check = |key_type: i8| -> Result<(), KafkaError> {
+    let check = |key_type: i8, key: &str| -> Result<(), KafkaError> {
         match key_type {
+            0 => az.group(key, DESCRIBE),
+            1 => az.transactional_id(key, DESCRIBE),
             // 2: a share coordinator key (KIP-932), "group:topic_id:partition".
-            0..=2 => Ok(()),
+            2 => az.group(key.split(':').next().unwrap_or(key), DESCRIBE),
             t => Err(KafkaError::new(
                 ErrorCode::InvalidRequest,
                 format!("unknown coordinator key type {t}"),
@@ -30,8 +35,9 @@ pub async fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let checked = check(req.key_type, key.as_str());
                 let c = Coordinator::default().with_key(key);
-                match check(req.key_type) {
+                match checked {
                     Ok(()) => c
                         .with_node_id(BrokerId(NODE_ID))
                         .with_host(str_bytes(&host))
@@ -45,7 +51,7 @@ pub async fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match check(req.key_type) {
+    match check(req.key_type, req.key.as_str()) {
         Ok(()) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(NODE_ID))
             .with_host(str_bytes(&host))

@@ -7,13 +7,33 @@ use kafka_protocol::messages::*;
 
 use super::txn::on_txn;
 use crate::coordinator::txn::messages::InitProducerId as InitTxnProducerId;
+use crate::kafka::ErrorCode;
+use crate::protocol::authorized::{Authz, IDEMPOTENT_WRITE, WRITE};
 use crate::protocol::context::Context;
+
+/// A transactional id needs its WRITE; an idempotent producer needs IDEMPOTENT_WRITE on
+/// the cluster or WRITE on some topic (KIP-679).
+fn refused(az: &Authz<'_>, transactional_id: Option<&str>) -> Option<ErrorCode> {
+    match transactional_id {
+        Some(id) => az.transactional_id(id, WRITE).err().map(|e| e.code),
+        None if az.cluster(IDEMPOTENT_WRITE).is_ok() => None,
+        None if az.allows_some(crate::cluster::acl::resource::TOPIC, WRITE) => None,
+        None => Some(ErrorCode::ClusterAuthorizationFailed),
+    }
+}
 
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
+    if let Some(code) = refused(az, req.transactional_id.as_deref().map(|s| s.as_str())) {
+        return InitProducerIdResponse::default()
+            .with_error_code(code.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     if let Some(id) = req.transactional_id {
         let id = id.to_string();
         let (timeout, pid, epoch) = (

@@ -13,18 +13,27 @@ use super::route::{owner_gone, partition_owner};
 use crate::partition::messages::ListOffset;
 use crate::protocol::context::Context;
 
-pub async fn handle(ctx: &Context, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle(
+    ctx: &Context,
+    az: &crate::protocol::authorized::Authz<'_>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let reg = ctx.cluster.registry();
     let committed = req.isolation_level == 1;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.to_string();
+        let denied = az.topic(&name, crate::protocol::authorized::DESCRIBE).err();
         let parts = t.partitions.iter().map(|p| {
-            let (reg, name) = (&reg, &name);
+            let (reg, name, denied) = (&reg, &name, denied.clone());
             let index = p.partition_index;
             let ts = p.timestamp;
             async move {
                 let r = async {
+                    if let Some(e) = denied {
+                        return Err(e);
+                    }
                     let (topic, owner) = partition_owner(reg, name, index)?;
                     let msg = ListOffset {
                         topic,

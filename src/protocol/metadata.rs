@@ -14,7 +14,7 @@ use crate::cluster::{Change, NewTopic};
 use crate::cluster::{Registry, TopicMeta};
 use crate::kafka::ErrorCode;
 use crate::partition::messages::ListOffline;
-use crate::protocol::authorized;
+use crate::protocol::authorized::{self, Authz, CREATE, DESCRIBE};
 use crate::protocol::context::Context;
 
 /// This broker's node id in every response.
@@ -108,8 +108,17 @@ fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_topic_authorized_operations(authorized::NOT_REQUESTED)
 }
 
+/// Whether `az` may create the topic: CREATE on the cluster or on the topic.
+fn may_create(az: &Authz<'_>, name: &str) -> bool {
+    az.cluster(CREATE).is_ok() || az.topic(name, CREATE).is_ok()
+}
+
+/// Metadata shows only the topics the principal may DESCRIBE: a listing leaves the
+/// others out, a topic asked for by name gets TOPIC_AUTHORIZATION_FAILED (whether or not
+/// it exists), and a missing one is auto-created only with CREATE.
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: MetadataRequest,
     version: i16,
     listener: usize,
@@ -120,19 +129,18 @@ pub async fn handle(
         Some(t) => version == 0 && t.is_empty(),
     };
     let mut reg = ctx.cluster.registry();
-    // KIP-430 (v8+): without an authorizer, every operation of the resource type.
-    let topic_ops =
-        authorized::if_requested(req.include_topic_authorized_operations, authorized::TOPIC);
-    let cluster_ops = authorized::if_requested(
-        req.include_cluster_authorized_operations,
-        authorized::CLUSTER,
-    );
+    // KIP-430 (v8+): the operations the principal may do.
+    let with_ops = req.include_topic_authorized_operations;
+    let topic_ops = |name: &str| az.topic_operations(with_ops, name);
+    let cluster_ops = az.cluster_operations(req.include_cluster_authorized_operations);
+    let described = |name: &str| az.allows(crate::cluster::acl::resource::TOPIC, name, DESCRIBE);
     let mut topics = Vec::new();
     if all {
         topics.extend(
             reg.sorted()
                 .into_iter()
-                .map(|t| topic_response(t, version, topic_ops)),
+                .filter(|t| described(&t.name))
+                .map(|t| topic_response(t, version, topic_ops(&t.name))),
         );
     } else {
         let wanted = req.topics.unwrap_or_default();
@@ -141,6 +149,7 @@ pub async fn handle(
             .iter()
             .filter_map(|t| t.name.as_ref())
             .filter(|n| reg.topic(n.as_str()).is_none())
+            .filter(|n| described(n.as_str()) && may_create(az, n.as_str()))
             .map(|n| n.to_string())
             .collect();
         let mut created = Vec::new();
@@ -149,6 +158,11 @@ pub async fn handle(
             created = missing;
         }
         for t in &wanted {
+            if let Some(n) = t.name.as_ref().filter(|n| !described(n.as_str())) {
+                let code = ErrorCode::TopicAuthorizationFailed;
+                topics.push(topic_error(Some(n.as_str()), t.topic_id, code));
+                continue;
+            }
             let found = match &t.name {
                 // Kafka (KRaft) answers the request that starts a creation with
                 // UNKNOWN_TOPIC_OR_PARTITION and shows the topic from the next one; clients
@@ -159,7 +173,10 @@ pub async fn handle(
                 None => reg.topic_by_id(&t.topic_id),
             };
             topics.push(match (found, &t.name) {
-                (Some(meta), _) => topic_response(meta, version, topic_ops),
+                (Some(meta), _) if !described(&meta.name) => {
+                    topic_error(None, t.topic_id, ErrorCode::TopicAuthorizationFailed)
+                }
+                (Some(meta), _) => topic_response(meta, version, topic_ops(&meta.name)),
                 (None, Some(n)) => {
                     let code = if crate::cluster::validate_topic_name(n.as_str()).is_err() {
                         ErrorCode::InvalidTopicException

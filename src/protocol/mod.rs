@@ -68,6 +68,7 @@ pub async fn handle(
         peer: conn.peer,
         listener: conn.listener,
         throttle_time_ms,
+        principal: conn.principal.clone(),
     };
     let out = dispatch(ctx, &request, &mut frame).await?;
     if frame.has_remaining() {
@@ -92,6 +93,8 @@ pub struct Request {
     /// Index in `BrokerConfig::endpoints` of the listener the request came in on.
     pub listener: usize,
     pub throttle_time_ms: i32,
+    /// The connection's principal (`Conn::principal`).
+    pub principal: std::rc::Rc<str>,
 }
 
 /// What a connection tells every request it carries.
@@ -104,7 +107,7 @@ pub struct Conn {
     pub listener: usize,
     /// Who authenticated (Kafka's principal, `User:<name>`); `User:ANONYMOUS` on a
     /// listener without SASL.
-    pub principal: String,
+    pub principal: std::rc::Rc<str>,
 }
 
 impl Request {
@@ -119,6 +122,7 @@ impl Request {
 /// Decode the body, call the API's handler, encode its response.
 async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply, ProtocolError> {
     let (key, v, cid) = (r.key, r.version, r.correlation_id);
+    let az = &authorized::Authz::new(&ctx.cluster, &r.principal, r.peer);
     macro_rules! call {
         ($handler:expr) => {{
             let req = decode(key, body, v)?;
@@ -135,6 +139,21 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
             let resp = $handler(ctx, req, v, r.client()).await;
             Reply::Frame(encode_frame(key, v, cid, &resp)?)
         }};
+        ($handler:expr, with az) => {{
+            let req = decode(key, body, v)?;
+            let resp = $handler(ctx, az, req, v).await;
+            Reply::Frame(encode_frame(key, v, cid, &resp)?)
+        }};
+        ($handler:expr, with az, listener) => {{
+            let req = decode(key, body, v)?;
+            let resp = $handler(ctx, az, req, v, r.listener).await;
+            Reply::Frame(encode_frame(key, v, cid, &resp)?)
+        }};
+        ($handler:expr, with az, client) => {{
+            let req = decode(key, body, v)?;
+            let resp = $handler(ctx, az, req, v, r.client()).await;
+            Reply::Frame(encode_frame(key, v, cid, &resp)?)
+        }};
     }
     Ok(match key {
         ApiKey::ApiVersions => {
@@ -143,66 +162,71 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         }
         ApiKey::Produce => {
             let req = decode(key, body, v)?;
-            match produce::handle(ctx, req, v, r.throttle_time_ms).await {
+            match produce::handle(ctx, az, req, v, r.throttle_time_ms).await {
                 Some(resp) => Reply::Frame(encode_frame(key, v, cid, &resp)?),
                 None => Reply::None,
             }
         }
         ApiKey::Fetch => {
             let req = decode(key, body, v)?;
-            let (topics, hold) = fetch::handle(ctx, req, v).await;
+            let (topics, hold) = fetch::handle(ctx, az, req, v).await;
             Reply::Parts(fetch_response::encode(v, cid, topics), hold)
         }
-        ApiKey::Metadata => call!(metadata::handle, with listener),
-        ApiKey::ListOffsets => call!(list_offsets::handle),
-        ApiKey::FindCoordinator => call!(find_coordinator::handle, with listener),
-        ApiKey::DescribeCluster => call!(describe_cluster::handle, with listener),
-        ApiKey::InitProducerId => call!(init_producer_id::handle),
-        ApiKey::AddPartitionsToTxn => call!(txn::add_partitions),
-        ApiKey::AddOffsetsToTxn => call!(txn::add_offsets),
-        ApiKey::EndTxn => call!(txn::end_txn),
-        ApiKey::TxnOffsetCommit => call!(txn::txn_offset_commit),
-        ApiKey::CreateTopics => call!(admin::create_topics),
-        ApiKey::DeleteTopics => call!(admin::delete_topics),
-        ApiKey::CreatePartitions => call!(admin::create_partitions),
-        ApiKey::DeleteRecords => call!(admin::delete_records),
-        ApiKey::DescribeLogDirs => call!(admin::describe_log_dirs),
-        ApiKey::DescribeTopicPartitions => call!(admin::describe_topic_partitions),
-        ApiKey::ElectLeaders => call!(admin::elect_leaders),
-        ApiKey::ListPartitionReassignments => call!(admin::list_partition_reassignments),
-        ApiKey::AlterPartitionReassignments => call!(admin::alter_partition_reassignments),
-        ApiKey::DescribeClientQuotas => call!(configs::describe_client_quotas),
-        ApiKey::AlterClientQuotas => call!(configs::alter_client_quotas),
-        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch::handle),
-        ApiKey::DescribeProducers => call!(txn::describe_producers),
-        ApiKey::ListTransactions => call!(txn::list_transactions),
-        ApiKey::DescribeTransactions => call!(txn::describe_transactions),
-        ApiKey::DescribeConfigs => call!(configs::describe_configs),
-        ApiKey::AlterConfigs => call!(configs::alter_configs),
-        ApiKey::IncrementalAlterConfigs => call!(configs::incremental_alter_configs),
-        ApiKey::JoinGroup => call!(groups::join_group, with client),
-        ApiKey::SyncGroup => call!(groups::sync_group),
-        ApiKey::Heartbeat => call!(groups::heartbeat),
-        ApiKey::LeaveGroup => call!(groups::leave_group),
-        ApiKey::OffsetCommit => call!(groups::offset_commit),
-        ApiKey::OffsetFetch => call!(groups::offset_fetch),
-        ApiKey::DescribeGroups => call!(groups::describe_groups),
-        ApiKey::ListGroups => call!(groups::list_groups),
-        ApiKey::DeleteGroups => call!(groups::delete_groups),
-        ApiKey::OffsetDelete => call!(groups::offset_delete),
-        ApiKey::ConsumerGroupHeartbeat => call!(groups::consumer_group_heartbeat, with client),
-        ApiKey::ConsumerGroupDescribe => call!(groups::consumer_group_describe),
-        ApiKey::ShareGroupHeartbeat => call!(share::share_group_heartbeat, with client),
-        ApiKey::ShareGroupDescribe => call!(share::share_group_describe),
-        ApiKey::ShareFetch => call!(share::share_fetch),
-        ApiKey::ShareAcknowledge => call!(share::share_acknowledge),
-        ApiKey::DescribeShareGroupOffsets => call!(share::describe_share_group_offsets),
-        ApiKey::AlterShareGroupOffsets => call!(share::alter_share_group_offsets),
-        ApiKey::DeleteShareGroupOffsets => call!(share::delete_share_group_offsets),
+        ApiKey::Metadata => call!(metadata::handle, with az, listener),
+        ApiKey::ListOffsets => call!(list_offsets::handle, with az),
+        ApiKey::FindCoordinator => call!(find_coordinator::handle, with az, listener),
+        ApiKey::DescribeCluster => call!(describe_cluster::handle, with az, listener),
+        ApiKey::InitProducerId => call!(init_producer_id::handle, with az),
+        ApiKey::AddPartitionsToTxn => call!(txn::add_partitions, with az),
+        ApiKey::AddOffsetsToTxn => call!(txn::add_offsets, with az),
+        ApiKey::EndTxn => call!(txn::end_txn, with az),
+        ApiKey::TxnOffsetCommit => call!(txn::txn_offset_commit, with az),
+        ApiKey::CreateTopics => call!(admin::create_topics, with az),
+        ApiKey::DeleteTopics => call!(admin::delete_topics, with az),
+        ApiKey::CreatePartitions => call!(admin::create_partitions, with az),
+        ApiKey::DeleteRecords => call!(admin::delete_records, with az),
+        ApiKey::DescribeLogDirs => call!(admin::describe_log_dirs, with az),
+        ApiKey::DescribeTopicPartitions => call!(admin::describe_topic_partitions, with az),
+        ApiKey::ElectLeaders => call!(admin::elect_leaders, with az),
+        ApiKey::ListPartitionReassignments => call!(admin::list_partition_reassignments, with az),
+        ApiKey::AlterPartitionReassignments => call!(admin::alter_partition_reassignments, with az),
+        ApiKey::DescribeClientQuotas => call!(configs::describe_client_quotas, with az),
+        ApiKey::AlterClientQuotas => call!(configs::alter_client_quotas, with az),
+        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch::handle, with az),
+        ApiKey::DescribeProducers => call!(txn::describe_producers, with az),
+        ApiKey::ListTransactions => call!(txn::list_transactions, with az),
+        ApiKey::DescribeTransactions => call!(txn::describe_transactions, with az),
+        ApiKey::DescribeConfigs => call!(configs::describe_configs, with az),
+        ApiKey::AlterConfigs => call!(configs::alter_configs, with az),
+        ApiKey::IncrementalAlterConfigs => call!(configs::incremental_alter_configs, with az),
+        ApiKey::JoinGroup => call!(groups::join_group, with az, client),
+        ApiKey::SyncGroup => call!(groups::sync_group, with az),
+        ApiKey::Heartbeat => call!(groups::heartbeat, with az),
+        ApiKey::LeaveGroup => call!(groups::leave_group, with az),
+        ApiKey::OffsetCommit => call!(groups::offset_commit, with az),
+        ApiKey::OffsetFetch => call!(groups::offset_fetch, with az),
+        ApiKey::DescribeGroups => call!(groups::describe_groups, with az),
+        ApiKey::ListGroups => call!(groups::list_groups, with az),
+        ApiKey::DeleteGroups => call!(groups::delete_groups, with az),
+        ApiKey::OffsetDelete => call!(groups::offset_delete, with az),
+        ApiKey::ConsumerGroupHeartbeat => call!(groups::consumer_group_heartbeat, with az, client),
+        ApiKey::ConsumerGroupDescribe => call!(groups::consumer_group_describe, with az),
+        ApiKey::ShareGroupHeartbeat => call!(share::share_group_heartbeat, with az, client),
+        ApiKey::ShareGroupDescribe => call!(share::share_group_describe, with az),
+        ApiKey::ShareFetch => call!(share::share_fetch, with az),
+        ApiKey::ShareAcknowledge => call!(share::share_acknowledge, with az),
+        ApiKey::DescribeShareGroupOffsets => call!(share::describe_share_group_offsets, with az),
+        ApiKey::AlterShareGroupOffsets => call!(share::alter_share_group_offsets, with az),
+        ApiKey::DeleteShareGroupOffsets => call!(share::delete_share_group_offsets, with az),
         ApiKey::DescribeUserScramCredentials => {
-            call!(sasl::credentials::describe_user_scram_credentials)
+            call!(sasl::credentials::describe_user_scram_credentials, with az)
         }
-        ApiKey::AlterUserScramCredentials => call!(sasl::credentials::alter_user_scram_credentials),
+        ApiKey::AlterUserScramCredentials => {
+            call!(sasl::credentials::alter_user_scram_credentials, with az)
+        }
+        ApiKey::CreateAcls => call!(admin::create_acls, with az),
+        ApiKey::DescribeAcls => call!(admin::describe_acls, with az),
+        ApiKey::DeleteAcls => call!(admin::delete_acls, with az),
         ApiKey::SaslHandshake => {
             let _: SaslHandshakeRequest = decode(key, body, v)?;
             let resp = SaslHandshakeResponse::default()
@@ -237,6 +261,7 @@ mod tests {
             peer,
             listener: 0,
             throttle_time_ms: 0,
+            principal: "User:ANONYMOUS".into(),
         }
     }
 

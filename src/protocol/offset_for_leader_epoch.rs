@@ -21,6 +21,7 @@ const LEADER_EPOCH: i32 = 0;
 
 pub async fn handle(
     ctx: &Context,
+    az: &crate::protocol::authorized::Authz<'_>,
     req: OffsetForLeaderEpochRequest,
     _version: i16,
 ) -> OffsetForLeaderEpochResponse {
@@ -28,11 +29,15 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.topic.to_string();
+        let denied = az.topic(&name, crate::protocol::authorized::DESCRIBE).err();
         let parts = t.partitions.iter().map(|p| {
-            let (reg, name) = (&reg, &name);
+            let (reg, name, denied) = (&reg, &name, denied.clone());
             let (index, current, epoch) = (p.partition, p.current_leader_epoch, p.leader_epoch);
             async move {
                 let r = async {
+                    if let Some(e) = denied {
+                        return Err(e);
+                    }
                     let (topic, owner) = partition_owner(reg, name, index)?;
                     check_current_epoch(current)?;
                     if epoch != LEADER_EPOCH {

@@ -13,6 +13,7 @@ use super::route::owner_gone;
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::{batch, AppendInfo};
 use crate::partition::messages::Append;
+use crate::protocol::authorized::{Authz, WRITE};
 use crate::protocol::context::Context;
 
 /// Fields exist from a version on (log_start_offset v5, error_message v8); the
@@ -81,7 +82,7 @@ fn check_keys(
 /// enough: the owner refuses a record set whose batches disagree (`producer_batch`), and
 /// checks that the partition is in the producer's open transaction (`ProducerTable::check`,
 /// KIP-890's verification, set by AddPartitionsToTxn and cleared by the marker).
-fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
+fn verify_transaction(az: &Authz<'_>, req: &ProduceRequest) -> Result<(), KafkaError> {
     let mut txn: Option<(bool, i64, i16)> = None;
     let firsts = req
         .topic_data
@@ -112,13 +113,13 @@ fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
     if !matches!(txn, Some((true, _, _))) {
         return Ok(());
     }
-    if req.transactional_id.as_ref().is_none_or(|id| id.is_empty()) {
-        return Err(KafkaError::new(
+    match req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        None => Err(KafkaError::new(
             ErrorCode::TransactionalIdAuthorizationFailed,
             "transactional records without a transactional id",
-        ));
+        )),
+        Some(id) => az.transactional_id(id, WRITE),
     }
-    Ok(())
 }
 
 /// `None` when acks=0: the client expects no response. `throttle_time_ms` (v1+) is
@@ -126,20 +127,23 @@ fn verify_transaction(req: &ProduceRequest) -> Result<(), KafkaError> {
 /// throttle (KIP-219).
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ProduceRequest,
     version: i16,
     throttle_time_ms: i32,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let bad_acks = !matches!(acks, -1..=1);
-    let txn_refused = verify_transaction(&req).err();
+    let txn_refused = verify_transaction(az, &req).err();
     let reg = ctx.cluster.registry();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let meta = reg.topic(t.name.as_str()).cloned();
+        let denied = az.topic(t.name.as_str(), WRITE).err();
         let work = t.partition_data.into_iter().map(|p| {
             let meta = meta.clone();
             let txn_refused = txn_refused.clone();
+            let denied = denied.clone();
             let topic_name = t.name.0.as_str().to_string();
             async move {
                 let index = p.index;
@@ -151,7 +155,7 @@ pub async fn handle(
                             format!("acks must be 0, 1 or -1, got {acks}"),
                         ));
                     }
-                    if let Some(e) = txn_refused {
+                    if let Some(e) = txn_refused.or(denied) {
                         return Err(e);
                     }
                     let meta = meta.ok_or_else(|| super::route::unknown_topic(&topic_name))?;

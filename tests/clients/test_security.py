@@ -235,8 +235,9 @@ def test_bad_listener_settings_are_refused_at_start(broker_factory, certs, tmp_p
 
 # --- SASL ------------------------------------------------------------------------
 
-def start_sasl(broker_factory, certs: Path, shards: int = 2):
-    """PLAINTEXT on the usual port, SASL_SSL and SASL_PLAINTEXT on two more."""
+def start_sasl(broker_factory, certs: Path, shards: int = 2, extra: tuple = ()):
+    """PLAINTEXT on the usual port, SASL_SSL and SASL_PLAINTEXT on two more; `extra`
+    flags after those."""
     b = broker_factory(start=False, shards=shards)
     ports = [p for p in free_ports(4) if p not in (b.port, b.admin_port)][:2]
     b.sasl_ssl_port, b.sasl_port = ports
@@ -245,6 +246,7 @@ def start_sasl(broker_factory, certs: Path, shards: int = 2):
                        f"SASL_PLAINTEXT://127.0.0.1:{ports[1]}",
         "--tls-cert-file", str(certs / "server.pem"),
         "--tls-key-file", str(certs / "server.key"),
+        *extra,
     )
     return b.start()
 

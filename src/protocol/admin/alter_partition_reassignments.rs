@@ -10,9 +10,15 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{
 
 pub async fn alter_partition_reassignments(
     ctx: &Context,
+    az: &Authz<'_>,
     req: AlterPartitionReassignmentsRequest,
     _version: i16,
 ) -> AlterPartitionReassignmentsResponse {
+    if let Err(e) = az.cluster(ALTER) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(e.code.code())
+            .with_error_message(Some(StrBytes::from_string(e.message)));
+    }
     let reg = ctx.cluster.registry();
     let responses = req
         .topics

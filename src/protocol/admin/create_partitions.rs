@@ -38,6 +38,7 @@ fn check_assignment(t: &CreatePartitionsTopic, current: Option<i32>) -> Result<(
 
 pub async fn create_partitions(
     ctx: &Context,
+    az: &Authz<'_>,
     req: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
@@ -47,6 +48,7 @@ pub async fn create_partitions(
         .topics
         .iter()
         .map(|t| {
+            az.topic(t.name.as_str(), ALTER)?;
             let current = reg.topic(t.name.as_str()).map(|m| m.partition_count());
             check_assignment(t, current).map(|()| Change::AddPartitions {
                 name: t.name.to_string(),

@@ -67,6 +67,7 @@ pub(super) fn described_configs(t: &TopicMeta) -> Vec<CreatableTopicConfigs> {
 
 pub async fn create_topics(
     ctx: &Context,
+    az: &Authz<'_>,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -75,11 +76,14 @@ pub async fn create_topics(
     let mut positions = Vec::new();
     for (i, t) in req.topics.iter().enumerate() {
         let dup = req.topics.iter().filter(|o| o.name == t.name).count() > 1;
+        let may_create = az.cluster(CREATE).is_ok() || az.topic(t.name.as_str(), CREATE).is_ok();
         let planned = if dup {
             Err(KafkaError::new(
                 ErrorCode::InvalidRequest,
                 "topic named twice in one request",
             ))
+        } else if !may_create {
+            Err(az.topic(t.name.as_str(), CREATE).unwrap_err())
         } else {
             new_topic(t)
         };

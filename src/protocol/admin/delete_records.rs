@@ -4,6 +4,7 @@ use super::*;
 
 pub async fn delete_records(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
@@ -11,11 +12,16 @@ pub async fn delete_records(
     let mut topics = Vec::new();
     for t in req.topics {
         let meta = reg.topic(t.name.as_str()).cloned();
+        let denied = az.topic(t.name.as_str(), DELETE).err();
         let parts = t.partitions.iter().map(|p| {
             let meta = meta.clone();
+            let denied = denied.clone();
             let (index, offset) = (p.partition_index, p.offset);
             async move {
                 let r = async {
+                    if let Some(e) = denied {
+                        return Err(e);
+                    }
                     let meta = meta.ok_or_else(|| {
                         KafkaError::new(ErrorCode::UnknownTopicOrPartition, "unknown partition")
                     })?;

@@ -4,6 +4,7 @@ use super::*;
 
 pub async fn delete_topics(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -36,7 +37,11 @@ pub async fn delete_topics(
     };
     let planned = asked
         .iter()
-        .map(|(_, _, r)| r.clone().map(|name| Change::Delete { name }))
+        .map(|(_, _, r)| {
+            let name = r.clone()?;
+            az.topic(&name, DELETE)?;
+            Ok(Change::Delete { name })
+        })
         .collect();
     let outcomes = ctx.cluster.change_planned(planned, false).await;
     let responses =

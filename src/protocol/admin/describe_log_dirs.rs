@@ -10,9 +10,19 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 
 pub async fn describe_log_dirs(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeLogDirsRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeLogDirsResponse {
+    if let Err(e) = az.cluster(DESCRIBE) {
+        // v3+ has a top-level code; before, Kafka answers no log dirs.
+        let resp = DescribeLogDirsResponse::default();
+        return if version >= 3 {
+            resp.with_error_code(e.code.code())
+        } else {
+            resp
+        };
+    }
     let mut report = LogDirReport::default();
     for r in ctx.mesh.call_all(PartitionSizes).await {
         let Ok(r) = r else {

@@ -14,14 +14,21 @@ use kafka_protocol::messages::describe_topic_partitions_response::{
 /// response holds whatever the client asks.
 const MAX_PARTITIONS: i32 = 2000;
 
+/// Like Metadata: a listing shows only the topics the principal may DESCRIBE; one
+/// asked for by name gets TOPIC_AUTHORIZATION_FAILED.
 pub async fn describe_topic_partitions(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeTopicPartitionsRequest,
     _version: i16,
 ) -> DescribeTopicPartitionsResponse {
     let reg = ctx.cluster.registry();
     let mut names: Vec<String> = if req.topics.is_empty() {
-        reg.sorted().iter().map(|t| t.name.to_string()).collect()
+        reg.sorted()
+            .iter()
+            .filter(|t| az.topic(&t.name, DESCRIBE).is_ok())
+            .map(|t| t.name.to_string())
+            .collect()
     } else {
         req.topics.iter().map(|t| t.name.to_string()).collect()
     };
@@ -39,14 +46,21 @@ pub async fn describe_topic_partitions(
         if from_topic.as_ref().is_some_and(|f| name < *f) {
             continue;
         }
-        let Some(meta) = reg.topic(&name) else {
-            topics.push(
-                Topic::default()
-                    .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
-                    .with_name(Some(TopicName(StrBytes::from_string(name))))
-                    .with_topic_authorized_operations(authorized::TOPIC),
-            );
-            continue;
+        let found = match az.topic(&name, DESCRIBE) {
+            Err(e) => Err(e.code),
+            Ok(()) => reg.topic(&name).ok_or(ErrorCode::UnknownTopicOrPartition),
+        };
+        let meta = match found {
+            Ok(meta) => meta,
+            Err(code) => {
+                topics.push(
+                    Topic::default()
+                        .with_error_code(code.code())
+                        .with_name(Some(TopicName(StrBytes::from_string(name))))
+                        .with_topic_authorized_operations(authorized::NOT_REQUESTED),
+                );
+                continue;
+            }
         };
         let first = if from_topic.as_deref() == Some(&*name) {
             from_partition
@@ -63,7 +77,11 @@ pub async fn describe_topic_partitions(
             );
         }
         budget -= end - first.min(end);
-        topics.push(topic(meta, first..end));
+        topics.push(topic(
+            meta,
+            first..end,
+            az.topic_operations(true, &meta.name),
+        ));
         if next_cursor.is_none() && budget == 0 {
             next_cursor = rest.peek().map(|next| {
                 Cursor::default()
@@ -80,7 +98,7 @@ pub async fn describe_topic_partitions(
         .with_next_cursor(next_cursor)
 }
 
-fn topic(meta: &TopicMeta, range: std::ops::Range<i32>) -> Topic {
+fn topic(meta: &TopicMeta, range: std::ops::Range<i32>, ops: i32) -> Topic {
     let one = vec![BrokerId(NODE_ID)];
     let partitions = range
         .map(|p| {
@@ -100,5 +118,5 @@ fn topic(meta: &TopicMeta, range: std::ops::Range<i32>) -> Topic {
         ))))
         .with_topic_id(meta.id)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(authorized::TOPIC)
+        .with_topic_authorized_operations(ops)
 }

@@ -9,9 +9,13 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 
 pub async fn elect_leaders(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ElectLeadersRequest,
     _version: i16,
 ) -> ElectLeadersResponse {
+    if let Err(e) = az.cluster(ALTER) {
+        return ElectLeadersResponse::default().with_error_code(e.code.code());
+    }
     let reg = ctx.cluster.registry();
     let results = req
         .topic_partitions

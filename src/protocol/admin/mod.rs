@@ -1,8 +1,9 @@
 //! Topic administration, one file each: CreateTopics, DeleteTopics, CreatePartitions,
-//! DeleteRecords, and what tools ask of a cluster's placement: DescribeLogDirs,
+//! DeleteRecords, the ACLs (Create/Describe/DeleteAcls, `acls.rs`), and what tools ask of a cluster's placement: DescribeLogDirs,
 //! DescribeTopicPartitions, ElectLeaders, List/AlterPartitionReassignments. Registry changes run on the controller (shard 0) through
 //! `cluster::Cluster::change`; DeleteRecords on the partitions' owners.
 
+mod acls;
 mod alter_partition_reassignments;
 mod create_partitions;
 mod create_topics;
@@ -17,9 +18,11 @@ use crate::cluster::{Change, NewTopic};
 use crate::cluster::{TopicConfigDefaults, TopicMeta};
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::messages::DeleteRecords;
+use crate::protocol::authorized::{Authz, ALTER, CREATE, DELETE, DESCRIBE};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 use crate::protocol::route::owner_gone;
+pub use acls::{create_acls, delete_acls, describe_acls};
 pub use alter_partition_reassignments::alter_partition_reassignments;
 pub use create_partitions::create_partitions;
 pub use create_topics::create_topics;

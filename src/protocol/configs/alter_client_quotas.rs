@@ -12,10 +12,16 @@ use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryDa
 
 pub async fn alter_client_quotas(
     ctx: &Context,
+    az: &Authz<'_>,
     req: AlterClientQuotasRequest,
     _version: i16,
 ) -> AlterClientQuotasResponse {
-    let planned: Vec<Result<Vec<QuotaChange>, KafkaError>> = req.entries.iter().map(plan).collect();
+    let allowed = az.cluster(ALTER_CONFIGS);
+    let planned: Vec<Result<Vec<QuotaChange>, KafkaError>> = req
+        .entries
+        .iter()
+        .map(|e| allowed.clone().and_then(|()| plan(e)))
+        .collect();
     let changes: Vec<QuotaChange> = planned
         .iter()
         .filter_map(|p| p.as_ref().ok())

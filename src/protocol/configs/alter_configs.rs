@@ -4,6 +4,7 @@ use super::*;
 
 pub async fn alter_configs(
     ctx: &Context,
+    az: &Authz<'_>,
     req: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
@@ -11,6 +12,8 @@ pub async fn alter_configs(
         .resources
         .iter()
         .map(|r| {
+            let name = r.resource_name.as_str();
+            authorize_resource(az, r.resource_type, name, ALTER_CONFIGS)?;
             let set = Ok(r
                 .configs
                 .iter()

@@ -16,10 +16,14 @@ const MATCH_SPECIFIED: i8 = 2;
 
 pub async fn describe_client_quotas(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeClientQuotasRequest,
     _version: i16,
 ) -> DescribeClientQuotasResponse {
-    if let Err(e) = check_filter(&req.components) {
+    if let Err(e) = az
+        .cluster(DESCRIBE_CONFIGS)
+        .and_then(|()| check_filter(&req.components))
+    {
         return DescribeClientQuotasResponse::default()
             .with_error_code(e.wire_code())
             .with_error_message(Some(StrBytes::from_string(e.message)));

@@ -95,13 +95,27 @@ pub(super) fn broker_configs(ctx: &Context) -> Vec<DescribeConfigsResourceResult
 
 pub async fn describe_configs(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
     let reg = ctx.cluster.registry();
     let mut groups = Vec::new();
-    for r in &req.resources {
-        if group_configs::is_group(r.resource_type) {
+    let denied: Vec<Option<KafkaError>> = req
+        .resources
+        .iter()
+        .map(|r| {
+            authorize_resource(
+                az,
+                r.resource_type,
+                r.resource_name.as_str(),
+                DESCRIBE_CONFIGS,
+            )
+            .err()
+        })
+        .collect();
+    for (r, d) in req.resources.iter().zip(&denied) {
+        if group_configs::is_group(r.resource_type) && d.is_none() {
             groups.push(group_configs::describe(ctx, r.resource_name.as_str()).await);
         }
     }
@@ -109,11 +123,13 @@ pub async fn describe_configs(
     let results = req
         .resources
         .into_iter()
-        .map(|r| {
+        .zip(denied)
+        .map(|(r, denied)| {
             let res = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let configs = match r.resource_type {
+                _ if denied.is_some() => Err(denied.expect("checked")),
                 t if group_configs::is_group(t) => groups.next().unwrap_or_else(|| {
                     Err(KafkaError::new(
                         ErrorCode::UnknownServerError,

@@ -38,6 +38,7 @@ fn list_edit(
 
 pub async fn incremental_alter_configs(
     ctx: &Context,
+    az: &Authz<'_>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
@@ -45,6 +46,8 @@ pub async fn incremental_alter_configs(
         .resources
         .iter()
         .map(|r| {
+            let name = r.resource_name.as_str();
+            authorize_resource(az, r.resource_type, name, ALTER_CONFIGS)?;
             let set = r
                 .configs
                 .iter()
@@ -71,7 +74,9 @@ pub async fn incremental_alter_configs(
         .collect();
     let mut outcomes = apply(ctx, planned, req.validate_only).await;
     for (i, r) in req.resources.iter().enumerate() {
-        if group_configs::is_group(r.resource_type) {
+        let name = r.resource_name.as_str();
+        let allowed = authorize_resource(az, r.resource_type, name, ALTER_CONFIGS).is_ok();
+        if group_configs::is_group(r.resource_type) && allowed {
             let ops: Vec<(String, i8, Option<String>)> = r
                 .configs
                 .iter()

@@ -14,6 +14,7 @@ use crate::cluster::Change;
 use crate::cluster::TopicConfigDefaults;
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::protocol::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use crate::protocol::authorized::{Authz, ALTER_CONFIGS, DESCRIBE_CONFIGS};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 pub use alter_client_quotas::alter_client_quotas;
@@ -33,6 +34,22 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 const SOURCE_STATIC_BROKER: i8 = 4;
+
+/// Whether the principal may do `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a
+/// config resource: a topic's configs are the topic's, a group's the group's, the
+/// broker's the cluster's (Kafka's rule).
+fn authorize_resource(
+    az: &Authz<'_>,
+    resource_type: i8,
+    name: &str,
+    operation: i8,
+) -> Result<(), KafkaError> {
+    match resource_type {
+        RESOURCE_TOPIC => az.topic(name, operation),
+        t if group_configs::is_group(t) => az.group(name, operation),
+        _ => az.cluster(operation),
+    }
+}
 
 /// One resource's change, or why it cannot be made.
 fn topic_change(

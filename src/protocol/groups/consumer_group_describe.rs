@@ -1,20 +1,21 @@
 //! ConsumerGroupDescribe (KIP-848).
 
 use super::*;
-use crate::protocol::authorized;
 
 pub async fn consumer_group_describe(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ConsumerGroupDescribeRequest,
     _version: i16,
 ) -> ConsumerGroupDescribeResponse {
-    // Without an authorizer, every group operation (KIP-430).
-    let ops = authorized::if_requested(req.include_authorized_operations, authorized::GROUP);
+    let with_ops = req.include_authorized_operations;
     let work = req.group_ids.into_iter().map(|g| {
         let id = g.to_string();
         async move {
+            // The group operations the principal may do (KIP-430).
+            let ops = az.group_operations(with_ops, &id);
             let msg = gm::ConsumerDescribe { group: id.clone() };
-            let d = on_group(ctx, &id, msg)
+            let d = on_group_as(ctx, az, DESCRIBE, &id, msg)
                 .await
                 .unwrap_or_else(|code| group::ConsumerDescribed {
                     error: code,

@@ -6,11 +6,21 @@ use super::*;
 
 pub async fn consumer_group_heartbeat(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ConsumerGroupHeartbeatRequest,
     version: i16,
     client: Client,
 ) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.to_string();
+    let denied = az.group(&group, READ).err().or_else(|| {
+        let names = req.subscribed_topic_names.iter().flatten();
+        names.map(|t| az.topic(t, DESCRIBE)).find_map(Result::err)
+    });
+    if let Some(e) = denied {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.wire_code())
+            .with_error_message(Some(sb(&e.message)));
+    }
     let mut member_id = req.member_id.to_string();
     if version == 0 && member_id.is_empty() && req.member_epoch == 0 {
         // v0: the coordinator names new members (v1 clients name themselves, KIP-1082).

@@ -4,12 +4,18 @@ use super::*;
 
 pub async fn delete_groups(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DeleteGroupsRequest,
     _version: i16,
 ) -> DeleteGroupsResponse {
     let work = req.groups_names.into_iter().map(|g| {
         let id = g.to_string();
         async move {
+            if let Err(e) = az.group(&id, DELETE) {
+                return DeletableGroupResult::default()
+                    .with_group_id(GroupId(sb(&id)))
+                    .with_error_code(e.code.code());
+            }
             let owner = group::owner_shard(&id, ctx.shards());
             let msg = gm::DeleteGroup { group: id.clone() };
             let mut code = ctx

@@ -1,22 +1,23 @@
 //! DescribeGroups.
 
 use super::*;
-use crate::protocol::authorized;
 
 // --- DescribeGroups, ListGroups, DeleteGroups, OffsetDelete ---
 
 pub async fn describe_groups(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    // KIP-430 (v3+): without an authorizer, every group operation.
-    let ops = authorized::if_requested(req.include_authorized_operations, authorized::GROUP);
+    let with_ops = req.include_authorized_operations;
     let work = req.groups.into_iter().map(|g| {
         let id = g.to_string();
         async move {
+            // KIP-430 (v3+): the group operations the principal may do.
+            let ops = az.group_operations(with_ops, &id);
             let msg = gm::Describe { group: id.clone() };
-            let mut d = on_group(ctx, &id, msg)
+            let mut d = on_group_as(ctx, az, DESCRIBE, &id, msg)
                 .await
                 .unwrap_or_else(|code| group::Described {
                     error: code,

@@ -4,8 +4,16 @@ use super::*;
 
 // --- Heartbeat and LeaveGroup ---
 
-pub async fn heartbeat(ctx: &Context, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+pub async fn heartbeat(
+    ctx: &Context,
+    az: &Authz<'_>,
+    req: HeartbeatRequest,
+    _version: i16,
+) -> HeartbeatResponse {
     let group = req.group_id.to_string();
+    if let Err(e) = az.group(&group, READ) {
+        return HeartbeatResponse::default().with_error_code(e.code.code());
+    }
     let member = req.member_id.to_string();
     let instance = req.group_instance_id.map(|s| s.to_string());
     let generation = req.generation_id;

@@ -6,6 +6,7 @@ use super::*;
 
 pub async fn join_group(
     ctx: &Context,
+    az: &Authz<'_>,
     req: JoinGroupRequest,
     version: i16,
     client: Client,
@@ -37,7 +38,7 @@ pub async fn join_group(
         group: group.clone(),
         request: r,
     };
-    let res = on_group(ctx, &group, msg)
+    let res = on_group_as(ctx, az, READ, &group, msg)
         .await
         .unwrap_or_else(|code| JoinResult::error(code, &member));
     join_response(res, version)

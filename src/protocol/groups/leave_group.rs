@@ -4,6 +4,7 @@ use super::*;
 
 pub async fn leave_group(
     ctx: &Context,
+    az: &Authz<'_>,
     req: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
@@ -25,7 +26,7 @@ pub async fn leave_group(
         group: group.clone(),
         members: who.clone(),
     };
-    let res = on_group(ctx, &group, msg).await;
+    let res = on_group_as(ctx, az, READ, &group, msg).await;
     match res {
         Err(code) => LeaveGroupResponse::default().with_error_code(code.code()),
         Ok(codes) if version >= 3 => LeaveGroupResponse::default().with_members(

@@ -2,8 +2,11 @@
 
 use super::*;
 
+/// ListGroups shows every group to a principal that may DESCRIBE the cluster, else
+/// the groups it may DESCRIBE (Kafka's rule).
 pub async fn list_groups(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
@@ -34,8 +37,10 @@ pub async fn list_groups(
     }
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    let every = az.cluster(DESCRIBE).is_ok();
     let groups = all
         .into_iter()
+        .filter(|l| every || az.group(&l.group, DESCRIBE).is_ok())
         .filter(|l| states.is_empty() || states.contains(&l.state.to_lowercase()))
         .filter(|l| types.is_empty() || types.contains(&l.group_type))
         .map(|l| {

@@ -28,6 +28,7 @@ use crate::coordinator::group::{
 };
 use crate::coordinator::txn::messages::PendingOffsets;
 use crate::kafka::{ErrorCode, KafkaError};
+use crate::protocol::authorized::{Authz, DELETE, DESCRIBE, READ};
 use crate::protocol::context::Client;
 use crate::protocol::context::Context;
 use crate::protocol::route::coordinator_gone;
@@ -77,6 +78,40 @@ where
 {
     let owner = group::owner_shard(group, ctx.shards());
     ctx.mesh.call(owner, msg).await.map_err(coordinator_gone)?
+}
+
+/// `on_group` once the principal may do `operation` on the group (else
+/// GROUP_AUTHORIZATION_FAILED).
+async fn on_group_as<M, T>(
+    ctx: &Context,
+    az: &Authz<'_>,
+    operation: i8,
+    group: &str,
+    msg: M,
+) -> Result<T, ErrorCode>
+where
+    M: Message<Reply = Result<T, ErrorCode>>,
+{
+    az.group(group, operation).map_err(|e| e.code)?;
+    on_group(ctx, group, msg).await
+}
+
+/// The commit's topics split into those the principal may READ and the codes of the
+/// rest (TOPIC_AUTHORIZATION_FAILED on each partition), as Kafka's OffsetCommit and
+/// TxnOffsetCommit answer them.
+pub(crate) fn readable_topics(
+    az: &Authz<'_>,
+    topics: Vec<(String, Vec<CommitPartition>)>,
+) -> (Vec<(String, Vec<CommitPartition>)>, TopicCodes) {
+    let (ok, denied): (Vec<_>, Vec<_>) = topics
+        .into_iter()
+        .partition(|(t, _)| az.topic(t, READ).is_ok());
+    let code = ErrorCode::TopicAuthorizationFailed;
+    let codes = denied
+        .into_iter()
+        .map(|(t, ps)| (t, ps.into_iter().map(|p| (p.partition, code)).collect()))
+        .collect();
+    (ok, codes)
 }
 
 /// The topics of an OffsetCommit or TxnOffsetCommit request (the same fields in two

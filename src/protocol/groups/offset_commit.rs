@@ -4,11 +4,16 @@ use super::*;
 
 pub async fn offset_commit(
     ctx: &Context,
+    az: &Authz<'_>,
     req: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
     let group = req.group_id.to_string();
-    let topics = commit_topics!(req.topics, version >= 6);
+    let asked = commit_topics!(req.topics, version >= 6);
+    if let Err(e) = az.group(&group, READ) {
+        return commit_response(codes_or_error(Err(e.code), asked));
+    }
+    let (topics, mut denied) = readable_topics(az, asked);
     let r = CommitRequest {
         group: group.clone(),
         member_id: req.member_id.to_string(),
@@ -17,7 +22,9 @@ pub async fn offset_commit(
         topics: topics.clone(),
     };
     let res = on_group(ctx, &group, gm::Commit { request: r }).await;
-    commit_response(codes_or_error(res, topics))
+    let mut codes = codes_or_error(res, topics);
+    codes.append(&mut denied);
+    commit_response(codes)
 }
 
 pub(super) fn commit_response(codes: TopicCodes) -> OffsetCommitResponse {

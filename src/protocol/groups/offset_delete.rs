@@ -4,6 +4,7 @@ use super::*;
 
 pub async fn offset_delete(
     ctx: &Context,
+    az: &Authz<'_>,
     req: OffsetDeleteRequest,
     _version: i16,
 ) -> OffsetDeleteResponse {
@@ -11,6 +12,7 @@ pub async fn offset_delete(
     let topics: Vec<(String, Vec<i32>)> = req
         .topics
         .iter()
+        .filter(|t| az.topic(t.name.as_str(), READ).is_ok())
         .map(|t| {
             (
                 t.name.to_string(),
@@ -22,7 +24,7 @@ pub async fn offset_delete(
         group: group.clone(),
         topics,
     };
-    let res = on_group(ctx, &group, msg).await;
+    let res = on_group_as(ctx, az, DELETE, &group, msg).await;
     match res {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
         Ok(codes) => OffsetDeleteResponse::default().with_topics(

@@ -6,20 +6,37 @@ use super::*;
 
 async fn fetch_one(
     ctx: &Context,
+    az: &Authz<'_>,
     group: String,
     member: Option<(String, i32)>,
     topics: FetchAsk,
 ) -> Result<FetchedTopics, ErrorCode> {
+    let all_topics = topics.is_none();
     let msg = gm::FetchOffsets {
         group: group.clone(),
         member,
         topics,
     };
-    on_group(ctx, &group, msg).await
+    let mut fetched = on_group_as(ctx, az, DESCRIBE, &group, msg).await?;
+    // A topic the principal may not DESCRIBE shows no offset: TOPIC_AUTHORIZATION_FAILED
+    // on each partition asked, nothing when all were asked (Kafka's rule).
+    if all_topics {
+        fetched.retain(|(t, _)| az.topic(t, DESCRIBE).is_ok());
+    }
+    for (t, ps) in fetched.iter_mut() {
+        if az.topic(t, DESCRIBE).is_err() {
+            for p in ps.iter_mut() {
+                (p.offset, p.leader_epoch, p.metadata) = (-1, -1, Some(String::new()));
+                p.error = ErrorCode::TopicAuthorizationFailed;
+            }
+        }
+    }
+    Ok(fetched)
 }
 
 pub async fn offset_fetch(
     ctx: &Context,
+    az: &Authz<'_>,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
@@ -40,7 +57,7 @@ pub async fn offset_fetch(
                     .collect()
             });
             async move {
-                let mut r = fetch_one(ctx, id.clone(), member, topics).await;
+                let mut r = fetch_one(ctx, az, id.clone(), member, topics).await;
                 if let (true, Ok(fetched)) = (stable, r.as_mut()) {
                     mark_unstable(ctx, &id, fetched).await;
                 }
@@ -56,7 +73,7 @@ pub async fn offset_fetch(
     });
     let asked = topics.clone();
     let group_id = req.group_id.to_string();
-    let mut r = fetch_one(ctx, group_id.clone(), None, topics).await;
+    let mut r = fetch_one(ctx, az, group_id.clone(), None, topics).await;
     if let (true, Ok(fetched)) = (stable, r.as_mut()) {
         mark_unstable(ctx, &group_id, fetched).await;
     }

@@ -4,7 +4,12 @@ use super::*;
 
 // --- SyncGroup ---
 
-pub async fn sync_group(ctx: &Context, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync_group(
+    ctx: &Context,
+    az: &Authz<'_>,
+    req: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
     let group = req.group_id.to_string();
     let r = SyncRequest {
         member_id: req.member_id.to_string(),
@@ -22,7 +27,7 @@ pub async fn sync_group(ctx: &Context, req: SyncGroupRequest, version: i16) -> S
         group: group.clone(),
         request: r,
     };
-    let res = on_group(ctx, &group, msg)
+    let res = on_group_as(ctx, az, READ, &group, msg)
         .await
         .unwrap_or_else(SyncResult::error);
     sync_response(res, version)

@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::scram::{Credential, Mechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 use crate::cluster::ScramChange;
 use crate::kafka::{ErrorCode, KafkaError};
+use crate::protocol::authorized::{Authz, ALTER, DESCRIBE};
 use crate::protocol::context::Context;
 
 fn text(s: &str) -> StrBytes {
@@ -25,9 +26,15 @@ fn text(s: &str) -> StrBytes {
 
 pub async fn describe_user_scram_credentials(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeUserScramCredentialsRequest,
     _version: i16,
 ) -> DescribeUserScramCredentialsResponse {
+    if let Err(e) = az.cluster(DESCRIBE) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(e.wire_code())
+            .with_error_message(Some(text(e.message())));
+    }
     let users = ctx.cluster.scram();
     let all = users.users();
     let asked: Vec<String> = match &req.users {
@@ -77,6 +84,7 @@ pub async fn describe_user_scram_credentials(
 
 pub async fn alter_user_scram_credentials(
     ctx: &Context,
+    az: &Authz<'_>,
     req: AlterUserScramCredentialsRequest,
     _version: i16,
 ) -> AlterUserScramCredentialsResponse {
@@ -105,6 +113,9 @@ pub async fn alter_user_scram_credentials(
             (Ok(_), Err(e)) => *slot = Err(e),
             (Err(_), _) => {}
         }
+    }
+    if let Err(e) = az.cluster(ALTER) {
+        planned.values_mut().for_each(|p| *p = Err(e.clone()));
     }
     for ((user, _), n) in count {
         if n > 1 {

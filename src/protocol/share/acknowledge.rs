@@ -9,11 +9,13 @@ use kafka_protocol::messages::{ShareAcknowledgeRequest, ShareAcknowledgeResponse
 use super::{ack_on_owners, config_for, release_on_owners, sb, SessionKey};
 use crate::kafka::ErrorCode;
 use crate::partition::share::ShareAcks;
+use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ShareAcknowledgeRequest,
     _version: i16,
 ) -> ShareAcknowledgeResponse {
@@ -38,6 +40,9 @@ pub async fn handle(
             "group_id and member_id are required",
         );
     }
+    if let Err(e) = az.group(&group, READ) {
+        return top(e.code, &e.message);
+    }
     let key: SessionKey = (group.clone(), member.clone());
     let epoch = req.share_session_epoch;
     let closed = match ctx.share_sessions.check_ack(&key, epoch) {
@@ -47,11 +52,16 @@ pub async fn handle(
     let reg = ctx.cluster.registry();
     let mut acks = Vec::new();
     let mut unknown = Vec::new();
+    let mut denied = Vec::new();
     for t in &req.topics {
         let Some(meta) = reg.topic_by_id(&t.topic_id) else {
             unknown.extend(t.partitions.iter().map(|p| (t.topic_id, p.partition_index)));
             continue;
         };
+        if az.topic(&meta.name, READ).is_err() {
+            denied.extend(t.partitions.iter().map(|p| (t.topic_id, p.partition_index)));
+            continue;
+        }
         for p in &t.partitions {
             let batches = p
                 .acknowledgement_batches
@@ -76,6 +86,11 @@ pub async fn handle(
         release_on_owners(ctx, &g, &m, &config, &parts).await;
     }
     codes.extend(unknown.into_iter().map(|k| (k, ErrorCode::UnknownTopicId)));
+    codes.extend(
+        denied
+            .into_iter()
+            .map(|k| (k, ErrorCode::TopicAuthorizationFailed)),
+    );
     let mut topics: Vec<ShareAcknowledgeTopicResponse> = Vec::new();
     for ((id, p), code) in codes {
         let pd = PartitionData::default()

@@ -12,10 +12,12 @@ use super::sb;
 use crate::coordinator::group::owner_shard;
 use crate::coordinator::share::{messages as sm, Described};
 use crate::kafka::ErrorCode;
+use crate::protocol::authorized::{Authz, DESCRIBE};
 use crate::protocol::context::Context;
 
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ShareGroupDescribeRequest,
     _version: i16,
 ) -> ShareGroupDescribeResponse {
@@ -24,6 +26,12 @@ pub async fn handle(
         let id = g.to_string();
         let reg = reg.clone();
         async move {
+            if let Err(e) = az.group(&id, DESCRIBE) {
+                return DescribedGroup::default()
+                    .with_group_id(GroupId(sb(&id)))
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(sb(&e.message)));
+            }
             let owner = owner_shard(&id, ctx.shards());
             let d = ctx
                 .mesh

@@ -19,6 +19,7 @@ use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::messages as pm;
 use crate::partition::share::{ShareAcks, ShareAsk, ShareConfig, ShareOut, ShareRead};
 use crate::partition::Read;
+use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 use crate::protocol::route::owner_in;
@@ -44,7 +45,14 @@ fn top_error(code: ErrorCode, msg: &str) -> ShareFetchResponse {
         .with_error_message(Some(sb(msg)))
 }
 
-pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> ShareFetchResponse {
+/// READ on the group (else GROUP_AUTHORIZATION_FAILED for the request) and on each
+/// topic (else TOPIC_AUTHORIZATION_FAILED for its partitions, which join no session).
+pub async fn handle(
+    ctx: &Context,
+    az: &Authz<'_>,
+    req: ShareFetchRequest,
+    _version: i16,
+) -> ShareFetchResponse {
     let group = req
         .group_id
         .as_ref()
@@ -60,6 +68,9 @@ pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> Sha
             ErrorCode::InvalidRequest,
             "group_id and member_id are required",
         );
+    }
+    if let Err(e) = az.group(&group, READ) {
+        return top_error(e.code, &e.message);
     }
     let epoch = req.share_session_epoch;
     let reg = ctx.cluster.registry();
@@ -78,6 +89,13 @@ pub async fn handle(ctx: &Context, req: ShareFetchRequest, _version: i16) -> Sha
                 ));
                 continue;
             };
+            if let Err(e) = az.topic(&meta.name, READ) {
+                answers
+                    .entry((t.topic_id, p.partition_index))
+                    .or_default()
+                    .error = Some(e);
+                continue;
+            }
             let sp = (t.topic_id, meta.name.clone(), p.partition_index);
             add.push(sp.clone());
             if !p.acknowledgement_batches.is_empty() {

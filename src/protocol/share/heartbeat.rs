@@ -8,16 +8,27 @@ use crate::coordinator::group::owner_shard;
 use crate::coordinator::share::messages as sm;
 use crate::coordinator::share::HeartbeatRequest;
 use crate::kafka::{ErrorCode, KafkaError};
+use crate::protocol::authorized::{Authz, DESCRIBE, READ};
 use crate::protocol::context::Client;
 use crate::protocol::context::Context;
 
 pub async fn handle(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ShareGroupHeartbeatRequest,
     _version: i16,
     client: Client,
 ) -> ShareGroupHeartbeatResponse {
     let group = req.group_id.to_string();
+    let denied = az.group(&group, READ).err().or_else(|| {
+        let names = req.subscribed_topic_names.iter().flatten();
+        names.map(|t| az.topic(t, DESCRIBE)).find_map(Result::err)
+    });
+    if let Some(e) = denied {
+        return ShareGroupHeartbeatResponse::default()
+            .with_error_code(e.wire_code())
+            .with_error_message(Some(sb(&e.message)));
+    }
     let r = HeartbeatRequest {
         member_id: req.member_id.to_string(),
         member_epoch: req.member_epoch,

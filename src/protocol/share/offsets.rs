@@ -23,6 +23,7 @@ use crate::coordinator::share::messages as sm;
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::messages as pm;
 use crate::partition::share::ShareView;
+use crate::protocol::authorized::{Authz, DELETE, DESCRIBE, READ};
 use crate::protocol::context::Context;
 use crate::protocol::route::partition_owner;
 
@@ -42,6 +43,7 @@ async fn views(ctx: &Context, group: &str) -> Vec<ShareView> {
 
 pub async fn describe(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeShareGroupOffsetsRequest,
     _version: i16,
 ) -> DescribeShareGroupOffsetsResponse {
@@ -49,6 +51,15 @@ pub async fn describe(
     let mut groups = Vec::new();
     for g in req.groups {
         let id = g.group_id.to_string();
+        if let Err(e) = az.group(&id, DESCRIBE) {
+            groups.push(
+                DGroup::default()
+                    .with_group_id(GroupId(sb(&id)))
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(sb(&e.message))),
+            );
+            continue;
+        }
         let all = views(ctx, &id).await;
         let asked: Vec<(String, Vec<i32>)> = match g.topics {
             Some(ts) => ts
@@ -68,6 +79,7 @@ pub async fn describe(
         };
         let topics = asked
             .into_iter()
+            .filter(|(t, _)| az.topic(t, DESCRIBE).is_ok())
             .map(|(t, ps)| {
                 let tid = reg.topic(&t).map(|m| m.id).unwrap_or_default();
                 let parts = ps
@@ -142,11 +154,16 @@ async fn reset(
 
 pub async fn alter(
     ctx: &Context,
+    az: &Authz<'_>,
     req: AlterShareGroupOffsetsRequest,
     _version: i16,
 ) -> AlterShareGroupOffsetsResponse {
     let id = req.group_id.to_string();
-    if let Err(e) = check_empty(ctx, &id).await {
+    let checked = match az.group(&id, READ) {
+        Ok(()) => check_empty(ctx, &id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
         return AlterShareGroupOffsetsResponse::default()
             .with_error_code(e.wire_code())
             .with_error_message(Some(sb(&e.message)));
@@ -156,11 +173,15 @@ pub async fn alter(
     let mut topics = Vec::new();
     for t in req.topics {
         let name = t.topic_name.to_string();
+        let denied = az.topic(&name, READ).err();
         let work = t.partitions.iter().map(|p| {
-            let (g, name) = (group.clone(), name.clone());
+            let (g, name, denied) = (group.clone(), name.clone(), denied.clone());
             let (idx, start) = (p.partition_index, p.start_offset);
             async move {
-                let r = reset(ctx, &g, &name, idx, Some(start)).await;
+                let r = match denied {
+                    Some(e) => Err(e),
+                    None => reset(ctx, &g, &name, idx, Some(start)).await,
+                };
                 let part = AltPart::default().with_partition_index(idx);
                 match r {
                     Ok(()) => part,
@@ -184,11 +205,16 @@ pub async fn alter(
 
 pub async fn delete(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DeleteShareGroupOffsetsRequest,
     _version: i16,
 ) -> DeleteShareGroupOffsetsResponse {
     let id = req.group_id.to_string();
-    if let Err(e) = check_empty(ctx, &id).await {
+    let checked = match az.group(&id, DELETE) {
+        Ok(()) => check_empty(ctx, &id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
         return DeleteShareGroupOffsetsResponse::default()
             .with_error_code(e.wire_code())
             .with_error_message(Some(sb(&e.message)));
@@ -198,13 +224,20 @@ pub async fn delete(
     let mut topics = Vec::new();
     for t in req.topics {
         let name = t.topic_name.to_string();
-        let Some(meta) = reg.topic(&name) else {
-            topics.push(
-                DelTopic::default()
-                    .with_topic_name(TopicName(sb(&name)))
-                    .with_error_code(ErrorCode::UnknownTopicOrPartition.code()),
-            );
-            continue;
+        let found = match az.topic(&name, READ) {
+            Ok(()) => reg.topic(&name).ok_or(ErrorCode::UnknownTopicOrPartition),
+            Err(e) => Err(e.code),
+        };
+        let meta = match found {
+            Ok(meta) => meta,
+            Err(code) => {
+                topics.push(
+                    DelTopic::default()
+                        .with_topic_name(TopicName(sb(&name)))
+                        .with_error_code(code.code()),
+                );
+                continue;
+            }
         };
         let mut code = ErrorCode::None;
         for p in 0..meta.partition_count() {

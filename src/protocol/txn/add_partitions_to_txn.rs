@@ -2,8 +2,30 @@
 
 use super::*;
 
+/// With the transactional id's WRITE, and WRITE on every topic: a topic the principal
+/// may not write gets TOPIC_AUTHORIZATION_FAILED and the others OPERATION_NOT_ATTEMPTED
+/// (nothing is added), as Kafka answers. None: all allowed.
+fn refused(az: &Authz<'_>, id: &str, asked: &[(String, Vec<i32>)]) -> Option<TopicCodes> {
+    let txn_denied = az.transactional_id(id, WRITE).err().map(|e| e.code);
+    let code = |t: &str| match (txn_denied, az.topic(t, WRITE)) {
+        (Some(c), _) => Some(c),
+        (None, Ok(())) => None,
+        (None, Err(e)) => Some(e.code),
+    };
+    if asked.iter().all(|(t, _)| code(t).is_none()) {
+        return None;
+    }
+    let code = |t: &str| code(t).unwrap_or(ErrorCode::OperationNotAttempted);
+    let codes = asked
+        .iter()
+        .map(|(t, ps)| (t.clone(), ps.iter().map(|&p| (p, code(t))).collect()))
+        .collect();
+    Some(codes)
+}
+
 pub async fn add_partitions(
     ctx: &Context,
+    az: &Authz<'_>,
     req: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
@@ -23,7 +45,10 @@ pub async fn add_partitions(
         topics,
         version,
     };
-    let r = on_txn(ctx, &id, msg).await;
+    let r = match refused(az, &id, &asked) {
+        Some(codes) => Ok(codes),
+        None => on_txn(ctx, &id, msg).await,
+    };
     let results = r.unwrap_or_else(|code| {
         asked
             .into_iter()

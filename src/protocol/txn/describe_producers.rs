@@ -13,6 +13,7 @@ use crate::protocol::route::{owner_gone, partition_owner};
 
 pub async fn describe_producers(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeProducersRequest,
     _version: i16,
 ) -> DescribeProducersResponse {
@@ -20,10 +21,14 @@ pub async fn describe_producers(
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.to_string();
+        let denied = az.topic(&name, READ).err();
         let parts = t.partition_indexes.iter().map(|&index| {
-            let (reg, name) = (&reg, &name);
+            let (reg, name, denied) = (&reg, &name, denied.clone());
             async move {
                 let r = async {
+                    if let Some(e) = denied {
+                        return Err(e);
+                    }
                     let (topic, owner) = partition_owner(reg, name, index)?;
                     let msg = DescribeProducers {
                         topic,

@@ -10,6 +10,7 @@ use super::*;
 
 pub async fn describe_transactions(
     ctx: &Context,
+    az: &Authz<'_>,
     req: DescribeTransactionsRequest,
     _version: i16,
 ) -> DescribeTransactionsResponse {
@@ -19,6 +20,9 @@ pub async fn describe_transactions(
             transactional_id: name.clone(),
         };
         let out = TransactionState::default().with_transactional_id(id);
+        if let Err(e) = az.transactional_id(&name, DESCRIBE) {
+            return out.with_error_code(e.code.code());
+        }
         match on_txn(ctx, &name, msg).await {
             Ok(Some(e)) => described(out, e),
             Ok(None) => out.with_error_code(ErrorCode::TransactionalIdNotFound.code()),

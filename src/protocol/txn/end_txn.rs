@@ -2,8 +2,16 @@
 
 use super::*;
 
-pub async fn end_txn(ctx: &Context, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+pub async fn end_txn(
+    ctx: &Context,
+    az: &Authz<'_>,
+    req: EndTxnRequest,
+    version: i16,
+) -> EndTxnResponse {
     let id = req.transactional_id.to_string();
+    if let Err(e) = az.transactional_id(&id, WRITE) {
+        return EndTxnResponse::default().with_error_code(e.code.code());
+    }
     let (pid, epoch, commit) = (req.producer_id.0, req.producer_epoch, req.committed);
     let msg = tm::EndTxn {
         transactional_id: id.clone(),

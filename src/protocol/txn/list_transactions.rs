@@ -33,6 +33,7 @@ const STATES: &[&str] = &[
 
 pub async fn list_transactions(
     ctx: &Context,
+    az: &Authz<'_>,
     req: ListTransactionsRequest,
     _version: i16,
 ) -> ListTransactionsResponse {
@@ -57,7 +58,8 @@ pub async fn list_transactions(
                 || req.producer_id_filters.contains(&ProducerId(e.producer_id));
             let by_duration = req.duration_filter < 0
                 || (e.phase == txn::Phase::Ongoing && now - e.started_ms >= req.duration_filter);
-            if by_state && by_producer && by_duration {
+            let described = az.transactional_id(&e.transactional_id, DESCRIBE).is_ok();
+            if by_state && by_producer && by_duration && described {
                 states.push(
                     TransactionState::default()
                         .with_transactional_id(TransactionalId(StrBytes::from_string(

@@ -14,9 +14,10 @@ mod list_transactions;
 mod txn_offset_commit;
 
 use crate::coordinator::group::messages::ValidateCommit;
-use crate::coordinator::group::{self, CommitRequest};
+use crate::coordinator::group::{self, CommitRequest, TopicCodes};
 use crate::coordinator::txn::{self, messages as tm};
 use crate::kafka::ErrorCode;
+use crate::protocol::authorized::{Authz, DESCRIBE, READ, WRITE};
 use crate::protocol::context::Context;
 use crate::protocol::route::coordinator_gone;
 use crate::runtime::Message;

@@ -4,13 +4,18 @@ use super::*;
 
 pub async fn txn_offset_commit(
     ctx: &Context,
+    az: &Authz<'_>,
     req: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
     let group = req.group_id.to_string();
-    let topics = crate::protocol::groups::commit_topics!(req.topics, version >= 2);
+    let all = crate::protocol::groups::commit_topics!(req.topics, version >= 2);
+    let (topics, mut denied) = crate::protocol::groups::readable_topics(az, all);
     let asked = topics.clone();
     let r = async {
+        az.transactional_id(req.transactional_id.as_str(), WRITE)
+            .and(az.group(&group, READ))
+            .map_err(|e| e.code)?;
         // KIP-447 (v3): a zombie member of the consumer group must not commit. The
         // membership lives with the group's owner; the offsets with the transaction's.
         if version >= 3 && (req.generation_id >= 0 || !req.member_id.is_empty()) {
@@ -39,7 +44,8 @@ pub async fn txn_offset_commit(
         on_txn(ctx, &id, tm::CommitOffsets { commit: c, version }).await
     }
     .await;
-    let codes = crate::protocol::groups::codes_or_error(r, asked);
+    let mut codes = crate::protocol::groups::codes_or_error(r, asked);
+    codes.append(&mut denied);
     TxnOffsetCommitResponse::default().with_topics(
         codes
             .into_iter()
