@@ -83,6 +83,9 @@ pub struct BrokerConfig {
     /// With the authorizer on: a resource no ACL names is open to everyone (Kafka's
     /// `allow.everyone.if.no.acl.found`, default false).
     pub allow_everyone_if_no_acl_found: bool,
+    /// A SASL session lasts this long; the client re-authenticates before it ends or is
+    /// disconnected (KIP-368, Kafka's `connections.max.reauth.ms`); 0: forever.
+    pub connections_max_reauth_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -126,6 +129,7 @@ impl Default for BrokerConfig {
             authorizer: false,
             super_users: String::new(),
             allow_everyone_if_no_acl_found: false,
+            connections_max_reauth_ms: 0,
         }
     }
 }
@@ -271,6 +275,10 @@ pub struct ServeArgs {
     /// With the authorizer on, a resource no ACL names is open to everyone. Default false.
     #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// SASL sessions last this long (ms): clients re-authenticate before the end
+    /// (KIP-368) or are disconnected at their next request. 0: forever. Default 0.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 /// The TOML file: every key optional.
@@ -313,6 +321,7 @@ struct FileConfig {
     authorizer: Option<bool>,
     super_users: Option<String>,
     allow_everyone_if_no_acl_found: Option<bool>,
+    connections_max_reauth_ms: Option<u64>,
 }
 
 /// Below this the produce credit of a shard could not hold a few typical batches.
@@ -353,7 +362,8 @@ macro_rules! plain_settings {
             tls_handshake_timeout_ms,
             authorizer,
             super_users,
-            allow_everyone_if_no_acl_found
+            allow_everyone_if_no_acl_found,
+            connections_max_reauth_ms
         )
     };
 }

@@ -143,6 +143,9 @@ fn quotas(dir: &Path, file: &[u8]) {
     if let Ok(Some(rec)) = state::load::<QuotaRecord>(&path) {
         ClientQuotas::from_record(&rec);
     }
+    if let Ok(Some(rec)) = state::load::<crate::cluster::LegacyQuotaRecord>(&path) {
+        ClientQuotas::from_record(&rec.into());
+    }
 }
 
 fn atomic_load<T>(dir: &Path, body: &[u8], fix: bool)

@@ -164,9 +164,17 @@ fn load_registry(config: &BrokerConfig) -> Result<Registry, String> {
 }
 
 fn load_quotas(config: &BrokerConfig) -> Result<Arc<ClientQuotas>, String> {
-    let record: QuotaRecord = store::load(&quotas_path(&config.data_dir))
+    let record: Option<QuotaRecord> =
+        store::load(&quotas_path(&config.data_dir)).map_err(|e| e.to_string())?;
+    let record = match record {
+        Some(r) => r,
+        None => store::load::<crate::cluster::LegacyQuotaRecord>(
+            &crate::cluster::legacy_quotas_path(&config.data_dir),
+        )
         .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+        .map(QuotaRecord::from)
+        .unwrap_or_default(),
+    };
     Ok(Arc::new(ClientQuotas::from_record(&record)))
 }
 

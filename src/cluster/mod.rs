@@ -31,7 +31,10 @@ pub use acl::{
     Principal,
 };
 pub use controller::{Change, Controller, Installer, NewTopic, CONTROLLER_SHARD};
-pub use quotas::{quotas_path, ClientQuotas, QuotaChange, QuotaRecord};
+pub use quotas::{
+    legacy_quotas_path, quotas_path, ClientQuotas, LegacyQuotaRecord, QuotaChange, QuotaEntity,
+    QuotaRecord,
+};
 pub use registry::{
     new_topic_id, partition_dir, place_partition, registry_path, validate_topic_name, Registry,
     RegistryRecord, TopicMeta,
@@ -101,8 +104,12 @@ impl Cluster {
 
     /// The producer byte rate quota of `client_id` (its own, else the default client
     /// id's), looked up in place: on the produce path, without cloning the snapshot.
-    pub fn producer_byte_rate(&self, client_id: &str) -> Option<u64> {
-        self.quotas.borrow().producer_byte_rate(client_id)
+    pub fn producer_byte_rate<'a>(
+        &self,
+        user: &str,
+        client_id: &'a str,
+    ) -> Option<quotas::Applied<'a>> {
+        self.quotas.borrow().producer_byte_rate(user, client_id)
     }
 
     /// Whether any client quota is set.

@@ -46,6 +46,10 @@ pub struct ShardMetrics {
     pub connections_accepted: Cell<u64>,
     pub connections_refused: Cell<u64>,
     pub protocol_errors: Cell<u64>,
+    /// SASL sessions renewed by re-authentication (KIP-368), and those closed because
+    /// they expired without it.
+    pub sasl_reauthentications: Cell<u64>,
+    pub sasl_sessions_expired: Cell<u64>,
     /// Produce requests that had to wait for credit (`net::credit`).
     pub produce_credit_waits: Cell<u64>,
     /// The compaction cleaner: bytes read and written by its passes, passes, and the time
@@ -203,6 +207,8 @@ impl ShardMetrics {
             connections_accepted: Cell::new(0),
             connections_refused: Cell::new(0),
             protocol_errors: Cell::new(0),
+            sasl_reauthentications: Cell::new(0),
+            sasl_sessions_expired: Cell::new(0),
             produce_credit_waits: Cell::new(0),
             cleaner_bytes_read: Cell::new(0),
             cleaner_bytes_written: Cell::new(0),
@@ -300,6 +306,14 @@ impl ShardMetrics {
                 self.connections_refused.get(),
             ),
             ("sluice_protocol_errors_total", self.protocol_errors.get()),
+            (
+                "sluice_sasl_reauthentications_total",
+                self.sasl_reauthentications.get(),
+            ),
+            (
+                "sluice_sasl_sessions_expired_total",
+                self.sasl_sessions_expired.get(),
+            ),
             (
                 "sluice_produce_credit_waits_total",
                 self.produce_credit_waits.get(),

@@ -21,7 +21,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::ApiKey;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::credit::{ConnCredit, CreditGuard};
 use super::send::SendStats;
@@ -153,9 +153,12 @@ async fn read_loop<S: AsyncRead + Unpin>(
     conn: Rc<protocol::Conn>,
 ) -> Result<(), String> {
     let sasl = net.config.endpoints[conn.listener].protocol.sasl();
+    let lifetime = net.config.connections_max_reauth_ms;
     let mut r = Reader {
         net,
-        auth: sasl.then(protocol::sasl::Authenticator::default),
+        auth: sasl.then(|| protocol::sasl::Authenticator::with_session_lifetime(lifetime)),
+        session_ends: None,
+        reauthenticating: false,
         stream,
         buf: BytesMut::new(),
         conn_credit: ConnCredit::new(),
@@ -191,8 +194,13 @@ async fn read_loop<S: AsyncRead + Unpin>(
 /// The reading half of a connection.
 struct Reader<'a, S> {
     net: &'a Rc<Net>,
-    /// Until a SASL listener's connection has authenticated.
+    /// Until a SASL listener's connection has authenticated (and while it
+    /// re-authenticates).
     auth: Option<protocol::sasl::Authenticator>,
+    /// When the SASL session ends (KIP-368, `connections_max_reauth_ms`).
+    session_ends: Option<Instant>,
+    /// The authenticator renews an authenticated session (KIP-368).
+    reauthenticating: bool,
     stream: S,
     /// Bytes read and not yet cut into frames. Empty (no allocation) while idle.
     buf: BytesMut,
@@ -290,6 +298,11 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         cut_at: Instant,
         tx: &LocalSender<Pending>,
     ) -> Result<bool, String> {
+        if let Some(ends) = self.session_ends.filter(|_| self.auth.is_none()) {
+            if !self.session_goes_on(&frame, ends)? {
+                return Ok(false);
+            }
+        }
         if self.auth.is_some() {
             if let Some(go_on) = self.authenticate(&frame, tx).await {
                 return Ok(go_on);
@@ -331,6 +344,59 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         Ok(true)
     }
 
+    /// KIP-368 on an authenticated connection whose session ends at `ends`: a
+    /// SaslHandshake starts a re-authentication; any other request after the end
+    /// closes the connection (false), as Kafka does.
+    fn session_goes_on(&mut self, frame: &Bytes, ends: Instant) -> Result<bool, String> {
+        let start = protocol::peek_start(frame).map_err(|e| e.0)?;
+        if start.api_key == ApiKey::SaslHandshake as i16 {
+            let lifetime = self.net.config.connections_max_reauth_ms;
+            self.auth = Some(protocol::sasl::Authenticator::with_session_lifetime(
+                lifetime,
+            ));
+            self.reauthenticating = true;
+            return Ok(true);
+        }
+        if Instant::now() < ends {
+            return Ok(true);
+        }
+        let m = &self.net.metrics.sasl_sessions_expired;
+        m.set(m.get() + 1);
+        if let Some(held_back) = AUTH_LOG.admit() {
+            info!(peer = ?self.conn.peer, principal = %self.conn.principal, held_back,
+                "SASL session expired without re-authentication (connections_max_reauth_ms), closing the connection");
+        }
+        Ok(false)
+    }
+
+    /// The connection authenticated as `user` (again, when re-authenticating: then it
+    /// must be the same principal). False: it may not go on.
+    fn authenticated(&mut self, user: &str) -> bool {
+        let principal = format!("User:{user}");
+        let lifetime = self.net.config.connections_max_reauth_ms;
+        self.session_ends =
+            (lifetime > 0).then(|| Instant::now() + Duration::from_millis(lifetime));
+        if std::mem::take(&mut self.reauthenticating) {
+            if principal != *self.conn.principal {
+                warn!(peer = ?self.conn.peer, was = %self.conn.principal, now = %principal,
+                    "re-authentication as another principal, closing the connection");
+                return false;
+            }
+            let m = &self.net.metrics.sasl_reauthentications;
+            m.set(m.get() + 1);
+            debug!(peer = ?self.conn.peer, user, "re-authenticated");
+            return true;
+        }
+        if let Some(ip) = self.conn.peer {
+            self.net.auth_failures.borrow_mut().remove(&ip);
+        }
+        debug!(peer = ?self.conn.peer, user, "authenticated");
+        let mut conn = (*self.conn).clone();
+        conn.principal = principal.into();
+        self.conn = Rc::new(conn);
+        true
+    }
+
     /// Give a frame of a connection not yet authenticated to its authenticator; `None`
     /// when it is an ApiVersions request to serve as usual, else whether to go on
     /// reading. A failure is answered (slower for an address that failed before) and
@@ -344,13 +410,9 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             Step::Reply(reply) => reply,
             Step::Done { reply, user } => {
                 self.auth = None;
-                if let Some(ip) = self.conn.peer {
-                    self.net.auth_failures.borrow_mut().remove(&ip);
+                if !self.authenticated(&user) {
+                    return Some(false);
                 }
-                debug!(peer = ?self.conn.peer, user, "authenticated");
-                let mut conn = (*self.conn).clone();
-                conn.principal = format!("User:{user}").into();
-                self.conn = Rc::new(conn);
                 reply
             }
             Step::Fail { reply, reason } => {
@@ -374,9 +436,9 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         Some(tx.send(task.detach()).await.is_ok())
     }
 
-    /// Record a Produce frame against its client id's quota (a client-id quota set
-    /// with AlterClientQuotas, else the broker's `producer_byte_rate`); the throttle
-    /// time in ms. Without any quota it looks nothing up.
+    /// Record a Produce frame against the quota of its user and client id (one set with
+    /// AlterClientQuotas, by Kafka's precedence, else the broker's `producer_byte_rate`
+    /// per client id); the throttle time in ms. Without any quota it looks nothing up.
     fn produce_throttle_ms(&self, frame: &Bytes) -> u64 {
         let cluster = &self.net.protocol.cluster;
         let broker_wide = self.net.config.producer_byte_rate;
@@ -384,11 +446,17 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             return 0;
         }
         let client = client_id(frame);
-        let rate = cluster.producer_byte_rate(client).unwrap_or(broker_wide);
+        let principal = &self.conn.principal;
+        let user = principal.strip_prefix("User:").unwrap_or(principal);
+        let applied = cluster.producer_byte_rate(user, client);
+        let (key, rate) = match &applied {
+            Some(a) => (a.key.as_ref(), a.bytes_per_s),
+            None => (client, broker_wide),
+        };
         let now = crate::runtime::now_ms() as u64;
         self.net
             .quotas
-            .record(client, 4 + frame.len() as u64, now, rate)
+            .record(key, 4 + frame.len() as u64, now, rate)
     }
 
     /// Read more bytes: at least the rest of the current frame. False on EOF,

@@ -1,13 +1,14 @@
-//! Produce byte-rate quotas per client id, computed like Kafka's client quota manager
+//! Produce byte-rate quotas per quota entity, computed like Kafka's client quota manager
 //! (KIP-13, KIP-219): the rate is measured over `SAMPLES` windows of `WINDOW_MS`; a
 //! client over its quota is told to wait
 //! `(rate - quota) / quota × window size` ms in `throttle_time_ms`, and the broker
 //! does not read that connection for that long (KIP-219 muting).
 //!
 //! State is per shard (connections of one client id on two shards are measured
-//! separately), kept in a `RefCell` on the shard's thread. The quota of a client id is
-//! its own or the default client id's (`cluster::ClientQuotas`, set with
-//! AlterClientQuotas), else the broker's `producer_byte_rate`.
+//! separately), kept in a `RefCell` on the shard's thread, by the key the quota names
+//! (`cluster::quotas::Applied`: the client id, or the user and client id). The quota is
+//! the user's or client id's set with AlterClientQuotas (`cluster::ClientQuotas`, by
+//! Kafka's precedence), else the broker's `producer_byte_rate`.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};

@@ -272,3 +272,54 @@ def test_sluice_user_and_acl_commands_manage_who_may_do_what(broker_factory, cer
     assert bad.returncode != 0 and "unknown operation" in bad.stderr
     cli.run("user", "delete", "carol")
     assert cli.json("user", "list")["users"] == []
+
+
+def test_quotas_by_user_throttle_that_user_whatever_its_client_id(broker_factory, certs):
+    """Issue 17, item 5: AlterClientQuotas (kafka-python's request classes) sets
+    producer_byte_rate for a user and for a user's client id; DescribeClientQuotas
+    filters by user. alice (user quota, 1 MB/s) is throttled under any client id; bob is
+    throttled only as the client id his quota names (Kafka's precedence: user + client
+    id before user before client id)."""
+    import random
+
+    from kafka.protocol.admin import AlterClientQuotasRequest
+
+    from test_admin_apis import admin_for, describe_quotas, send
+    from workload import Message
+    b = start_sasl(broker_factory, certs)
+    for u in (ALICE, BOB):
+        add_user(b.bootstrap, *u)
+    E = AlterClientQuotasRequest.EntryData
+    admin = admin_for(b)
+    try:
+        def set_rate(entity, rate):
+            op = E.OpData(key="producer_byte_rate", value=float(rate), remove=False)
+            parts = [E.EntityData(entity_type=t, entity_name=n) for t, n in entity]
+            req = AlterClientQuotasRequest(entries=[E(entity=parts, ops=[op])],
+                                           validate_only=False)
+            [entry] = send(admin, req).entries
+            return entry.error_code
+        assert set_rate([("user", "alice")], 1_000_000) == 0
+        assert set_rate([("user", "bob"), ("client-id", "slowbob")], 1_000_000) == 0
+        assert set_rate([("ip", "127.0.0.1")], 1_000_000) == 42, "ip quotas are refused"
+        alice_q = ((("user", "alice"),), (("producer_byte_rate", 1_000_000.0),))
+        bob_q = ((("user", "bob"), ("client-id", "slowbob")),
+                 (("producer_byte_rate", 1_000_000.0),))
+        assert describe_quotas(admin, [("user", 0, "alice")]) == [alice_q]
+        assert describe_quotas(admin, [("user", 2, None)]) == sorted([alice_q, bob_q], key=repr)
+        assert describe_quotas(admin, [("user", 2, None)], strict=True) == [alice_q]
+        assert describe_quotas(admin, [("client-id", 0, "slowbob")]) == [bob_q]
+    finally:
+        admin.close()
+    rdkafka_io.create_topic(b.bootstrap, "quota-by-user", 1)
+    rng = random.Random(5)
+    for user, client_id, throttled in ((ALICE, "any-client", True), (BOB, "fastbob", False),
+                                       (BOB, "slowbob", True)):
+        sent = [Message(i, b"k", i, rng.randbytes(1000)) for i in range(12_000)]
+        throttles = []
+        config = {**rdkafka_io.producer_config(b.bootstrap, compression_type="none"),
+                  **as_user(b, certs, user), "client.id": client_id,
+                  "throttle_cb": lambda event: throttles.append(event.throttle_time)}
+        delivered = rdkafka_io.produce_all([config], [sent], "quota-by-user", timeout=120)
+        assert len(delivered) == len(sent)
+        assert (max(throttles, default=0) > 0) == throttled, (user[0], client_id, throttles)

@@ -452,3 +452,71 @@ def test_requests_before_authentication_close_and_repeated_failures_slow_down(
     # 100 ms, then doubling: the fourth failure in a row waits 800 ms.
     assert times[0] >= 0.09 and times[3] >= 0.75, times
     b.assert_alive()
+
+
+def _sasl_v1(s: socket.socket, user: bytes, password: bytes, cid: int) -> tuple[int, int]:
+    """SaslHandshake v1 PLAIN, then SaslAuthenticate v1: (error code, session_lifetime_ms)."""
+    mech = b"PLAIN"
+    s.sendall(_frame(17, 1, cid, len(mech).to_bytes(2, "big") + mech))
+    resp = _recv_frame(s)
+    assert resp[4:6] == b"\x00\x00", resp
+    token = b"\x00" + user + b"\x00" + password
+    s.sendall(_frame(36, 1, cid + 1, len(token).to_bytes(4, "big") + token))
+    resp = _recv_frame(s)
+    code = int.from_bytes(resp[4:6], "big", signed=True)
+    pos = 6
+    msg_len = int.from_bytes(resp[pos:pos + 2], "big", signed=True)
+    pos += 2 + max(msg_len, 0)
+    pos += 4 + int.from_bytes(resp[pos:pos + 4], "big", signed=True)
+    return code, int.from_bytes(resp[pos:pos + 8], "big", signed=True)
+
+
+def _metadata_answered(s: socket.socket, cid: int) -> bool:
+    """Metadata v1 (all topics): whether an answer came (False: the broker closed)."""
+    try:
+        s.sendall(_frame(3, 1, cid, (-1).to_bytes(4, "big", signed=True)))
+        return len(_recv_frame(s)) > 4
+    except (ConnectionError, OSError):
+        return False
+
+
+def test_sessions_end_after_connections_max_reauth_ms_unless_renewed(broker_factory, certs):
+    """KIP-368: with connections_max_reauth_ms the SaslAuthenticate v1 answer names the
+    session's lifetime; a connection that does not re-authenticate is closed at its
+    first request after the end; one that re-authenticates (SaslHandshake +
+    SaslAuthenticate again, same user) goes on, and one that re-authenticates as another
+    user is closed. librdkafka re-authenticates by itself and keeps producing."""
+    b = start_sasl(broker_factory, certs, extra=("--connections-max-reauth-ms", "1500"))
+    add_user(b.bootstrap, "alice", "alice-secret", "SCRAM-SHA-512")
+    add_user(b.bootstrap, "bob", "bob-secret", "SCRAM-SHA-512")
+    with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as lapsing, \
+            socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as renewing:
+        assert _sasl_v1(lapsing, b"alice", b"alice-secret", 1) == (0, 1500)
+        assert _sasl_v1(renewing, b"alice", b"alice-secret", 1) == (0, 1500)
+        assert _metadata_answered(lapsing, 3) and _metadata_answered(renewing, 3)
+        time.sleep(1.0)
+        assert _sasl_v1(renewing, b"alice", b"alice-secret", 4) == (0, 1500)
+        time.sleep(0.8)  # past the first session's end, within the renewed one
+        assert _metadata_answered(renewing, 6), "a renewed session goes on"
+        assert not _metadata_answered(lapsing, 6), "an expired session is closed"
+    with socket.create_connection(("127.0.0.1", b.sasl_port), timeout=10) as switching:
+        assert _sasl_v1(switching, b"alice", b"alice-secret", 1)[0] == 0
+        try:
+            _sasl_v1(switching, b"bob", b"bob-secret", 3)
+            closed = not _metadata_answered(switching, 5)
+        except (ConnectionError, OSError, AssertionError):
+            closed = True
+        assert closed, "re-authenticating as another user closes the connection"
+    before = sum(b.per_shard("sluice_sasl_reauthentications_total").values())
+    conf = sasl_conf(certs, b.sasl_port, "SCRAM-SHA-512", "alice", "alice-secret", tls=False)
+    p = Producer({**conf, "linger.ms": 5})
+    sent, deadline = 0, time.monotonic() + 4
+    while time.monotonic() < deadline:
+        p.produce("reauth", b"x" * 100)
+        p.poll(0.05)
+        sent += 1
+    assert p.flush(15) == 0
+    renewed = sum(b.per_shard("sluice_sasl_reauthentications_total").values()) - before
+    assert renewed >= 2, f"librdkafka renewed its sessions {renewed} times in 4 s"
+    expired = sum(b.per_shard("sluice_sasl_sessions_expired_total").values())
+    assert expired == 1, expired  # the lapsing connection above, nothing of librdkafka's

@@ -1,12 +1,12 @@
-//! AlterClientQuotas (KIP-546): set or remove `producer_byte_rate` of a client id (or
-//! of the default client id), the byte-rate quota Sluice enforces on produce. The
-//! controller saves the quotas (`store::atomic`) and installs them on every shard
-//! before the answer. Other keys and entity types (user, ip) are refused: Sluice
-//! would not enforce them.
+//! AlterClientQuotas (KIP-546): set or remove `producer_byte_rate` of a user, a client
+//! id, or a user's client id (each named or the default), the byte-rate quota Sluice
+//! enforces on produce. The controller saves the quotas (`store::atomic`) and installs
+//! them on every shard before the answer. Other keys and the ip entity are refused:
+//! Sluice would not enforce them.
 
-use super::describe_client_quotas::{CLIENT_ID, ENTITY_TYPES};
+use super::describe_client_quotas::{CLIENT_ID, ENTITY_TYPES, USER};
 use super::*;
-use crate::cluster::QuotaChange;
+use crate::cluster::{QuotaChange, QuotaEntity};
 use kafka_protocol::messages::alter_client_quotas_request::EntryData as Asked;
 use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
 
@@ -63,23 +63,46 @@ fn invalid(text: String) -> KafkaError {
     KafkaError::new(ErrorCode::InvalidRequest, text)
 }
 
+/// The entity an entry names: a user, a client id, or both (each named or the default).
+pub(super) fn entity(asked: &[(&str, Option<String>)]) -> Result<QuotaEntity, KafkaError> {
+    let mut e = QuotaEntity {
+        user: None,
+        client_id: None,
+    };
+    for (t, name) in asked {
+        let slot = match *t {
+            USER => &mut e.user,
+            CLIENT_ID => &mut e.client_id,
+            t if ENTITY_TYPES.contains(&t) => {
+                return Err(invalid(format!(
+                    "{t} quotas are not enforced by Sluice; use user and/or client-id"
+                )))
+            }
+            t => return Err(invalid(format!("unknown entity type '{t}'"))),
+        };
+        if slot.replace(name.clone()).is_some() {
+            return Err(invalid(format!("entity type '{t}' is named twice")));
+        }
+    }
+    if e.user.is_none() && e.client_id.is_none() {
+        return Err(invalid("an entry names no entity".into()));
+    }
+    Ok(e)
+}
+
 /// The changes one entry asks for, or why it is refused.
 fn plan(asked: &Asked) -> Result<Vec<QuotaChange>, KafkaError> {
-    let [entity] = asked.entity.as_slice() else {
-        return Err(invalid(
-            "Sluice keeps quotas of a client-id entity alone; name exactly one entity".into(),
-        ));
-    };
-    let t = entity.entity_type.as_str();
-    if !ENTITY_TYPES.contains(&t) {
-        return Err(invalid(format!("unknown entity type '{t}'")));
-    }
-    if t != CLIENT_ID {
-        return Err(invalid(format!(
-            "{t} quotas are not enforced by Sluice (it has no authenticated users); use client-id"
-        )));
-    }
-    let client_id = entity.entity_name.as_ref().map(|n| n.to_string());
+    let parts: Vec<(&str, Option<String>)> = asked
+        .entity
+        .iter()
+        .map(|e| {
+            (
+                e.entity_type.as_str(),
+                e.entity_name.as_ref().map(|n| n.to_string()),
+            )
+        })
+        .collect();
+    let entity = entity(&parts)?;
     asked
         .ops
         .iter()
@@ -101,7 +124,7 @@ fn plan(asked: &Asked) -> Result<Vec<QuotaChange>, KafkaError> {
                 )));
             };
             Ok(QuotaChange {
-                client_id: client_id.clone(),
+                entity: entity.clone(),
                 producer_byte_rate: rate,
             })
         })

@@ -1,14 +1,16 @@
-//! DescribeClientQuotas (KIP-546): the client-id quotas (`cluster::ClientQuotas`)
-//! matching the filter. Sluice keeps quotas for client-id entities only (it has no
-//! authenticated users), so a filter on user or ip matches nothing.
+//! DescribeClientQuotas (KIP-546): the quotas (`cluster::ClientQuotas`) of the user,
+//! client-id and user + client-id entities matching the filter. Sluice keeps no ip
+//! quotas, so a filter on ip matches nothing.
 
 use super::*;
+use crate::cluster::QuotaEntity;
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 
 /// The entity types Kafka knows.
 pub(super) const ENTITY_TYPES: &[&str] = &["user", "client-id", "ip"];
 pub(super) const CLIENT_ID: &str = "client-id";
+pub(super) const USER: &str = "user";
 /// `match_type`: exactly the name in `match`, the default entity, any named entity.
 const MATCH_EXACT: i8 = 0;
 const MATCH_DEFAULT: i8 = 1;
@@ -31,12 +33,20 @@ pub async fn describe_client_quotas(
     let quotas = ctx.cluster.quotas();
     let entries = quotas
         .entries()
-        .filter(|(client, _)| matches(&req.components, req.strict, client.as_deref()))
-        .map(|(client, rate)| {
+        .into_iter()
+        .filter(|(e, _)| matches(&req.components, req.strict, e))
+        .map(|(e, rate)| {
+            let part = |t: &'static str, name: Option<String>| {
+                EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str(t))
+                    .with_entity_name(name.map(StrBytes::from_string))
+            };
+            let parts = [
+                e.user.map(|u| part(USER, u)),
+                e.client_id.map(|c| part(CLIENT_ID, c)),
+            ];
             EntryData::default()
-                .with_entity(vec![EntityData::default()
-                    .with_entity_type(StrBytes::from_static_str(CLIENT_ID))
-                    .with_entity_name(client.map(StrBytes::from_string))])
+                .with_entity(parts.into_iter().flatten().collect())
                 .with_values(vec![ValueData::default()
                     .with_key(StrBytes::from_static_str(PRODUCER_BYTE_RATE))
                     .with_value(rate as f64)])
@@ -72,23 +82,33 @@ fn check_filter(components: &[ComponentData]) -> Result<(), KafkaError> {
     Ok(())
 }
 
-/// Whether the client-id entity `client` (None: the default) passes the filter: every
-/// component must match it; with `strict` the filter must name no other entity type.
-fn matches(components: &[ComponentData], strict: bool, client: Option<&str>) -> bool {
-    let mut named_client_id = false;
+/// Whether the entity passes the filter: every component must match it (the entity has
+/// that component, named as asked); with `strict` it has no other component.
+fn matches(components: &[ComponentData], strict: bool, e: &QuotaEntity) -> bool {
+    let mut named = (false, false);
     for c in components {
-        if c.entity_type.as_str() != CLIENT_ID {
+        let part = match c.entity_type.as_str() {
+            USER => {
+                named.0 = true;
+                &e.user
+            }
+            CLIENT_ID => {
+                named.1 = true;
+                &e.client_id
+            }
+            _ => return false,
+        };
+        let Some(name) = part else {
             return false;
-        }
-        named_client_id = true;
+        };
         let ok = match c.match_type {
-            MATCH_EXACT => client == c._match.as_ref().map(|m| m.as_str()),
-            MATCH_DEFAULT => client.is_none(),
-            _ => client.is_some(),
+            MATCH_EXACT => name.as_deref() == c._match.as_ref().map(|m| m.as_str()),
+            MATCH_DEFAULT => name.is_none(),
+            _ => name.is_some(),
         };
         if !ok {
             return false;
         }
     }
-    named_client_id || !strict
+    !strict || ((named.0 || e.user.is_none()) && (named.1 || e.client_id.is_none()))
 }

@@ -60,6 +60,9 @@ pub struct Authenticator {
     state: State,
     /// A v0 handshake: the tokens come as raw frames, not SaslAuthenticate requests.
     raw: bool,
+    /// What a successful SaslAuthenticate v1+ tells the client its session lasts
+    /// (KIP-368); 0: no limit.
+    session_lifetime_ms: i64,
 }
 
 /// What the connection does with a frame.
@@ -86,10 +89,7 @@ fn fail(reply: Option<BytesMut>, reason: impl Into<String>) -> Step {
 
 impl Default for Authenticator {
     fn default() -> Self {
-        Authenticator {
-            state: State::Start,
-            raw: false,
-        }
+        Authenticator::with_session_lifetime(0)
     }
 }
 
@@ -102,6 +102,15 @@ fn generic_failure(m: Mech) -> String {
 }
 
 impl Authenticator {
+    /// An authenticator whose sessions last `ms` (0: forever).
+    pub fn with_session_lifetime(ms: u64) -> Authenticator {
+        Authenticator {
+            state: State::Start,
+            raw: false,
+            session_lifetime_ms: i64::try_from(ms).unwrap_or(i64::MAX),
+        }
+    }
+
     /// Handle one frame of a connection that has not authenticated yet.
     pub fn handle(&mut self, users: &ScramUsers, frame: Bytes) -> Step {
         if self.raw {
@@ -186,7 +195,10 @@ impl Authenticator {
         };
         match self.step(users, &req.auth_bytes) {
             Ok((token, user)) => {
-                let resp = SaslAuthenticateResponse::default().with_auth_bytes(token.into());
+                let mut resp = SaslAuthenticateResponse::default().with_auth_bytes(token.into());
+                if user.is_some() && version >= 1 {
+                    resp = resp.with_session_lifetime_ms(self.session_lifetime_ms);
+                }
                 match (answer(resp), user) {
                     (Ok(reply), Some(user)) => Step::Done { reply, user },
                     (Ok(reply), None) => Step::Reply(reply),
