@@ -41,16 +41,12 @@ from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 from conftest import free_ports  # noqa: E402
+from security import cpu_seconds  # noqa: E402  (perf/ is on sys.path: the script's dir)
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 TOTAL = int(os.environ.get("TOTAL", "200000"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 PARTITIONS = 2
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Broker:

@@ -13,44 +13,10 @@ use super::error::CliError;
 use super::output::{emit, Table};
 use super::Ctx;
 
-/// Kafka's codes (`ResourceType`, `PatternType`, `AclOperation`, `AclPermissionType`).
-const RESOURCES: [(i8, &str); 5] = [
-    (1, "ANY"),
-    (2, "TOPIC"),
-    (3, "GROUP"),
-    (4, "CLUSTER"),
-    (5, "TRANSACTIONAL_ID"),
-];
-const PATTERNS: [(i8, &str); 4] = [(1, "ANY"), (2, "MATCH"), (3, "LITERAL"), (4, "PREFIXED")];
-const OPERATIONS: [(i8, &str); 12] = [
-    (1, "ANY"),
-    (2, "ALL"),
-    (3, "READ"),
-    (4, "WRITE"),
-    (5, "CREATE"),
-    (6, "DELETE"),
-    (7, "ALTER"),
-    (8, "DESCRIBE"),
-    (9, "CLUSTER_ACTION"),
-    (10, "DESCRIBE_CONFIGS"),
-    (11, "ALTER_CONFIGS"),
-    (12, "IDEMPOTENT_WRITE"),
-];
+use crate::kafka::acl::{code, name, op, pattern, permission, resource};
 
-fn name_of(table: &[(i8, &'static str)], code: i8) -> &'static str {
-    table
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map_or("UNKNOWN", |(_, n)| n)
-}
-
-fn operation(name: &str) -> Result<i8, CliError> {
-    let up = name.trim().to_uppercase().replace('-', "_");
-    OPERATIONS
-        .iter()
-        .find(|(_, n)| *n == up)
-        .map(|(c, _)| *c)
-        .ok_or_else(|| CliError::usage(format!("unknown operation {name:?}")))
+fn operation(text: &str) -> Result<i8, CliError> {
+    code(op::NAMES, text).ok_or_else(|| CliError::usage(format!("unknown operation {text:?}")))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -80,15 +46,22 @@ impl Resource {
     /// (resource type, name, pattern), or None when none is named.
     fn spec(&self) -> Result<Option<(i8, String, i8)>, CliError> {
         let named: Vec<(i8, String)> = [
-            self.topic.clone().map(|n| (2, n)),
-            self.group.clone().map(|n| (3, n)),
-            self.transactional_id.clone().map(|n| (5, n)),
-            self.cluster.then(|| (4, "kafka-cluster".to_string())),
+            self.topic.clone().map(|n| (resource::TOPIC, n)),
+            self.group.clone().map(|n| (resource::GROUP, n)),
+            self.transactional_id
+                .clone()
+                .map(|n| (resource::TRANSACTIONAL_ID, n)),
+            self.cluster
+                .then(|| (resource::CLUSTER, "kafka-cluster".to_string())),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let pattern = if self.prefixed { 4 } else { 3 };
+        let pattern = if self.prefixed {
+            pattern::PREFIXED
+        } else {
+            pattern::LITERAL
+        };
         match named.as_slice() {
             [] => Ok(None),
             [(t, n)] => Ok(Some((*t, n.clone(), pattern))),
@@ -156,12 +129,20 @@ pub fn run(ctx: &Ctx, cmd: AclCmd) -> Result<(), CliError> {
     }
 }
 
-fn acl_json(rt: i8, name: &str, pat: i8, who: &str, host: &str, op: i8, perm: i8) -> Value {
+fn acl_json(
+    rt: i8,
+    resource_name: &str,
+    pat: i8,
+    who: &str,
+    host: &str,
+    operation: i8,
+    perm: i8,
+) -> Value {
     json!({
-        "resource_type": name_of(&RESOURCES, rt), "name": name,
-        "pattern": name_of(&PATTERNS, pat), "principal": who, "host": host,
-        "operation": name_of(&OPERATIONS, op),
-        "permission": if perm == 2 { "DENY" } else if perm == 3 { "ALLOW" } else { "ANY" },
+        "resource_type": name(resource::NAMES, rt), "name": resource_name,
+        "pattern": name(pattern::NAMES, pat), "principal": who, "host": host,
+        "operation": name(op::NAMES, operation),
+        "permission": name(permission::NAMES, perm),
     })
 }
 
@@ -197,8 +178,8 @@ fn table(acls: &[Value]) -> String {
 
 fn list(ctx: &Ctx, r: &Resource, principal: Option<String>) -> Result<(), CliError> {
     let (rt, name, pat) = match r.spec()? {
-        Some((t, n, p)) => (t, Some(s(n)), if r.prefixed { p } else { 2 }),
-        None => (1, None, 1),
+        Some((t, n, p)) => (t, Some(s(n)), if r.prefixed { p } else { pattern::MATCH }),
+        None => (resource::ANY, None, pattern::ANY),
     };
     let req = DescribeAclsRequest::default()
         .with_resource_type_filter(rt)
@@ -206,8 +187,8 @@ fn list(ctx: &Ctx, r: &Resource, principal: Option<String>) -> Result<(), CliErr
         .with_pattern_type_filter(pat)
         .with_principal_filter(principal.map(s))
         .with_host_filter(None)
-        .with_operation(1)
-        .with_permission_type(1);
+        .with_operation(op::ANY)
+        .with_permission_type(permission::ANY);
     let mut c = ctx.client()?;
     let resp = c.controller()?.call(&req, 3)?;
     if let Some(e) = CliError::kafka_opt(resp.error_code, resp.error_message.as_deref(), "ACLs") {
@@ -246,8 +227,8 @@ fn create(
         CliError::usage("name the resource: --topic, --group, --transactional-id or --cluster")
     })?;
     let perm = match permission {
-        Permission::Allow => 3,
-        Permission::Deny => 2,
+        Permission::Allow => permission::ALLOW,
+        Permission::Deny => permission::DENY,
     };
     let creations = ops
         .iter()
@@ -287,7 +268,7 @@ fn delete(
 ) -> Result<(), CliError> {
     let (rt, name, pat) = match r.spec()? {
         Some((t, n, p)) => (t, Some(s(n)), p),
-        None => (1, None, 1),
+        None => (resource::ANY, None, pattern::ANY),
     };
     let filter = DeleteAclsFilter::default()
         .with_resource_type_filter(rt)
@@ -295,8 +276,8 @@ fn delete(
         .with_pattern_type_filter(pat)
         .with_principal_filter(principal.map(s))
         .with_host_filter(None)
-        .with_operation(op.as_deref().map_or(Ok(1), operation)?)
-        .with_permission_type(1);
+        .with_operation(op.as_deref().map_or(Ok(op::ANY), operation)?)
+        .with_permission_type(permission::ANY);
     let mut c = ctx.client()?;
     let resp = c
         .controller()?

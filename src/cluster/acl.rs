@@ -16,45 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-/// Kafka's `ResourceType` codes.
-pub mod resource {
-    pub const ANY: i8 = 1;
-    pub const TOPIC: i8 = 2;
-    pub const GROUP: i8 = 3;
-    pub const CLUSTER: i8 = 4;
-    pub const TRANSACTIONAL_ID: i8 = 5;
-}
-
-/// Kafka's `PatternType` codes.
-pub mod pattern {
-    pub const ANY: i8 = 1;
-    pub const MATCH: i8 = 2;
-    pub const LITERAL: i8 = 3;
-    pub const PREFIXED: i8 = 4;
-}
-
-/// Kafka's `AclOperation` codes.
-pub mod op {
-    pub const ANY: i8 = 1;
-    pub const ALL: i8 = 2;
-    pub const READ: i8 = 3;
-    pub const WRITE: i8 = 4;
-    pub const CREATE: i8 = 5;
-    pub const DELETE: i8 = 6;
-    pub const ALTER: i8 = 7;
-    pub const DESCRIBE: i8 = 8;
-    pub const CLUSTER_ACTION: i8 = 9;
-    pub const DESCRIBE_CONFIGS: i8 = 10;
-    pub const ALTER_CONFIGS: i8 = 11;
-    pub const IDEMPOTENT_WRITE: i8 = 12;
-}
-
-/// Kafka's `AclPermissionType` codes.
-pub mod permission {
-    pub const ANY: i8 = 1;
-    pub const DENY: i8 = 2;
-    pub const ALLOW: i8 = 3;
-}
+pub use crate::kafka::acl::{op, pattern, permission, resource};
 
 /// The one name the cluster resource has.
 pub const CLUSTER_NAME: &str = "kafka-cluster";

@@ -170,8 +170,15 @@ impl Controller {
             .await
             .map_err(|e| KafkaError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
         info!(?changes, "client quotas changed");
-        let next = Arc::new(next);
-        for r in self.cluster.mesh.call_all(InstallQuotas(next)).await {
+        self.install_everywhere(InstallQuotas(Arc::new(next))).await
+    }
+
+    /// Send a snapshot to every shard's `Cluster` and wait until all have it.
+    async fn install_everywhere<M>(&self, msg: M) -> Result<(), KafkaError>
+    where
+        M: crate::runtime::Message<Service = Cluster, Reply = ()> + Clone,
+    {
+        for r in self.cluster.mesh.call_all(msg).await {
             if r.is_err() {
                 return Err(KafkaError::new(
                     ErrorCode::UnknownServerError,
@@ -221,16 +228,8 @@ impl Controller {
             })
             .collect();
         info!(?users, "SCRAM credentials changed");
-        for r in self
-            .cluster
-            .mesh
-            .call_all(InstallScram(Arc::new(next)))
-            .await
-        {
-            if r.is_err() {
-                results = failed("broker is shutting down".into());
-                break;
-            }
+        if let Err(e) = self.install_everywhere(InstallScram(Arc::new(next))).await {
+            results = failed(e.message);
         }
         results
     }
@@ -250,19 +249,7 @@ impl Controller {
             .await
             .map_err(|e| KafkaError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
         info!(?change, acls = next.len(), "ACLs changed");
-        for r in self
-            .cluster
-            .mesh
-            .call_all(InstallAcls(Arc::new(next)))
-            .await
-        {
-            if r.is_err() {
-                return Err(KafkaError::new(
-                    ErrorCode::UnknownServerError,
-                    "broker is shutting down",
-                ));
-            }
-        }
+        self.install_everywhere(InstallAcls(Arc::new(next))).await?;
         Ok(removed)
     }
 

@@ -12,7 +12,7 @@
 //! user + default client, default user, client id, default client id.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -77,8 +77,57 @@ pub struct ClientQuotas {
     /// request, without allocating), and the default client id's.
     by_client: HashMap<String, u64>,
     default_client: Option<u64>,
-    /// Entities with a user component.
-    with_user: BTreeMap<QuotaEntity, u64>,
+    /// Entities with a user component: a named user's, the default user's.
+    users: HashMap<String, UserQuotas>,
+    default_user: UserQuotas,
+}
+
+/// The quotas of one user component (a named user or the default user), looked up by
+/// `&str` without allocating.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct UserQuotas {
+    /// The user alone.
+    alone: Option<u64>,
+    /// The user with the default client id.
+    default_client: Option<u64>,
+    /// The user with a named client id.
+    clients: HashMap<String, u64>,
+}
+
+impl UserQuotas {
+    fn is_empty(&self) -> bool {
+        self.alone.is_none() && self.default_client.is_none() && self.clients.is_empty()
+    }
+
+    /// The most specific of its quotas for `client_id`, and whether it names a client.
+    fn rate(&self, client_id: &str) -> Option<(u64, bool)> {
+        let with_client = self.clients.get(client_id).copied().or(self.default_client);
+        with_client
+            .map(|r| (r, true))
+            .or(self.alone.map(|r| (r, false)))
+    }
+
+    fn slot(&mut self, client_id: &Option<Option<String>>) -> Option<&mut Option<u64>> {
+        match client_id {
+            None => Some(&mut self.alone),
+            Some(None) => Some(&mut self.default_client),
+            Some(Some(_)) => None,
+        }
+    }
+
+    fn entries(&self, user: Option<String>) -> impl Iterator<Item = (QuotaEntity, u64)> + '_ {
+        let entity = move |client_id| QuotaEntity {
+            user: Some(user.clone()),
+            client_id,
+        };
+        let named = self
+            .clients
+            .iter()
+            .map(move |(c, r)| (Some(Some(c.clone())), *r));
+        let fixed = [(None, self.alone), (Some(None), self.default_client)];
+        let fixed = fixed.into_iter().filter_map(|(c, r)| Some((c, r?)));
+        fixed.chain(named).map(move |(c, r)| (entity(c), r))
+    }
 }
 
 pub fn quotas_path(data_dir: &Path) -> PathBuf {
@@ -118,16 +167,17 @@ impl ClientQuotas {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_client.is_empty() && self.default_client.is_none() && self.with_user.is_empty()
+        self.by_client.is_empty()
+            && self.default_client.is_none()
+            && self.users.is_empty()
+            && self.default_user.is_empty()
     }
 
     /// The quota of a connection of `user` (the principal's name) with `client_id`, by
     /// Kafka's precedence (module doc); None: none is set (the broker-wide setting).
     pub fn producer_byte_rate<'a>(&self, user: &str, client_id: &'a str) -> Option<Applied<'a>> {
-        if !self.with_user.is_empty() {
-            if let Some(a) = self.user_rate(user, client_id) {
-                return Some(a);
-            }
+        if let Some(a) = self.user_rate(user, client_id) {
+            return Some(a);
         }
         let rate = self
             .by_client
@@ -140,28 +190,17 @@ impl ClientQuotas {
         })
     }
 
+    /// A named user's quotas, then the default user's (Kafka's precedence, 1–6).
     fn user_rate(&self, user: &str, client_id: &str) -> Option<Applied<'static>> {
-        let (u, c) = (Some(user.to_string()), Some(client_id.to_string()));
-        let order = [
-            (Some(u.clone()), Some(c.clone())),
-            (Some(u.clone()), Some(None)),
-            (Some(u), None),
-            (Some(None), Some(c)),
-            (Some(None), Some(None)),
-            (Some(None), None),
-        ];
-        order.into_iter().find_map(|(user_part, client_part)| {
-            let with_client = client_part.is_some();
-            let entity = QuotaEntity {
-                user: user_part,
-                client_id: client_part,
-            };
-            let rate = *self.with_user.get(&entity)?;
-            let client = if with_client { client_id } else { "" };
-            Some(Applied {
-                bytes_per_s: rate,
-                key: Cow::Owned(format!("\u{1}{user}\u{0}{client}")),
-            })
+        let (rate, with_client) = self
+            .users
+            .get(user)
+            .and_then(|u| u.rate(client_id))
+            .or_else(|| self.default_user.rate(client_id))?;
+        let client = if with_client { client_id } else { "" };
+        Some(Applied {
+            bytes_per_s: rate,
+            key: Cow::Owned(format!("\u{1}{user}\u{0}{client}")),
         })
     }
 
@@ -172,7 +211,11 @@ impl ClientQuotas {
             .iter()
             .map(|(c, r)| (QuotaEntity::client(Some(c.clone())), *r));
         let default = self.default_client.map(|r| (QuotaEntity::client(None), r));
-        let users = self.with_user.iter().map(|(e, r)| (e.clone(), *r));
+        let named = self
+            .users
+            .iter()
+            .flat_map(|(u, q)| q.entries(Some(u.clone())));
+        let users = named.chain(self.default_user.entries(None));
         let mut all: Vec<_> = clients.chain(default).chain(users).collect();
         all.sort();
         all
@@ -209,14 +252,37 @@ impl ClientQuotas {
                 user: None,
                 client_id: None,
             } => {}
-            e => match rate {
+            QuotaEntity {
+                user: Some(user),
+                client_id,
+            } => self.apply_user(user, client_id, rate),
+        }
+    }
+
+    fn apply_user(
+        &mut self,
+        user: &Option<String>,
+        client_id: &Option<Option<String>>,
+        rate: Option<u64>,
+    ) {
+        let q = match user {
+            Some(u) => self.users.entry(u.clone()).or_default(),
+            None => &mut self.default_user,
+        };
+        match (q.slot(client_id), client_id) {
+            (Some(slot), _) => *slot = rate,
+            (None, Some(Some(c))) => match rate {
                 Some(r) => {
-                    self.with_user.insert(e.clone(), r);
+                    q.clients.insert(c.clone(), r);
                 }
                 None => {
-                    self.with_user.remove(e);
+                    q.clients.remove(c);
                 }
             },
+            (None, _) => {}
+        }
+        if let Some(u) = user.as_ref().filter(|_| q.is_empty()) {
+            self.users.remove(u);
         }
     }
 }

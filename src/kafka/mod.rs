@@ -11,6 +11,7 @@
 //! `kafka/` imports nothing from the rest of the crate, so any part may use it without
 //! creating a cycle.
 
+pub mod acl;
 pub mod dlq;
 mod error;
 mod error_code;

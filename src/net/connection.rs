@@ -58,6 +58,7 @@ pub async fn run(net: Rc<Net>, mut stream: TcpStream, listener: usize) {
     let _ = stream.set_nodelay(true);
     let conn = protocol::Conn {
         peer: peer.map(|a| a.ip()),
+        host: peer.map_or_else(String::new, |a| a.ip().to_string()).into(),
         listener,
         principal: ANONYMOUS.into(),
     };

@@ -23,16 +23,12 @@ pub const NOT_REQUESTED: i32 = i32::MIN;
 pub struct Authz<'a> {
     cluster: &'a Cluster,
     principal: &'a str,
-    /// The client's address as ACL hosts name it; empty without an authorizer.
-    host: String,
+    /// The client's address as ACL hosts name it.
+    host: &'a str,
 }
 
 impl<'a> Authz<'a> {
-    pub fn new(cluster: &'a Cluster, principal: &'a str, peer: Option<std::net::IpAddr>) -> Self {
-        let host = match (cluster.has_authorizer(), peer) {
-            (true, Some(ip)) => ip.to_string(),
-            _ => String::new(),
-        };
+    pub fn new(cluster: &'a Cluster, principal: &'a str, host: &'a str) -> Self {
         Authz {
             cluster,
             principal,
@@ -43,7 +39,7 @@ impl<'a> Authz<'a> {
     fn who(&self) -> Principal<'_> {
         Principal {
             name: self.principal,
-            host: &self.host,
+            host: self.host,
         }
     }
 
@@ -105,7 +101,11 @@ impl<'a> Authz<'a> {
         }
         Err(KafkaError::new(
             code,
-            format!("{} may not {} {name}", self.principal, op_name(operation)),
+            format!(
+                "{} may not {} {name}",
+                self.principal,
+                crate::kafka::acl::name(op::NAMES, operation)
+            ),
         ))
     }
 
@@ -137,23 +137,6 @@ fn bits(resource_type: i8, allowed: impl Fn(i8) -> bool) -> i32 {
         .iter()
         .filter(|&&o| allowed(o))
         .fold(0, |bits, &o| bits | (1 << o))
-}
-
-/// The operation's name as Kafka's messages write it.
-fn op_name(o: i8) -> &'static str {
-    match o {
-        op::READ => "READ",
-        op::WRITE => "WRITE",
-        op::CREATE => "CREATE",
-        op::DELETE => "DELETE",
-        op::ALTER => "ALTER",
-        op::DESCRIBE => "DESCRIBE",
-        op::CLUSTER_ACTION => "CLUSTER_ACTION",
-        op::DESCRIBE_CONFIGS => "DESCRIBE_CONFIGS",
-        op::ALTER_CONFIGS => "ALTER_CONFIGS",
-        op::IDEMPOTENT_WRITE => "IDEMPOTENT_WRITE",
-        _ => "do that to",
-    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ pub async fn handle(
         listener: conn.listener,
         throttle_time_ms,
         principal: conn.principal.clone(),
+        host: conn.host.clone(),
     };
     let out = dispatch(ctx, &request, &mut frame).await?;
     if frame.has_remaining() {
@@ -93,8 +94,9 @@ pub struct Request {
     /// Index in `BrokerConfig::endpoints` of the listener the request came in on.
     pub listener: usize,
     pub throttle_time_ms: i32,
-    /// The connection's principal (`Conn::principal`).
+    /// The connection's principal and its address as ACL hosts name it (`Conn`).
     pub principal: std::rc::Rc<str>,
+    pub host: std::rc::Rc<str>,
 }
 
 /// What a connection tells every request it carries.
@@ -108,6 +110,8 @@ pub struct Conn {
     /// Who authenticated (Kafka's principal, `User:<name>`); `User:ANONYMOUS` on a
     /// listener without SASL.
     pub principal: std::rc::Rc<str>,
+    /// `peer` as ACL hosts name it ("127.0.0.1"), made once per connection.
+    pub host: std::rc::Rc<str>,
 }
 
 impl Request {
@@ -122,38 +126,17 @@ impl Request {
 /// Decode the body, call the API's handler, encode its response.
 async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply, ProtocolError> {
     let (key, v, cid) = (r.key, r.version, r.correlation_id);
-    let az = &authorized::Authz::new(&ctx.cluster, &r.principal, r.peer);
+    let az = &authorized::Authz::new(&ctx.cluster, &r.principal, &r.host);
+    // Every handler gets the shard's context, the request's authorization, the request
+    // and its version, then what else it names: the listener or the client.
     macro_rules! call {
-        ($handler:expr) => {{
+        ($handler:expr, with az $(, $extra:ident)?) => {{
             let req = decode(key, body, v)?;
-            let resp = $handler(ctx, req, v).await;
+            let resp = $handler(ctx, az, req, v $(, call!(@ $extra))?).await;
             Reply::Frame(encode_frame(key, v, cid, &resp)?)
         }};
-        ($handler:expr, with listener) => {{
-            let req = decode(key, body, v)?;
-            let resp = $handler(ctx, req, v, r.listener).await;
-            Reply::Frame(encode_frame(key, v, cid, &resp)?)
-        }};
-        ($handler:expr, with client) => {{
-            let req = decode(key, body, v)?;
-            let resp = $handler(ctx, req, v, r.client()).await;
-            Reply::Frame(encode_frame(key, v, cid, &resp)?)
-        }};
-        ($handler:expr, with az) => {{
-            let req = decode(key, body, v)?;
-            let resp = $handler(ctx, az, req, v).await;
-            Reply::Frame(encode_frame(key, v, cid, &resp)?)
-        }};
-        ($handler:expr, with az, listener) => {{
-            let req = decode(key, body, v)?;
-            let resp = $handler(ctx, az, req, v, r.listener).await;
-            Reply::Frame(encode_frame(key, v, cid, &resp)?)
-        }};
-        ($handler:expr, with az, client) => {{
-            let req = decode(key, body, v)?;
-            let resp = $handler(ctx, az, req, v, r.client()).await;
-            Reply::Frame(encode_frame(key, v, cid, &resp)?)
-        }};
+        (@ listener) => { r.listener };
+        (@ client) => { r.client() };
     }
     Ok(match key {
         ApiKey::ApiVersions => {
@@ -262,6 +245,7 @@ mod tests {
             listener: 0,
             throttle_time_ms: 0,
             principal: "User:ANONYMOUS".into(),
+            host: "".into(),
         }
     }
 

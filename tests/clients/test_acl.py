@@ -181,6 +181,7 @@ def test_acls_are_described_deleted_at_once_on_every_shard_and_survive_a_restart
     for t in topics:
         rdkafka_io.create_topic(b.bootstrap, t, 2)
     kp = KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=T * 1000)
+    kp.list_topics()  # kafka-python answers NodeNotReadyError until it has metadata
     acl = ACL("User:alice", "*", ACLOperation.WRITE, ACLPermissionType.ALLOW,
               ResourcePattern(KpResource.TOPIC, "feed-", KpPattern.PREFIXED))
     result = kp.create_acls([acl])
@@ -201,6 +202,9 @@ def test_acls_are_described_deleted_at_once_on_every_shard_and_survive_a_restart
     b.restart(kill=True)
     assert described() == want, "the ACLs are durable"
 
+    kp.close()
+    kp = KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=T * 1000)
+    kp.list_topics()
     gone = kp.delete_acls([ACLFilter("User:alice", None, ACLOperation.ANY,
                                      ACLPermissionType.ANY,
                                      ResourcePatternFilter(KpResource.ANY, None, KpPattern.ANY))])

@@ -128,15 +128,15 @@ pub async fn describe_configs(
             let res = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let configs = match r.resource_type {
-                _ if denied.is_some() => Err(denied.expect("checked")),
-                t if group_configs::is_group(t) => groups.next().unwrap_or_else(|| {
+            let configs = match (denied, r.resource_type) {
+                (Some(e), _) => Err(e),
+                (None, t) if group_configs::is_group(t) => groups.next().unwrap_or_else(|| {
                     Err(KafkaError::new(
                         ErrorCode::UnknownServerError,
                         "missing result",
                     ))
                 }),
-                RESOURCE_TOPIC => match reg.topic(r.resource_name.as_str()) {
+                (None, RESOURCE_TOPIC) => match reg.topic(r.resource_name.as_str()) {
                     Some(t) => Ok(TopicConfigDefaults::describe(&t.log_config, &t.overrides)
                         .into_iter()
                         .map(|(k, v)| {
@@ -153,7 +153,7 @@ pub async fn describe_configs(
                         "unknown topic",
                     )),
                 },
-                RESOURCE_BROKER => {
+                (None, RESOURCE_BROKER) => {
                     if r.resource_name.as_str().is_empty()
                         || r.resource_name.as_str() == NODE_ID.to_string()
                     {
@@ -165,7 +165,7 @@ pub async fn describe_configs(
                         ))
                     }
                 }
-                t => Err(KafkaError::new(
+                (None, t) => Err(KafkaError::new(
                     ErrorCode::InvalidRequest,
                     format!("resource type {t} is not supported"),
                 )),

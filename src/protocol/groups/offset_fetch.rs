@@ -20,17 +20,16 @@ async fn fetch_one(
     let mut fetched = on_group_as(ctx, az, DESCRIBE, &group, msg).await?;
     // A topic the principal may not DESCRIBE shows no offset: TOPIC_AUTHORIZATION_FAILED
     // on each partition asked, nothing when all were asked (Kafka's rule).
-    if all_topics {
-        fetched.retain(|(t, _)| az.topic(t, DESCRIBE).is_ok());
-    }
-    for (t, ps) in fetched.iter_mut() {
-        if az.topic(t, DESCRIBE).is_err() {
-            for p in ps.iter_mut() {
-                (p.offset, p.leader_epoch, p.metadata) = (-1, -1, Some(String::new()));
-                p.error = ErrorCode::TopicAuthorizationFailed;
-            }
+    fetched.retain_mut(|(t, ps)| {
+        if az.topic(t, DESCRIBE).is_ok() {
+            return true;
         }
-    }
+        for p in ps.iter_mut() {
+            (p.offset, p.leader_epoch, p.metadata) = (-1, -1, Some(String::new()));
+            p.error = ErrorCode::TopicAuthorizationFailed;
+        }
+        !all_topics
+    });
     Ok(fetched)
 }
 
