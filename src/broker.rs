@@ -35,8 +35,8 @@ pub struct ShardInit {
     pub txns: txn::store::Recovered,
     pub share_configs: share::configs::Recovered,
     pub shares: crate::partition::share::store::Recovered,
-    /// The TLS side of the TLS listeners (`net::tls::server_config`), when any.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS side of the TLS listeners (`net::certs`), when any.
+    pub tls: Option<Arc<crate::net::certs::TlsSource>>,
     /// The SCRAM credentials (`cluster::scram`), loaded at start.
     pub scram: Arc<crate::cluster::ScramUsers>,
     /// The ACLs (`cluster::acl`), loaded at start.
@@ -99,7 +99,7 @@ impl Broker {
     fn build(
         ctx: ShardContext,
         config: Arc<BrokerConfig>,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<Arc<crate::net::certs::TlsSource>>,
     ) -> Broker {
         let (id, count, mesh) = (ctx.id, ctx.count, ctx.mesh.clone());
         let metrics = Rc::new(ShardMetrics::new(id.0));

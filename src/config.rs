@@ -11,7 +11,9 @@ use serde::Deserialize;
 use crate::log::FlushPolicy;
 
 pub mod listeners;
+pub mod principal;
 pub use listeners::{Listener, SecurityProtocol, TlsFiles};
+pub use principal::PrincipalRules;
 
 /// Everything `sluice serve` can be told. Field names are the TOML keys.
 #[derive(Clone, Debug)]
@@ -74,6 +76,14 @@ pub struct BrokerConfig {
     pub tls_client_ca_file: Option<PathBuf>,
     /// A TLS handshake not done within this long closes the connection.
     pub tls_handshake_timeout_ms: u64,
+    /// How often the TLS files are checked for a change (a changed certificate, key or
+    /// CA bundle is loaded for the handshakes that follow; SIGHUP checks at once); 0: never.
+    pub tls_reload_interval_ms: u64,
+    /// Kafka's `ssl.principal.mapping.rules`: the principal of a client certificate on
+    /// an SSL listener, from its subject (`principal`); unset, `DEFAULT`.
+    pub ssl_principal_mapping_rules: Option<String>,
+    /// The rules above, parsed (`validate`).
+    pub principal_rules: PrincipalRules,
     /// Check every request against the ACLs (Kafka's `authorizer.class.name` set to
     /// its StandardAuthorizer).
     pub authorizer: bool,
@@ -126,6 +136,9 @@ impl Default for BrokerConfig {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_handshake_timeout_ms: 10_000,
+            tls_reload_interval_ms: 30_000,
+            ssl_principal_mapping_rules: None,
+            principal_rules: PrincipalRules::default(),
             authorizer: false,
             super_users: String::new(),
             allow_everyone_if_no_acl_found: false,
@@ -265,6 +278,14 @@ pub struct ServeArgs {
     /// A TLS handshake not finished within this long (ms) closes the connection. Default 10000.
     #[arg(long, env = "SLUICE_TLS_HANDSHAKE_TIMEOUT_MS")]
     pub tls_handshake_timeout_ms: Option<u64>,
+    /// How often (ms) the TLS files are checked for a change, loaded for new handshakes
+    /// when changed (SIGHUP checks at once); 0: never. Default 30000.
+    #[arg(long, env = "SLUICE_TLS_RELOAD_INTERVAL_MS")]
+    pub tls_reload_interval_ms: Option<u64>,
+    /// Principal of a client certificate on an SSL listener, from its subject (Kafka's
+    /// ssl.principal.mapping.rules), e.g. "RULE:^CN=([^,]*).*$/$1/,DEFAULT". Default DEFAULT.
+    #[arg(long, env = "SLUICE_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: Option<String>,
     /// Check every request against the ACLs (CreateAcls, `sluice acl`); unauthorized
     /// requests get Kafka's *_AUTHORIZATION_FAILED codes. Default false.
     #[arg(long, env = "SLUICE_AUTHORIZER")]
@@ -318,6 +339,8 @@ struct FileConfig {
     tls_key_file: Option<PathBuf>,
     tls_client_ca_file: Option<PathBuf>,
     tls_handshake_timeout_ms: Option<u64>,
+    tls_reload_interval_ms: Option<u64>,
+    ssl_principal_mapping_rules: Option<String>,
     authorizer: Option<bool>,
     super_users: Option<String>,
     allow_everyone_if_no_acl_found: Option<bool>,
@@ -360,6 +383,7 @@ macro_rules! plain_settings {
             cleaner_io_bytes_per_sec,
             cleaner_backoff_ms,
             tls_handshake_timeout_ms,
+            tls_reload_interval_ms,
             authorizer,
             super_users,
             allow_everyone_if_no_acl_found,
@@ -377,7 +401,8 @@ macro_rules! optional_settings {
             listener_security_protocol_map,
             tls_cert_file,
             tls_key_file,
-            tls_client_ca_file
+            tls_client_ca_file,
+            ssl_principal_mapping_rules
         )
     };
 }
@@ -481,6 +506,9 @@ impl BrokerConfig {
                 "advertised_listener must be HOST:PORT, got {}",
                 self.advertised_listener
             ));
+        }
+        if let Some(spec) = &self.ssl_principal_mapping_rules {
+            self.principal_rules = PrincipalRules::parse(spec)?;
         }
         self.resolve_listeners()
     }

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use futures_channel::oneshot;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::broker::{shard_main, ShardInit};
 use crate::cluster::{
@@ -13,13 +13,14 @@ use crate::cluster::{
     TopicConfigDefaults,
 };
 use crate::config::BrokerConfig;
+use crate::net::certs::TlsSource;
 use crate::runtime::{self, RuntimeSpec};
 use crate::store::atomic as store;
 
 /// Run the broker until a signal stops it. Errors name what went wrong (and which file).
 pub fn serve(config: BrokerConfig) -> Result<(), String> {
     let running = start(config)?;
-    spawn_signal_thread(running.stopper())?;
+    spawn_signal_thread(running.stopper(), running.tls.clone())?;
     running.join()
 }
 
@@ -27,6 +28,8 @@ pub fn serve(config: BrokerConfig) -> Result<(), String> {
 pub struct Running {
     stopper: Stopper,
     shards: std::thread::JoinHandle<Result<(), String>>,
+    /// The TLS configuration of the TLS listeners, when any (reloaded at SIGHUP).
+    tls: Option<Arc<TlsSource>>,
     /// Held for as long as the broker runs.
     _lock: File,
 }
@@ -88,10 +91,13 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     let scram = load_scram(&config)?;
     let acls = load_acls(&config)?;
     let tls = if config.endpoints.iter().any(|l| l.protocol.tls()) {
-        Some(crate::net::tls::server_config(&config.tls_files())?)
+        Some(TlsSource::load(&config.tls_files())?)
     } else {
         None
     };
+    if let Some(source) = &tls {
+        spawn_tls_watch(source, config.tls_reload_interval_ms)?;
+    }
     info!(
         data_dir = %config.data_dir.display(),
         topics = registry.topics.len(),
@@ -146,6 +152,7 @@ pub fn start(config: BrokerConfig) -> Result<Running, String> {
     Ok(Running {
         stopper: Stopper(Arc::new(std::sync::Mutex::new(senders))),
         shards,
+        tls,
         _lock: lock,
     })
 }
@@ -216,14 +223,26 @@ fn lock_data_dir(config: &BrokerConfig) -> Result<File, String> {
     Ok(f)
 }
 
-fn spawn_signal_thread(stopper: Stopper) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+/// SIGINT and SIGTERM stop the broker (a second one at once); SIGHUP loads changed TLS
+/// files.
+fn spawn_signal_thread(stopper: Stopper, tls: Option<Arc<TlsSource>>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut stops = signals.forever().filter(|&sig| {
+                if sig != SIGHUP {
+                    return true;
+                }
+                match &tls {
+                    Some(source) => reload_tls(source, "SIGHUP"),
+                    None => info!("SIGHUP: no TLS listener, nothing to reload"),
+                }
+                false
+            });
+            if let Some(sig) = stops.next() {
                 info!(
                     signal = sig,
                     "shutting down: finishing in-flight requests and syncing logs"
@@ -231,13 +250,44 @@ fn spawn_signal_thread(stopper: Stopper) -> Result<(), String> {
                 stopper.stop();
             }
             // A second signal means "now".
-            if signals.forever().next().is_some() {
+            if stops.next().is_some() {
                 warn!("second signal: exiting at once");
                 std::process::exit(130);
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     Ok(())
+}
+
+/// Look for changed TLS files every `interval_ms` (0: never), for as long as a shard
+/// holds the configuration.
+fn spawn_tls_watch(source: &Arc<TlsSource>, interval_ms: u64) -> Result<(), String> {
+    if interval_ms == 0 {
+        return Ok(());
+    }
+    let source = Arc::downgrade(source);
+    std::thread::Builder::new()
+        .name("tls-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(interval_ms));
+            match source.upgrade() {
+                Some(source) => reload_tls(&source, "tls_reload_interval_ms"),
+                None => return,
+            }
+        })
+        .map_err(|e| format!("cannot start the TLS file watch: {e}"))?;
+    Ok(())
+}
+
+fn reload_tls(source: &TlsSource, why: &str) {
+    match source.reload_if_changed() {
+        Ok(true) => info!(by = why, "TLS files changed: new handshakes use them"),
+        Ok(false) => {}
+        Err(e) => error!(
+            by = why,
+            "TLS files changed but do not load ({e}); keeping the previous ones"
+        ),
+    }
 }
 
 /// Raise the soft limit on open files to the hard limit: every connection takes two

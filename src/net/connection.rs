@@ -56,17 +56,19 @@ const ANONYMOUS: &str = "User:ANONYMOUS";
 pub async fn run(net: Rc<Net>, mut stream: TcpStream, listener: usize) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let conn = protocol::Conn {
+    let mut conn = protocol::Conn {
         peer: peer.map(|a| a.ip()),
         host: peer.map_or_else(String::new, |a| a.ip().to_string()).into(),
         listener,
         principal: ANONYMOUS.into(),
     };
     let tls = match &net.tls {
-        Some(config) if net.config.endpoints[listener].protocol.tls() => {
-            let limit = Duration::from_millis(net.config.tls_handshake_timeout_ms.max(1));
-            match super::tls::handshake(config, &mut stream, limit).await {
-                Ok(tls) => Some(Rc::new(std::cell::RefCell::new(tls))),
+        Some(source) if net.config.endpoints[listener].protocol.tls() => {
+            match secure(&net, source, &mut stream, listener).await {
+                Ok((tls, principal)) => {
+                    conn.principal = principal;
+                    Some(Rc::new(std::cell::RefCell::new(tls)))
+                }
                 Err(reason) => {
                     let m = &net.metrics.protocol_errors;
                     m.set(m.get() + 1);
@@ -101,6 +103,34 @@ pub async fn run(net: Rc<Net>, mut stream: TcpStream, listener: usize) {
             serve(net, stream, writer, conn).await
         }
     }
+}
+
+/// The TLS handshake of a connection to a TLS listener, and its principal: on an SSL
+/// listener, the subject of the client's certificate (mutual TLS) mapped by
+/// `ssl_principal_mapping_rules`, as in Kafka; `User:ANONYMOUS` without one. On
+/// SASL_SSL the principal is SASL's, set when the client authenticates.
+async fn secure(
+    net: &Net,
+    source: &crate::net::certs::TlsSource,
+    stream: &mut TcpStream,
+    listener: usize,
+) -> Result<(rustls::ServerConnection, Rc<str>), String> {
+    let limit = Duration::from_millis(net.config.tls_handshake_timeout_ms.max(1));
+    let tls = super::tls::handshake(&source.config(), stream, limit).await?;
+    let cert = tls.peer_certificates().and_then(|chain| chain.first());
+    let principal = match cert {
+        Some(cert) if !net.config.endpoints[listener].protocol.sasl() => {
+            let dn = super::x500::subject_name(cert)?;
+            let name = net.config.principal_rules.name(&dn).ok_or_else(|| {
+                format!(
+                    "no ssl_principal_mapping_rules rule applies to the client certificate {dn:?}"
+                )
+            })?;
+            format!("User:{name}").into()
+        }
+        _ => ANONYMOUS.into(),
+    };
+    Ok((tls, principal))
 }
 
 /// The writer's own handle on the socket: a dup of the fd, so reads and writes

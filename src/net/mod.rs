@@ -2,11 +2,13 @@
 //! set by glommio's `TcpListener::bind`); a connection lives on the net that
 //! accepted it, which owns its framing, its response queue and its socket.
 
+pub mod certs;
 mod connection;
 pub mod credit;
 pub mod quota;
 mod send;
 pub mod tls;
+mod x500;
 
 pub use credit::CreditPool;
 pub use quota::ProduceQuotas;
@@ -43,8 +45,8 @@ pub struct Net {
     pub connections: Cell<usize>,
     /// What requests are handed to.
     pub protocol: Rc<crate::protocol::Context>,
-    /// The TLS side of the SSL and SASL_SSL listeners (`tls::server_config`), when any.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS side of the SSL and SASL_SSL listeners (`certs`), when any.
+    pub tls: Option<Arc<certs::TlsSource>>,
     /// Recent SASL failures by address (count, last): repeated ones are answered slower.
     pub auth_failures: RefCell<HashMap<IpAddr, (u32, Instant)>>,
 }

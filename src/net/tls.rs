@@ -12,7 +12,6 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,13 +20,9 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ServerConfig, ServerConnection};
 
 use super::send::{pread, SendStats};
-use crate::config::TlsFiles;
 use crate::protocol::Part;
 
 /// Plaintext bytes encrypted before the records are written to the socket: bounds what
@@ -35,49 +30,6 @@ use crate::protocol::Part;
 const CHUNK: usize = 64 * 1024;
 /// Ciphertext read from the socket at once.
 const READ_BYTES: usize = 32 * 1024;
-
-/// The server side of every TLS listener, from the PEM files (read once, at start).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
-    let (Some(cert), Some(key)) = (&files.cert, &files.key) else {
-        return Err("TLS needs tls_cert_file and tls_key_file".into());
-    };
-    let certs = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("tls_key_file {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS: {e}"))?;
-    let builder = match &files.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in read_certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("tls_client_ca_file {}: {e}", ca.display()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("tls_client_ca_file {}: {e}", ca.display()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls_cert_file {}: {e}", cert.display()))?;
-    Ok(Arc::new(config))
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(certs)
-}
 
 /// Run the server side of the handshake on `stream`, within `limit`.
 pub async fn handshake(
