@@ -35,13 +35,13 @@ from test_security import _make_ca, _openssl, start_secure
 T = 15
 
 
-def _make_client(d: Path, name: str, subject: str) -> None:
+def _make_client(d: Path, name: str, subject: str, days: int = 2) -> None:
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
              "-out", f"{name}.csr", "-subj", subject, cwd=d)
     # An extension makes it an X.509 v3 certificate (webpki refuses v1).
     (d / "client.ext").write_text("basicConstraints=CA:FALSE\n")
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", "-extfile", "client.ext",
+             "-CAcreateserial", "-days", str(days), "-out", f"{name}.pem", "-extfile", "client.ext",
              cwd=d)
 
 
@@ -63,6 +63,8 @@ def pki(tmp_path_factory) -> Path:
     # The subject is written most significant first; RFC 2253 names it the other way.
     _make_client(d, "alice", "/C=US/O=Example/OU=eng/CN=alice")
     _make_client(d, "bob", "/C=US/O=Example/OU=ops/CN=bob, the \"admin\"")
+    # Valid for no time at all: expired a second later.
+    _make_client(d, "lapsed", "/CN=lapsed", days=0)
     return d
 
 
@@ -142,6 +144,18 @@ def test_mapping_rules_shorten_the_name_and_a_name_no_rule_maps_is_refused(
                        capture_output=True, timeout=60)
     assert r.returncode != 0, r.stdout
     assert "no ssl_principal_mapping_rules rule applies" in b.log_tail(200)
+
+
+def test_an_expired_client_certificate_is_refused(broker_factory, pki):
+    b = start_mtls(broker_factory, pki)
+    time.sleep(1.1)  # the lapsed certificate's one second is over
+    r = subprocess.run(kcat(pki, b.ssl_port, "lapsed") + ["-L", "-m", "5"],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert "invalid peer certificate: certificate expired" in b.log_tail(200)
+    r = subprocess.run(kcat(pki, b.ssl_port, "alice") + ["-L", "-m", "5"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def test_bad_mapping_rules_are_refused_at_start(broker_factory):
