@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bundled perf suite: the scenarios of perf/scenarios.tsv against Sluice, Redis
-# Streams and (when `tansu` is on PATH) Tansu, with the machine's limits (fio, iperf3)
+# Streams and Tansu (a Kafka-compatible broker in Rust, installed with `cargo install`
+# into target/peers the first time: ~N min on 2 cores), with the machine's limits (fio, iperf3)
 # measured in the same run, figures and ratios printed and written to perf/RESULTS.md.
 #
 #   scripts/bench.sh            # every scenario (7.5-8 min measured on 2 cores)
@@ -20,6 +21,8 @@
 #   DURATION_S, WARMUP_S   measured and warm-up seconds per run (quick: 4 and 1; full: 8 and 2)
 #   FIO_SIZE               bytes per fio run (quick: 512M; full: 1G)
 #   TANSU_ARGS             arguments of `tansu` ({PORT} is replaced by its port)
+#   TANSU_VERSION          the tansu crate installed when none is found (default 0.6.0)
+#   NO_TANSU=1             leave Tansu out (said in the report)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -196,12 +199,30 @@ start_tansu() { # flush (Tansu's memory engine has no flush setting: noted in th
   SERVER_ADDR="127.0.0.1:$port"
 }
 
+# Tansu: the one on PATH, else the one in target/peers, else installed there now.
+# Sets TANSU_WHY when there is none.
+find_tansu() {
+  local peers="$ROOT/target/peers"
+  if ((${NO_TANSU:-0})); then TANSU_WHY="NO_TANSU=1"; return 1; fi
+  command -v tansu >/dev/null 2>&1 && return 0
+  if [[ ! -x "$peers/bin/tansu" ]]; then
+    step "tansu: cargo install tansu ${TANSU_VERSION:-0.6.0} into target/peers (once)"
+    if ! cargo install tansu --version "${TANSU_VERSION:-0.6.0}" --locked --root "$peers" \
+        --target-dir "$ROOT/target/peers-build" >"$RUN_DIR/tansu-install.log" 2>&1; then
+      tail -5 "$RUN_DIR/tansu-install.log" >&2
+      TANSU_WHY="cargo install tansu failed (tansu-install.log)"; return 1
+    fi
+  fi
+  PATH="$PATH:$peers/bin"
+}
 SYSTEMS=(sluice redis)
-if command -v tansu >/dev/null 2>&1; then
+TANSU_WHY=""
+if find_tansu; then
   SYSTEMS+=(tansu)
+  note "tansu: $(command -v tansu) ($(tansu --version 2>&1 | head -1))"
 else
-  note "tansu: not on PATH, skipped (put a tansu binary on PATH to include it)"
-  echo "tansu skipped: not on PATH" >"$RUN_DIR/tansu-skipped.txt"
+  note "tansu: skipped: $TANSU_WHY"
+  echo "tansu skipped: $TANSU_WHY" >"$RUN_DIR/tansu-skipped.txt"
 fi
 
 msgs_per_sec_of() { # json file -> msg/s

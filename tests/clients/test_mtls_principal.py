@@ -129,6 +129,12 @@ def test_the_certificate_subject_is_the_principal_acls_name(broker_factory, pki)
                       auto_offset_reset="earliest", consumer_timeout_ms=10_000, group_id=None)
     assert [m.value for m in c] == [b"v"]
     c.close()
+    from kafka import KafkaProducer
+    p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{b.ssl_port}", security_protocol="SSL",
+                      ssl_cafile=str(pki / "ca.pem"), ssl_certfile=str(pki / "bob.pem"),
+                      ssl_keyfile=str(pki / "bob.key"))
+    p.send("secret", b"from kafka-python").get(timeout=T)
+    p.close()
 
 
 def test_mapping_rules_shorten_the_name_and_a_name_no_rule_maps_is_refused(

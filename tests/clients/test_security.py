@@ -360,6 +360,11 @@ def test_kafka_python_and_kcat_over_sasl(broker_factory, certs):
     out = subprocess.run(kcat + ["-C", "-t", "kcat-sasl", "-o", "beginning", "-e", "-q"],
                          capture_output=True, check=True, timeout=30).stdout
     assert out.split() == [b"x", b"y"]
+    plain = [a.replace("SCRAM-SHA-512", "PLAIN") for a in kcat]
+    subprocess.run(plain + ["-P", "-t", "kcat-sasl"], input=b"z\n", check=True, timeout=30)
+    out = subprocess.run(plain + ["-C", "-t", "kcat-sasl", "-o", "beginning", "-e", "-q"],
+                         capture_output=True, check=True, timeout=30).stdout
+    assert out.split() == [b"x", b"y", b"z"], "kcat with PLAIN over SASL_SSL"
     bad = [a.replace("carol-secret", "wrong") for a in kcat]
     r = subprocess.run(bad + ["-L", "-m", "5"], capture_output=True, timeout=30)
     assert r.returncode != 0
