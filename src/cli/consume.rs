@@ -73,6 +73,49 @@ impl ClientContext for Quiet {
 impl ConsumerContext for Quiet {}
 
 pub fn run(ctx: &Ctx, a: ConsumeArgs) -> Result<(), CliError> {
+    let start = checked_start(&a)?;
+    let mut admin = ctx.client()?;
+    let assignment = assignment(&mut admin, &a)?;
+    let ends = if a.topics.len() > 1 {
+        admin.list_offsets(&assignment, super::client::LATEST)?
+    } else {
+        Default::default()
+    };
+    let consumer: BaseConsumer<Quiet> = consumer_config(ctx, &a, start)?
+        .create_with_context(Quiet)
+        .map_err(|e| CliError::usage(format!("consumer: {e}")))?;
+    let subscribe = a.group.is_some()
+        && a.partitions.is_empty()
+        && matches!(start, Start::Stored | Start::Beginning | Start::End);
+    if subscribe {
+        let topics: Vec<&str> = a.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| CliError::other(format!("subscribe: {e}")))?;
+    } else {
+        assign(&consumer, &mut admin, &assignment, start)?;
+    }
+    let mut reader = Reader {
+        ctx,
+        a: &a,
+        consumer: &consumer,
+        ends,
+        at_end: BTreeSet::new(),
+        n: 0,
+    };
+    let result = reader.read();
+    if a.group.is_some() && reader.n > 0 {
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            if !matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::NoOffset)) {
+                return Err(CliError::other(format!("commit: {e}")));
+            }
+        }
+    }
+    result
+}
+
+/// Where to start, from --from and --group, with --isolation checked.
+fn checked_start(a: &ConsumeArgs) -> Result<Start, CliError> {
     let start = match &a.from {
         Some(s) => parse_start(s)?,
         None if a.group.is_some() => Start::Stored,
@@ -86,106 +129,153 @@ pub fn run(ctx: &Ctx, a: ConsumeArgs) -> Result<(), CliError> {
             "--isolation: read_committed or read_uncommitted",
         ));
     }
-    let mut admin = ctx.client()?;
+    Ok(start)
+}
+
+/// The partitions to read: every partition of the topics, or those named with -p (each
+/// of which must exist).
+fn assignment(
+    admin: &mut super::client::Client,
+    a: &ConsumeArgs,
+) -> Result<Vec<(String, i32)>, CliError> {
     let infos = admin.topics(Some(&a.topics))?;
-    let mut assignment: Vec<(String, i32)> = Vec::new();
-    for t in &infos {
-        for p in &t.partitions {
-            if a.partitions.is_empty() || a.partitions.contains(&p.0) {
-                assignment.push((t.name.clone(), p.0));
-            }
-        }
+    let assignment: Vec<(String, i32)> = infos
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.clone(), p.0)))
+        .filter(|(_, p)| a.partitions.is_empty() || a.partitions.contains(p))
+        .collect();
+    if let Some(p) = a
+        .partitions
+        .iter()
+        .find(|p| !assignment.iter().any(|(_, q)| q == *p))
+    {
+        return Err(CliError::not_found(format!(
+            "partition {p} does not exist in {}: UNKNOWN_TOPIC_OR_PARTITION (3)",
+            a.topics.join(",")
+        )));
     }
-    for p in &a.partitions {
-        if !assignment.iter().any(|(_, q)| q == p) {
-            return Err(CliError::not_found(format!(
-                "partition {p} does not exist in {}: UNKNOWN_TOPIC_OR_PARTITION (3)",
-                a.topics.join(",")
-            )));
-        }
-    }
-    let ends = if a.topics.len() > 1 {
-        admin.list_offsets(&assignment, super::client::LATEST)?
+    Ok(assignment)
+}
+
+fn consumer_config(ctx: &Ctx, a: &ConsumeArgs, start: Start) -> Result<ClientConfig, CliError> {
+    let reset = if start == Start::End {
+        "latest"
     } else {
-        Default::default()
+        "earliest"
     };
-    let subscribe = a.group.is_some()
-        && a.partitions.is_empty()
-        && matches!(start, Start::Stored | Start::Beginning | Start::End);
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &ctx.brokers)
         .set("enable.partition.eof", "true")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", &a.isolation)
-        .set(
-            "auto.offset.reset",
-            if start == Start::End {
-                "latest"
-            } else {
-                "earliest"
-            },
-        );
+        .set("auto.offset.reset", reset);
     match &a.group {
-        Some(g) => {
-            cfg.set("group.id", g).set("enable.auto.commit", "true");
-        }
-        None => {
-            cfg.set("group.id", "sluice-consume")
-                .set("enable.auto.commit", "false");
-        }
-    }
+        Some(g) => cfg.set("group.id", g).set("enable.auto.commit", "true"),
+        None => cfg
+            .set("group.id", "sluice-consume")
+            .set("enable.auto.commit", "false"),
+    };
     for p in &a.properties {
         let (k, v) = parse_kv(p)?;
         cfg.set(k, v);
     }
-    let consumer: BaseConsumer<Quiet> = cfg
-        .create_with_context(Quiet)
-        .map_err(|e| CliError::usage(format!("consumer: {e}")))?;
-    if subscribe {
-        let topics: Vec<&str> = a.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| CliError::other(format!("subscribe: {e}")))?;
-    } else {
-        let by_time = match start {
-            Start::Time(ts) => Some(admin.list_offsets(&assignment, ts)?),
-            _ => None,
+    Ok(cfg)
+}
+
+/// Assign `assignment`, each partition at the offset `start` names there.
+fn assign(
+    consumer: &BaseConsumer<Quiet>,
+    admin: &mut super::client::Client,
+    assignment: &[(String, i32)],
+    start: Start,
+) -> Result<(), CliError> {
+    let by_time = match start {
+        Start::Time(ts) => Some(admin.list_offsets(assignment, ts)?),
+        _ => None,
+    };
+    let mut tpl = TopicPartitionList::new();
+    for tp in assignment {
+        let off = match start {
+            Start::Beginning => Offset::Beginning,
+            Start::End => Offset::End,
+            Start::Stored => Offset::Stored,
+            Start::Offset(n) => Offset::Offset(n),
+            Start::FromEnd(n) => Offset::OffsetTail(n),
+            Start::Time(_) => match by_time.as_ref().and_then(|m| m.get(tp)).copied() {
+                Some(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::End,
+            },
         };
-        let mut tpl = TopicPartitionList::new();
-        for tp in &assignment {
-            let off = match start {
-                Start::Beginning => Offset::Beginning,
-                Start::End => Offset::End,
-                Start::Stored => Offset::Stored,
-                Start::Offset(n) => Offset::Offset(n),
-                Start::FromEnd(n) => Offset::OffsetTail(n),
-                Start::Time(_) => match by_time.as_ref().and_then(|m| m.get(tp)).copied() {
-                    Some(o) if o >= 0 => Offset::Offset(o),
-                    _ => Offset::End,
-                },
-            };
-            tpl.add_partition_offset(&tp.0, tp.1, off)
-                .map_err(|e| CliError::other(e.to_string()))?;
-        }
-        consumer
-            .assign(&tpl)
-            .map_err(|e| CliError::other(format!("assign: {e}")))?;
+        tpl.add_partition_offset(&tp.0, tp.1, off)
+            .map_err(|e| CliError::other(e.to_string()))?;
     }
-    let fmt = a.format.clone().unwrap_or_else(|| "%s\\n".into());
-    let stdout = std::io::stdout();
-    let to_terminal = stdout.is_terminal();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut progress = Progress::new(&format!("consumed from {}", a.topics.join(",")));
-    let mut at_end: BTreeSet<(String, i32)> = BTreeSet::new();
-    let mut n = 0u64;
-    let mut last_flush = Instant::now();
-    let idle_limit = ctx.timeout * 3;
-    let mut last_progress = Instant::now();
-    let result = loop {
-        if a.count.is_some_and(|c| n >= c) {
-            break Ok(());
-        }
-        let assigned: BTreeSet<(String, i32)> = consumer
+    consumer
+        .assign(&tpl)
+        .map_err(|e| CliError::other(format!("assign: {e}")))
+}
+
+/// The read loop: records to stdout until the count, the end of every assigned
+/// partition, or (with --follow) an interrupt.
+struct Reader<'a> {
+    ctx: &'a Ctx,
+    a: &'a ConsumeArgs,
+    consumer: &'a BaseConsumer<Quiet>,
+    /// The end offsets seen at the start (with several topics only).
+    ends: std::collections::BTreeMap<(String, i32), i64>,
+    at_end: BTreeSet<(String, i32)>,
+    /// Records printed.
+    n: u64,
+}
+
+impl Reader<'_> {
+    fn read(&mut self) -> Result<(), CliError> {
+        let fmt = self.a.format.clone().unwrap_or_else(|| "%s\\n".into());
+        let stdout = std::io::stdout();
+        let to_terminal = stdout.is_terminal();
+        let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut progress = Progress::new(&format!("consumed from {}", self.a.topics.join(",")));
+        let mut last_flush = Instant::now();
+        let idle_limit = self.ctx.timeout * 3;
+        let mut last_progress = Instant::now();
+        let result = loop {
+            if self.a.count.is_some_and(|c| self.n >= c) {
+                break Ok(());
+            }
+            let assigned = self.assigned();
+            if !self.a.follow && !assigned.is_empty() && assigned.is_subset(&self.at_end) {
+                break Ok(());
+            }
+            if !self.a.follow && assigned.is_empty() && last_progress.elapsed() > idle_limit {
+                break Err(CliError::unreachable(format!(
+                    "no partitions assigned after {idle_limit:?}: is the group rebalancing, or the broker gone?"
+                )));
+            }
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(RdError::PartitionEOF(p))) => self.reached_end(p, &assigned),
+                Some(Err(e)) => break Err(consume_error(e)),
+                Some(Ok(m)) => {
+                    if !self.print(&m, &fmt, &mut out) {
+                        break Ok(()); // stdout closed (| head): stop quietly
+                    }
+                    if !to_terminal {
+                        progress.update(self.n, None);
+                    }
+                    if to_terminal || last_flush.elapsed() > Duration::from_millis(200) {
+                        let _ = out.flush();
+                        last_flush = Instant::now();
+                    }
+                }
+            }
+            last_progress = Instant::now();
+        };
+        let _ = out.flush();
+        progress.finish();
+        result
+    }
+
+    fn assigned(&self) -> BTreeSet<(String, i32)> {
+        self.consumer
             .assignment()
             .map(|l| {
                 l.elements()
@@ -193,83 +283,57 @@ pub fn run(ctx: &Ctx, a: ConsumeArgs) -> Result<(), CliError> {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect()
             })
-            .unwrap_or_default();
-        if !a.follow && !assigned.is_empty() && assigned.is_subset(&at_end) {
-            break Ok(());
-        }
-        if !a.follow && assigned.is_empty() && last_progress.elapsed() > idle_limit {
-            break Err(CliError::unreachable(format!(
-                "no partitions assigned after {:?}: is the group rebalancing, or the broker gone?",
-                idle_limit
-            )));
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(RdError::PartitionEOF(p))) => {
-                // librdkafka names only the partition: with several topics, the one at
-                // its end is the one whose position reached the end seen at the start.
-                let same: Vec<_> = assigned.iter().filter(|tp| tp.1 == p).cloned().collect();
-                if same.len() == 1 {
-                    at_end.extend(same);
-                } else if let Ok(pos) = consumer.position() {
-                    for tp in same {
-                        let at = pos
-                            .find_partition(&tp.0, tp.1)
-                            .and_then(|e| e.offset().to_raw());
-                        let end = ends.get(&tp).copied().unwrap_or(0);
-                        if at.is_some_and(|o| o >= end) {
-                            at_end.insert(tp);
-                        }
-                    }
+            .unwrap_or_default()
+    }
+
+    /// librdkafka names only the partition: with several topics, the one at its end is
+    /// the one whose position reached the end seen at the start.
+    fn reached_end(&mut self, p: i32, assigned: &BTreeSet<(String, i32)>) {
+        let same: Vec<_> = assigned.iter().filter(|tp| tp.1 == p).cloned().collect();
+        if same.len() == 1 {
+            self.at_end.extend(same);
+        } else if let Ok(pos) = self.consumer.position() {
+            for tp in same {
+                let at = pos
+                    .find_partition(&tp.0, tp.1)
+                    .and_then(|e| e.offset().to_raw());
+                let end = self.ends.get(&tp).copied().unwrap_or(0);
+                if at.is_some_and(|o| o >= end) {
+                    self.at_end.insert(tp);
                 }
-                last_progress = Instant::now();
-            }
-            Some(Err(e)) => {
-                if let Some(code) = e.rdkafka_error_code() {
-                    if matches!(
-                        code,
-                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
-                    ) {
-                        break Err(CliError::not_found(format!("consume: {e}")));
-                    }
-                }
-                break Err(CliError::other(format!("consume: {e}")));
-            }
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                at_end.remove(&(m.topic().to_string(), m.partition()));
-                let line = if ctx.format == Format::Json {
-                    json_line(&m)
-                } else {
-                    render(&fmt, &m)
-                };
-                if out.write_all(&line).is_err() {
-                    break Ok(()); // stdout closed (| head): stop quietly
-                }
-                if a.group.is_some() {
-                    let _ = consumer.store_offset_from_message(&m);
-                }
-                n += 1;
-                if !to_terminal {
-                    progress.update(n, None);
-                }
-                if to_terminal || last_flush.elapsed() > Duration::from_millis(200) {
-                    let _ = out.flush();
-                    last_flush = Instant::now();
-                }
-            }
-        }
-    };
-    let _ = out.flush();
-    progress.finish();
-    if a.group.is_some() && n > 0 {
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            if !matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::NoOffset)) {
-                return Err(CliError::other(format!("commit: {e}")));
             }
         }
     }
-    result
+
+    /// Print one record (and store its offset for the group); false: stdout is closed.
+    fn print(&mut self, m: &BorrowedMessage<'_>, fmt: &str, out: &mut impl Write) -> bool {
+        self.at_end.remove(&(m.topic().to_string(), m.partition()));
+        let line = if self.ctx.format == Format::Json {
+            json_line(m)
+        } else {
+            render(fmt, m)
+        };
+        if out.write_all(&line).is_err() {
+            return false;
+        }
+        if self.a.group.is_some() {
+            let _ = self.consumer.store_offset_from_message(m);
+        }
+        self.n += 1;
+        true
+    }
+}
+
+fn consume_error(e: RdError) -> CliError {
+    let unknown = matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+    );
+    if unknown {
+        CliError::not_found(format!("consume: {e}"))
+    } else {
+        CliError::other(format!("consume: {e}"))
+    }
 }
 
 fn headers_text(m: &BorrowedMessage<'_>) -> String {

@@ -76,6 +76,52 @@ fn inspect(
     limit: usize,
     from: i64,
 ) -> Result<(), CliError> {
+    let (consumer, mut left, total) = assign_dlq(ctx, topic, from)?;
+    let mut tally = Tally::default();
+    let mut progress = Progress::new(&format!("reading {topic}"));
+    let mut idle = Instant::now();
+    while !left.is_empty() {
+        if idle.elapsed() > ctx.timeout * 3 {
+            return Err(CliError::unreachable(format!(
+                "reading {topic}: no records for {:?}",
+                ctx.timeout * 3
+            )));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.map_err(|e| CliError::other(format!("consume {topic}: {e}")))?;
+        idle = Instant::now();
+        let Some(&end) = left.get(&m.partition()) else {
+            continue;
+        };
+        if m.offset() + 1 >= end {
+            left.remove(&m.partition());
+        }
+        if m.offset() >= end {
+            continue;
+        }
+        tally.seen += 1;
+        progress.update(tally.seen, Some(total as u64));
+        tally.add(&m, group, limit);
+    }
+    progress.finish();
+    let json = json!({
+        "dlq": topic, "records": tally.counted, "without_copy": tally.no_copy,
+        "by_source_topic": tally.by_source, "by_group": tally.by_group,
+        "by_reason": tally.by_reason, "shown": tally.shown,
+    });
+    emit(ctx.format, &json, || inspect_text(topic, &tally));
+    Ok(())
+}
+
+/// A consumer of the DLQ topic assigned from `from` (or each partition's log start) to
+/// the end as of now; the end of each partition with records to read, and their count.
+fn assign_dlq(
+    ctx: &Ctx,
+    topic: &str,
+    from: i64,
+) -> Result<(BaseConsumer, BTreeMap<i32, i64>, i64), CliError> {
     let mut c = ctx.client()?;
     let info = c
         .topics(Some(&[topic.to_string()]))?
@@ -111,107 +157,91 @@ fn inspect(
     consumer
         .assign(&tpl)
         .map_err(|e| CliError::other(format!("assign: {e}")))?;
-    let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_group: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut counted, mut no_copy, mut seen) = (0u64, 0u64, 0u64);
-    let mut shown: Vec<Value> = Vec::new();
-    let mut progress = Progress::new(&format!("reading {topic}"));
-    let mut idle = Instant::now();
-    while !left.is_empty() {
-        if idle.elapsed() > ctx.timeout * 3 {
-            return Err(CliError::unreachable(format!(
-                "reading {topic}: no records for {:?}",
-                ctx.timeout * 3
-            )));
-        }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.map_err(|e| CliError::other(format!("consume {topic}: {e}")))?;
-        idle = Instant::now();
-        let Some(&end) = left.get(&m.partition()) else {
-            continue;
-        };
-        if m.offset() + 1 >= end {
-            left.remove(&m.partition());
-        }
-        if m.offset() >= end {
-            continue;
-        }
-        seen += 1;
-        progress.update(seen, Some(total as u64));
-        let g = header(&m, dlq::H_GROUP);
+    Ok((consumer, left, total))
+}
+
+/// What `inspect` counts of the dead-lettered records it reads.
+#[derive(Default)]
+struct Tally {
+    by_source: BTreeMap<String, u64>,
+    by_group: BTreeMap<String, u64>,
+    by_reason: BTreeMap<String, u64>,
+    /// Records of the chosen group (all without --group).
+    counted: u64,
+    /// Of those, records without a copy of the original value (cannot be redriven).
+    no_copy: u64,
+    /// Records read.
+    seen: u64,
+    /// The first `limit` records, as JSON.
+    shown: Vec<Value>,
+}
+
+impl Tally {
+    fn add(&mut self, m: &BorrowedMessage<'_>, group: Option<&str>, limit: usize) {
+        let g = header(m, dlq::H_GROUP);
         if group.is_some() && g.as_deref() != group {
-            continue;
+            return;
         }
-        counted += 1;
-        let source = header(&m, dlq::H_TOPIC).unwrap_or_else(|| "?".into());
-        *by_source.entry(source.clone()).or_default() += 1;
-        *by_group
+        self.counted += 1;
+        let source = header(m, dlq::H_TOPIC).unwrap_or_else(|| "?".into());
+        *self.by_source.entry(source.clone()).or_default() += 1;
+        *self
+            .by_group
             .entry(g.clone().unwrap_or_else(|| "?".into()))
             .or_default() += 1;
-        let reason = header(&m, dlq::H_REASON).unwrap_or_else(|| "?".into());
-        *by_reason.entry(reason.clone()).or_default() += 1;
+        let reason = header(m, dlq::H_REASON).unwrap_or_else(|| "?".into());
+        *self.by_reason.entry(reason.clone()).or_default() += 1;
         if m.payload().is_none() {
-            no_copy += 1;
+            self.no_copy += 1;
         }
-        if shown.len() < limit {
-            shown.push(json!({
+        if self.shown.len() < limit {
+            let number = |h| header(m, h).and_then(|p| p.parse::<i64>().ok());
+            self.shown.push(json!({
                 "partition": m.partition(), "offset": m.offset(),
                 "timestamp": m.timestamp().to_millis(),
                 "source_topic": source,
-                "source_partition": header(&m, dlq::H_PARTITION).and_then(|p| p.parse::<i64>().ok()),
-                "source_offset": header(&m, dlq::H_OFFSET).and_then(|p| p.parse::<i64>().ok()),
-                "group": g, "delivery_count": header(&m, dlq::H_DELIVERY_COUNT).and_then(|p| p.parse::<i64>().ok()),
+                "source_partition": number(dlq::H_PARTITION),
+                "source_offset": number(dlq::H_OFFSET),
+                "group": g, "delivery_count": number(dlq::H_DELIVERY_COUNT),
                 "reason": reason, "key": preview(m.key()), "value": preview(m.payload()),
             }));
         }
     }
-    progress.finish();
-    let json = json!({
-        "dlq": topic, "records": counted, "without_copy": no_copy,
-        "by_source_topic": by_source, "by_group": by_group, "by_reason": by_reason,
-        "shown": shown,
-    });
-    emit(ctx.format, &json, || {
-        let mut out = format!("DLQ {topic}: {counted} record(s), {no_copy} without a copy of the original (cannot be redriven)\n\n");
-        let mut t = Table::new(&["SOURCE-TOPIC", "RECORDS"]);
-        for (k, v) in &by_source {
+}
+
+fn inspect_text(topic: &str, tally: &Tally) -> String {
+    let mut out = format!(
+        "DLQ {topic}: {} record(s), {} without a copy of the original (cannot be redriven)\n\n",
+        tally.counted, tally.no_copy
+    );
+    for (title, counts) in [
+        ("SOURCE-TOPIC", &tally.by_source),
+        ("GROUP", &tally.by_group),
+        ("REASON", &tally.by_reason),
+    ] {
+        let mut t = Table::new(&[title, "RECORDS"]);
+        for (k, v) in counts {
             t.row(vec![k.clone(), v.to_string()]);
         }
         out.push_str(&t.render());
-        let mut t = Table::new(&["GROUP", "RECORDS"]);
-        for (k, v) in &by_group {
-            t.row(vec![k.clone(), v.to_string()]);
-        }
         out.push('\n');
-        out.push_str(&t.render());
-        let mut t = Table::new(&["REASON", "RECORDS"]);
-        for (k, v) in &by_reason {
-            t.row(vec![k.clone(), v.to_string()]);
-        }
-        out.push('\n');
-        out.push_str(&t.render());
-        let mut t = Table::new(&["OFFSET", "SOURCE", "GROUP", "DELIVERIES", "REASON", "VALUE"]);
-        for r in &shown {
-            t.row(vec![
-                format!("{}:{}", r["partition"], r["offset"]),
-                format!(
-                    "{}-{}@{}",
-                    r["source_topic"].as_str().unwrap_or("?"),
-                    or_dash(&r["source_partition"]),
-                    or_dash(&r["source_offset"])
-                ),
-                r["group"].as_str().unwrap_or("-").into(),
-                or_dash(&r["delivery_count"]),
-                r["reason"].as_str().unwrap_or("-").into(),
-                r["value"].as_str().unwrap_or("(no copy)").into(),
-            ]);
-        }
-        out.push('\n');
-        out.push_str(&t.render());
-        out
-    });
-    Ok(())
+    }
+    let mut t = Table::new(&["OFFSET", "SOURCE", "GROUP", "DELIVERIES", "REASON", "VALUE"]);
+    for r in &tally.shown {
+        t.row(vec![
+            format!("{}:{}", r["partition"], r["offset"]),
+            format!(
+                "{}-{}@{}",
+                r["source_topic"].as_str().unwrap_or("?"),
+                or_dash(&r["source_partition"]),
+                or_dash(&r["source_offset"])
+            ),
+            r["group"].as_str().unwrap_or("-").into(),
+            or_dash(&r["delivery_count"]),
+            r["reason"].as_str().unwrap_or("-").into(),
+            r["value"].as_str().unwrap_or("(no copy)").into(),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
 }

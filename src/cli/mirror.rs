@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -463,39 +463,7 @@ impl Mirror {
     fn run(&mut self, stop: &AtomicBool) -> Result<(), CliError> {
         self.sync_topics()?;
         let progress = self.load_progress()?;
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.a.from)
-            .set("group.id", &self.progress_group)
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(cfg_err("source consumer"))?;
-        // Only for its group metadata: the progress commits go to this group on B.
-        let meta_consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.a.to)
-            .set("group.id", &self.progress_group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(cfg_err("target consumer"))?;
-        let cgm = meta_consumer
-            .group_metadata()
-            .ok_or_else(|| CliError::other("no consumer group metadata"))?;
-        let producer: BaseProducer<Delivered> = ClientConfig::new()
-            .set("bootstrap.servers", &self.a.to)
-            .set("transactional.id", &self.progress_group)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("transaction.timeout.ms", "60000")
-            .create_with_context(Delivered::default())
-            .map_err(cfg_err("target producer"))?;
-        producer
-            .init_transactions(self.timeout * 3)
-            .map_err(cfg_err(
-                "target: init transactions (is another mirror of this name running?)",
-            ))?;
+        let (consumer, cgm, producer) = self.clients()?;
         let mut assigned: BTreeSet<Tp> = BTreeSet::new();
         let mut positions: BTreeMap<Tp, i64> = BTreeMap::new();
         let targets_at_start: BTreeMap<Tp, i64>;
@@ -527,45 +495,7 @@ impl Mirror {
                         in_txn = true;
                         txn_started = Instant::now();
                     }
-                    let mut headers = OwnedHeaders::new();
-                    if let Some(hs) = msg.headers() {
-                        for h in hs.iter() {
-                            headers = headers.insert(Header {
-                                key: h.key,
-                                value: h.value,
-                            });
-                        }
-                    }
-                    let mut rec = BaseRecord::<[u8], [u8], Box<i64>>::with_opaque_to(
-                        msg.topic(),
-                        Box::new(msg.offset()),
-                    )
-                    .partition(msg.partition())
-                    .headers(headers);
-                    if let Some(k) = msg.key() {
-                        rec = rec.key(k);
-                    }
-                    if let Some(v) = msg.payload() {
-                        rec = rec.payload(v);
-                    }
-                    if let Some(ts) = msg.timestamp().to_millis() {
-                        rec = rec.timestamp(ts);
-                    }
-                    let mut rec = Some(rec);
-                    while let Some(r) = rec.take() {
-                        match producer.send(r) {
-                            Ok(()) => {}
-                            Err((e, r))
-                                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
-                            {
-                                producer.poll(Duration::from_millis(20));
-                                rec = Some(r);
-                            }
-                            Err((e, _)) => {
-                                return Err(CliError::other(format!("target: produce: {e}")))
-                            }
-                        }
-                    }
+                    forward(&producer, &msg)?;
                     let tp = (msg.topic().to_string(), msg.partition());
                     pending.insert(tp.clone(), msg.offset() + 1);
                     positions.insert(tp, msg.offset() + 1);
@@ -615,6 +545,47 @@ impl Mirror {
                 }
             }
         }
+    }
+
+    /// The source consumer, the target group's metadata (the progress commits go to
+    /// this group on B) and the target's transactional producer, its transactions begun.
+    fn clients(
+        &self,
+    ) -> Result<(BaseConsumer, ConsumerGroupMetadata, BaseProducer<Delivered>), CliError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.a.from)
+            .set("group.id", &self.progress_group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(cfg_err("source consumer"))?;
+        // Only for its group metadata: the progress commits go to this group on B.
+        let meta_consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.a.to)
+            .set("group.id", &self.progress_group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(cfg_err("target consumer"))?;
+        let cgm = meta_consumer
+            .group_metadata()
+            .ok_or_else(|| CliError::other("no consumer group metadata"))?;
+        let producer: BaseProducer<Delivered> = ClientConfig::new()
+            .set("bootstrap.servers", &self.a.to)
+            .set("transactional.id", &self.progress_group)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("transaction.timeout.ms", "60000")
+            .create_with_context(Delivered::default())
+            .map_err(cfg_err("target producer"))?;
+        producer
+            .init_transactions(self.timeout * 3)
+            .map_err(cfg_err(
+                "target: init transactions (is another mirror of this name running?)",
+            ))?;
+        Ok((consumer, cgm, producer))
     }
 
     fn partitions(&self) -> Vec<Tp> {
@@ -871,6 +842,47 @@ impl Mirror {
         );
         Ok(())
     }
+}
+
+/// One record of A to the same partition of B, with its key, headers and timestamp; its
+/// source offset rides along as the delivery's opaque.
+fn forward(producer: &BaseProducer<Delivered>, msg: &BorrowedMessage<'_>) -> Result<(), CliError> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(hs) = msg.headers() {
+        for h in hs.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let mut rec =
+        BaseRecord::<[u8], [u8], Box<i64>>::with_opaque_to(msg.topic(), Box::new(msg.offset()))
+            .partition(msg.partition())
+            .headers(headers);
+    if let Some(k) = msg.key() {
+        rec = rec.key(k);
+    }
+    if let Some(v) = msg.payload() {
+        rec = rec.payload(v);
+    }
+    if let Some(ts) = msg.timestamp().to_millis() {
+        rec = rec.timestamp(ts);
+    }
+    let mut rec = Some(rec);
+    while let Some(r) = rec.take() {
+        match producer.send(r) {
+            Ok(()) => {}
+            Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                producer.poll(Duration::from_millis(20));
+                rec = Some(r);
+            }
+            Err((e, _)) => {
+                return Err(CliError::other(format!("target: produce: {e}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

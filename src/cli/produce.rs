@@ -94,6 +94,41 @@ fn unescape(s: &str) -> String {
 }
 
 pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
+    check_args(&a)?;
+    let headers: Vec<(String, String)> = a
+        .headers
+        .iter()
+        .map(|h| parse_kv(h))
+        .collect::<Result<_, _>>()?;
+    check_partition(ctx, &a)?;
+    let producer: BaseProducer<Deliveries> = producer_config(ctx, &a)?
+        .create_with_context(Deliveries::default())
+        .map_err(|e| CliError::usage(format!("producer: {e}")))?;
+    let mut sender = Sender {
+        a: &a,
+        producer: &producer,
+        headers,
+        key_sep: a.key_separator.as_deref().map(unescape),
+        progress: Progress::new(&format!("producing to {}", a.topic)),
+        sent: 0,
+    };
+    if a.values.is_empty() {
+        read_input(&a, |line| sender.send(line))?;
+    } else {
+        for v in &a.values {
+            sender.send(v.as_bytes())?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30).max(ctx.timeout * 3);
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(50));
+    }
+    let _ = producer.flush(Duration::from_secs(1));
+    sender.progress.finish();
+    report(ctx, &a, &producer, sender.sent)
+}
+
+fn check_args(a: &ProduceArgs) -> Result<(), CliError> {
     if !["all", "-1", "1", "0"].contains(&a.acks.as_str()) {
         return Err(CliError::usage(format!(
             "--acks {}: use all, 1 or 0",
@@ -106,12 +141,11 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
             a.compression
         )));
     }
-    let headers: Vec<(String, String)> = a
-        .headers
-        .iter()
-        .map(|h| parse_kv(h))
-        .collect::<Result<_, _>>()?;
-    // Fail fast, with the Kafka error, on a topic that does not exist or a bad partition.
+    Ok(())
+}
+
+/// Fail fast, with the Kafka error, on a topic that does not exist or a bad partition.
+fn check_partition(ctx: &Ctx, a: &ProduceArgs) -> Result<(), CliError> {
     let mut admin = ctx.client()?;
     let info = admin.topics(Some(std::slice::from_ref(&a.topic)))?;
     if let (Some(p), Some(t)) = (a.partition, info.first()) {
@@ -123,6 +157,10 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
             )));
         }
     }
+    Ok(())
+}
+
+fn producer_config(ctx: &Ctx, a: &ProduceArgs) -> Result<ClientConfig, CliError> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &ctx.brokers)
         .set("acks", &a.acks)
@@ -139,15 +177,57 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
         let (k, v) = parse_kv(p)?;
         cfg.set(k, v);
     }
-    let producer: BaseProducer<Deliveries> = cfg
-        .create_with_context(Deliveries::default())
-        .map_err(|e| CliError::usage(format!("producer: {e}")))?;
+    Ok(cfg)
+}
+
+/// Each line of the file (or stdin), cut at --delimiter, given to `send`.
+fn read_input(
+    a: &ProduceArgs,
+    mut send: impl FnMut(&[u8]) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     let delim = unescape(&a.delimiter).into_bytes();
-    let key_sep = a.key_separator.as_deref().map(unescape);
-    let mut progress = Progress::new(&format!("producing to {}", a.topic));
-    let mut sent = 0u64;
-    let mut send = |line: &[u8]| -> Result<(), CliError> {
-        let (key, value): (Option<&[u8]>, &[u8]) = match &key_sep {
+    let input: Box<dyn std::io::Read> = match &a.file {
+        Some(p) => Box::new(
+            std::fs::File::open(p)
+                .map_err(|e| CliError::usage(format!("cannot open {}: {e}", p.display())))?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    let mut r = BufReader::with_capacity(1 << 16, input);
+    let last = *delim.last().unwrap_or(&b'\n');
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = r
+            .read_until(last, &mut buf)
+            .map_err(|e| CliError::other(format!("reading input: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf.ends_with(&delim) {
+            buf.truncate(buf.len() - delim.len());
+        }
+        if buf.last() == Some(&b'\r') && delim == b"\n" {
+            buf.pop();
+        }
+        send(&buf)?;
+    }
+}
+
+/// Turns input lines into records and hands them to the producer.
+struct Sender<'a> {
+    a: &'a ProduceArgs,
+    producer: &'a BaseProducer<Deliveries>,
+    headers: Vec<(String, String)>,
+    key_sep: Option<String>,
+    progress: Progress,
+    sent: u64,
+}
+
+impl Sender<'_> {
+    fn send(&mut self, line: &[u8]) -> Result<(), CliError> {
+        let a = self.a;
+        let (key, value): (Option<&[u8]>, &[u8]) = match &self.key_sep {
             Some(sep) => match find(line, sep.as_bytes()) {
                 Some(i) => (Some(&line[..i]), &line[i + sep.len()..]),
                 None => (None, line),
@@ -155,7 +235,7 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
             None => (a.key.as_deref().map(str::as_bytes), line),
         };
         let mut hs = OwnedHeaders::new();
-        for (k, v) in &headers {
+        for (k, v) in &self.headers {
             hs = hs.insert(Header {
                 key: k,
                 value: Some(v.as_bytes()),
@@ -172,78 +252,41 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
         }
         let mut rec = Some(rec);
         while let Some(r) = rec.take() {
-            match producer.send(r) {
+            match self.producer.send(r) {
                 Ok(()) => {}
                 Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    producer.poll(Duration::from_millis(20));
+                    self.producer.poll(Duration::from_millis(20));
                     rec = Some(r);
                 }
                 Err((e, _)) => return Err(CliError::other(format!("produce to {}: {e}", a.topic))),
             }
         }
-        sent += 1;
-        producer.poll(Duration::ZERO);
-        progress.update(sent, None);
+        self.sent += 1;
+        self.producer.poll(Duration::ZERO);
+        self.progress.update(self.sent, None);
         Ok(())
-    };
-    if !a.values.is_empty() {
-        for v in &a.values {
-            send(v.as_bytes())?;
-        }
-    } else {
-        let input: Box<dyn std::io::Read> = match &a.file {
-            Some(p) => Box::new(
-                std::fs::File::open(p)
-                    .map_err(|e| CliError::usage(format!("cannot open {}: {e}", p.display())))?,
-            ),
-            None => Box::new(std::io::stdin()),
-        };
-        let mut r = BufReader::with_capacity(1 << 16, input);
-        let last = *delim.last().unwrap_or(&b'\n');
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = r
-                .read_until(last, &mut buf)
-                .map_err(|e| CliError::other(format!("reading input: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            if buf.ends_with(&delim) {
-                buf.truncate(buf.len() - delim.len());
-            }
-            if buf.last() == Some(&b'\r') && delim == b"\n" {
-                buf.pop();
-            }
-            send(&buf)?;
-        }
     }
-    let deadline = Instant::now() + Duration::from_secs(30).max(ctx.timeout * 3);
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        producer.poll(Duration::from_millis(50));
-    }
-    let _ = producer.flush(Duration::from_secs(1));
-    progress.finish();
-    let ok = producer
-        .context()
+}
+
+/// What was delivered where, or the error of what was not.
+fn report(
+    ctx: &Ctx,
+    a: &ProduceArgs,
+    producer: &BaseProducer<Deliveries>,
+    sent: u64,
+) -> Result<(), CliError> {
+    let deliveries = producer.context();
+    let ok = deliveries
         .ok
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let errors = producer
-        .context()
+    let errors = deliveries
         .errors
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let delivered: u64 = ok.values().map(|v| v.2).sum();
-    let json = json!({
-        "topic": a.topic,
-        "produced": delivered,
-        "failed": sent - delivered,
-        "partitions": ok.iter().map(|(p, (first, last, n))| json!({"partition": p, "first_offset": first, "last_offset": last, "count": n})).collect::<Vec<_>>(),
-        "errors": errors,
-    });
     if delivered < sent {
         return Err(CliError::other(format!(
             "produce to {}: {} of {sent} records not delivered: {}",
@@ -255,6 +298,13 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<(), CliError> {
                 .unwrap_or_else(|| "timed out".into())
         )));
     }
+    let json = json!({
+        "topic": a.topic,
+        "produced": delivered,
+        "failed": sent - delivered,
+        "partitions": ok.iter().map(|(p, (first, last, n))| json!({"partition": p, "first_offset": first, "last_offset": last, "count": n})).collect::<Vec<_>>(),
+        "errors": errors,
+    });
     emit(ctx.format, &json, || {
         let mut s = format!("produced {delivered} record(s) to {}\n", a.topic);
         for (p, (first, last, n)) in &ok {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::client::{group_id, s, topic_name, Client, LATEST};
 use super::error::CliError;
-use super::group::{plan, plan_json, plan_text, select_partitions, ResetTo};
+use super::group::{plan, plan_json, plan_text, select_partitions, PlanRow, ResetTo};
 use super::output::{emit, members_table, or_dash, Table};
 use super::Ctx;
 
@@ -54,18 +54,7 @@ pub enum ShareCmd {
 pub fn run(ctx: &Ctx, cmd: ShareCmd) -> Result<(), CliError> {
     let mut c = ctx.client()?;
     match cmd {
-        ShareCmd::List => {
-            let groups = list(&mut c)?;
-            let json = json!({ "groups": groups.iter().map(|(g, st)| json!({"group": g, "state": st})).collect::<Vec<_>>() });
-            emit(ctx.format, &json, || {
-                let mut t = Table::new(&["SHARE-GROUP", "STATE"]);
-                for (g, st) in &groups {
-                    t.row(vec![g.clone(), st.clone()]);
-                }
-                t.render()
-            });
-            Ok(())
-        }
+        ShareCmd::List => run_list(ctx, &mut c),
         ShareCmd::Describe { group } => {
             let mut d = describe(&mut c, &group)?;
             if let Some(admin) = ctx.admin_json("/api/shares") {
@@ -103,88 +92,100 @@ pub fn run(ctx: &Ctx, cmd: ShareCmd) -> Result<(), CliError> {
                     "reset share group {group}: it has {members} member(s): NON_EMPTY_GROUP (68) [stop its consumers first]"
                 )));
             }
-            let mut by_topic: BTreeMap<&str, Vec<AlterShareGroupOffsetsRequestPartition>> =
-                BTreeMap::new();
-            for ((t, p), _, target, _, _) in &rows {
-                by_topic.entry(t.as_str()).or_default().push(
-                    AlterShareGroupOffsetsRequestPartition::default()
-                        .with_partition_index(*p)
-                        .with_start_offset(*target),
-                );
-            }
-            let req = AlterShareGroupOffsetsRequest::default()
-                .with_group_id(group_id(group.clone()))
-                .with_topics(
-                    by_topic
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            AlterShareGroupOffsetsRequestTopic::default()
-                                .with_topic_name(topic_name(t))
-                                .with_partitions(ps)
-                        })
-                        .collect(),
-                );
-            let resp = c.coordinator(&group)?.call(&req, 0)?;
-            if let Some(e) = CliError::kafka_opt(
-                resp.error_code,
-                resp.error_message.as_deref(),
-                &format!("reset share group {group}"),
-            ) {
-                return Err(e);
-            }
-            for t in &resp.responses {
-                for p in &t.partitions {
-                    let what = format!(
-                        "reset share group {group} on {}-{}",
-                        t.topic_name.0.as_str(),
-                        p.partition_index
-                    );
-                    if let Some(e) =
-                        CliError::kafka_opt(p.error_code, p.error_message.as_deref(), &what)
-                    {
-                        return Err(e);
-                    }
-                }
-            }
+            alter_start_offsets(&mut c, &group, &rows)?;
             let json =
                 json!({ "group": group, "dry_run": false, "reset": rows.len(), "plan": json_rows });
             emit(ctx.format, &json, || {
-                plan_text(
-                    &format!(
-                        "reset share group {group}: {} partition(s) moved",
-                        rows.len()
-                    ),
-                    &json_rows,
-                )
+                let title = format!(
+                    "reset share group {group}: {} partition(s) moved",
+                    rows.len()
+                );
+                plan_text(&title, &json_rows)
             });
             Ok(())
         }
-        ShareCmd::Delete { groups } => {
-            for g in &groups {
-                let req =
-                    DeleteGroupsRequest::default().with_groups_names(vec![group_id(g.clone())]);
-                let resp = c.coordinator(g)?.call(&req, 2)?;
-                for r in resp.results {
-                    if let Some(e) =
-                        CliError::kafka_opt(r.error_code, None, &format!("delete share group {g}"))
-                    {
-                        return Err(e);
-                    }
-                }
-            }
-            emit(
-                ctx.format,
-                &json!({ "groups": groups.iter().map(|g| json!({"group": g, "deleted": true})).collect::<Vec<_>>() }),
-                || {
-                    groups
-                        .iter()
-                        .map(|g| format!("deleted share group {g}\n"))
-                        .collect()
-                },
+        ShareCmd::Delete { groups } => run_delete(ctx, &mut c, &groups),
+    }
+}
+
+fn run_list(ctx: &Ctx, c: &mut Client) -> Result<(), CliError> {
+    let groups = list(c)?;
+    let json = json!({ "groups": groups.iter().map(|(g, st)| json!({"group": g, "state": st})).collect::<Vec<_>>() });
+    emit(ctx.format, &json, || {
+        let mut t = Table::new(&["SHARE-GROUP", "STATE"]);
+        for (g, st) in &groups {
+            t.row(vec![g.clone(), st.clone()]);
+        }
+        t.render()
+    });
+    Ok(())
+}
+
+/// AlterShareGroupOffsets (KIP-932): each planned partition's start offset to its target.
+fn alter_start_offsets(c: &mut Client, group: &str, rows: &[PlanRow]) -> Result<(), CliError> {
+    let mut by_topic: BTreeMap<&str, Vec<AlterShareGroupOffsetsRequestPartition>> = BTreeMap::new();
+    for ((t, p), _, target, _, _) in rows {
+        by_topic.entry(t.as_str()).or_default().push(
+            AlterShareGroupOffsetsRequestPartition::default()
+                .with_partition_index(*p)
+                .with_start_offset(*target),
+        );
+    }
+    let req = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(group_id(group.to_string()))
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    AlterShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    let resp = c.coordinator(group)?.call(&req, 0)?;
+    let what = format!("reset share group {group}");
+    if let Some(e) = CliError::kafka_opt(resp.error_code, resp.error_message.as_deref(), &what) {
+        return Err(e);
+    }
+    for t in &resp.responses {
+        for p in &t.partitions {
+            let what = format!(
+                "reset share group {group} on {}-{}",
+                t.topic_name.0.as_str(),
+                p.partition_index
             );
-            Ok(())
+            if let Some(e) = CliError::kafka_opt(p.error_code, p.error_message.as_deref(), &what) {
+                return Err(e);
+            }
         }
     }
+    Ok(())
+}
+
+fn run_delete(ctx: &Ctx, c: &mut Client, groups: &[String]) -> Result<(), CliError> {
+    for g in groups {
+        let req = DeleteGroupsRequest::default().with_groups_names(vec![group_id(g.clone())]);
+        let resp = c.coordinator(g)?.call(&req, 2)?;
+        for r in resp.results {
+            if let Some(e) =
+                CliError::kafka_opt(r.error_code, None, &format!("delete share group {g}"))
+            {
+                return Err(e);
+            }
+        }
+    }
+    emit(
+        ctx.format,
+        &json!({ "groups": groups.iter().map(|g| json!({"group": g, "deleted": true})).collect::<Vec<_>>() }),
+        || {
+            groups
+                .iter()
+                .map(|g| format!("deleted share group {g}\n"))
+                .collect()
+        },
+    );
+    Ok(())
 }
 
 /// Share groups with their state.
