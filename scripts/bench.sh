@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bundled perf suite: the scenarios of perf/scenarios.tsv against Sluice, Redis
 # Streams and Tansu (a Kafka-compatible broker in Rust, installed with `cargo install`
-# into target/peers the first time: ~N min on 2 cores), with the machine's limits (fio, iperf3)
+# into target/peers the first time: a long build, over an hour on 2 cores), with the
+# machine's limits (fio, iperf3)
 # measured in the same run, figures and ratios printed and written to perf/RESULTS.md.
 #
 #   scripts/bench.sh            # every scenario (7.5-8 min measured on 2 cores)
