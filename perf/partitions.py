@@ -26,13 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proc_util import free_port, rss_bytes, start_sluice  # noqa: E402
+from proc_util import (cpu_seconds, free_port, metrics_text, rss_bytes, sample,  # noqa: E402
+                       start_sluice)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
@@ -55,24 +55,15 @@ def create(bootstrap: str, prefix: str, partitions: int) -> float:
     return round(time.monotonic() - started, 2)
 
 
-def broker_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def produce_requests(admin: int) -> int:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read().decode()
-    for line in text.splitlines():
-        if line.startswith('sluice_request_latency_seconds_count{api="Produce"}'):
-            return int(float(line.split()[-1]))
-    return 0
+    count = sample(metrics_text(admin), 'sluice_request_latency_seconds_count{api="Produce"}')
+    return int(count or 0)
 
 
 def produce(bootstrap: str, admin: int, pid: int, prefix: str, partitions: int) -> dict:
     """One producer process per topic, all at once: the sum of their rates, and what the
     broker spent (CPU-s per GB, records per Produce request)."""
-    cpu, requests, started = broker_cpu_s(pid), produce_requests(admin), time.monotonic()
+    cpu, requests, started = cpu_seconds(pid), produce_requests(admin), time.monotonic()
     procs = [subprocess.Popen(
         [BIN, "bench", "--brokers", bootstrap, "--topic", f"{prefix}-{t}",
          "--partitions", str(partitions), "--message-bytes", "1024", "--keys", "100000",
@@ -82,11 +73,23 @@ def produce(bootstrap: str, admin: int, pid: int, prefix: str, partitions: int) 
     reports = [json.loads(p.communicate(timeout=DURATION_S + 180)[0]) for p in procs]
     records = sum(r["produced_total"] for r in reports)
     rate = sum(r["produce_msgs_per_sec"] for r in reports)
-    cpu, requests = broker_cpu_s(pid) - cpu, produce_requests(admin) - requests
+    cpu, requests = cpu_seconds(pid) - cpu, produce_requests(admin) - requests
     return {"partitions": partitions * TOPICS, "msgs_per_sec": rate,
             "records": records, "broker_cpu_s_per_gb": round(cpu / max(records * 1024 / 1e9, 1e-9), 2),
             "records_per_produce_request": round(records / max(requests, 1), 1),
             "wall_s": round(time.monotonic() - started, 1)}
+
+
+def wide_over_narrow(bootstrap: str, admin: int, pid: int, out: dict) -> None:
+    """Creates the wide topics (TOPICS x PARTITIONS) and the narrow ones (TOPICS x 10),
+    produces to the narrow ones, then the wide ones, and puts the figures in `out`."""
+    out["create_s"] = create(bootstrap, "wide", PARTITIONS)
+    out["rss_mb_created"] = mib(pid)
+    create(bootstrap, "narrow", NARROW)
+    out["narrow"] = produce(bootstrap, admin, pid, "narrow", NARROW)
+    out["wide"] = produce(bootstrap, admin, pid, "wide", PARTITIONS)
+    out["wide_over_narrow"] = round(
+        out["wide"]["msgs_per_sec"] / max(out["narrow"]["msgs_per_sec"], 1), 3)
 
 
 def stop(broker: subprocess.Popen) -> float:
@@ -116,13 +119,7 @@ def main() -> None:
     out = {"topics": TOPICS, "partitions_per_topic": PARTITIONS, "duration_s": DURATION_S,
            "shards": 2, "rss_mb_start": mib(broker.pid)}
     try:
-        out["create_s"] = create(bootstrap, "wide", PARTITIONS)
-        out["rss_mb_created"] = mib(broker.pid)
-        create(bootstrap, "narrow", NARROW)
-        out["narrow"] = produce(bootstrap, admin, broker.pid, "narrow", NARROW)
-        out["wide"] = produce(bootstrap, admin, broker.pid, "wide", PARTITIONS)
-        out["wide_over_narrow"] = round(
-            out["wide"]["msgs_per_sec"] / max(out["narrow"]["msgs_per_sec"], 1), 3)
+        wide_over_narrow(bootstrap, admin, broker.pid, out)
         out["rss_mb_after_produce"] = mib(broker.pid)
         out["graceful_stop_s"] = stop(broker)
         broker, out["restart_s"] = restart(data, port, admin, TOPICS * (PARTITIONS + NARROW))

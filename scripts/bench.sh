@@ -12,6 +12,8 @@
 #   scripts/bench.sh --only p1k-all-1p,never-max   # just these scenarios
 #   scripts/bench.sh --share    # also perf/share.py: share groups (KIP-932) against the
 #                               # classic consumer group on the same broker, same run
+#   scripts/bench.sh --closer   # also perf/closer.py: CPU per GB and latency against this
+#                               # machine's own floor (issue 18), ~5 min; JSON in the run dir
 #
 # Every server is started by this script on a free 127.0.0.1 port with its own temp dir
 # under $BENCH_DIR (default target/bench-tmp, on the same disk as the repo), and stopped
@@ -34,15 +36,17 @@ cd "$ROOT"
 QUICK=0
 PLOT=0
 SHARE=0
+CLOSER=0
 ONLY=""
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
     --plot) PLOT=1 ;;
     --share) SHARE=1 ;;
+    --closer) CLOSER=1 ;;
     --only) ONLY="${2:?--only needs scenario names}"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [--quick] [--plot] [--share] [--only NAME,...]" >&2; exit 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--quick] [--plot] [--share] [--closer] [--only NAME,...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -289,6 +293,14 @@ if ((SHARE)); then
   "$ROOT/.venv/bin/python" -c 'import pika' 2>/dev/null ||
     "$ROOT/.venv/bin/python" -m pip install --disable-pip-version-check -q -r "$ROOT/perf/requirements.txt"
   SLUICE_BIN="$ROOT/target/release/sluice" "$ROOT/.venv/bin/python" "$ROOT/perf/share.py"
+fi
+
+# --- 5c. against the machine's own floor (opt-in) ----------------------------------------------
+if ((CLOSER)); then
+  step "CPU per GB and latency against this machine's floor (perf/closer.py)"
+  command -v sockperf >/dev/null 2>&1 || apt_install sockperf || note "sockperf: not installed, closer.py uses its Python echo"
+  SLUICE_BIN="$BIN" BENCH_DIR="$BENCH_DIR" CLOSER_OUT="$RUN_DIR/closer.json" \
+    "$ROOT/.venv/bin/python" "$ROOT/perf/closer.py" >/dev/null
 fi
 
 # --- 6. report --------------------------------------------------------------------------------
