@@ -125,9 +125,11 @@ def build(run: Path, mode: str) -> tuple[str, dict]:
     w(f"| fio sequential write, 1 MiB blocks, buffered | {num(fio_buf)} |")
     w(f"| fio sequential write, 1 MiB + fdatasync each, preallocated | {num(fio_sync)} |")
     w(f"| iperf3, one TCP stream on loopback | {num(net)} |")
-    if (run / "tansu-skipped.txt").exists():
+    skipped = run / "tansu-skipped.txt"
+    if skipped.exists():
         w("")
-        w("Tansu: skipped (no `tansu` binary on PATH).")
+        reasons = "; ".join(sorted(set(skipped.read_text().split("\n")) - {""}))
+        w(f"Tansu: {reasons}.")
     w("")
     w("Throughput and latency (payload bytes; latency from the intended send time, µs/ms;"
       " `e2e` is produce-to-consume). `× redis` is Sluice msg/s ÷ Redis msg/s in the same"
