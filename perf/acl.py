@@ -41,7 +41,7 @@ from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 from conftest import free_ports  # noqa: E402
-from security import cpu_seconds  # noqa: E402  (perf/ is on sys.path: the script's dir)
+from proc_util import cpu_seconds  # noqa: E402  (perf/ is on sys.path: the script's dir)
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 TOTAL = int(os.environ.get("TOTAL", "200000"))

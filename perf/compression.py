@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 from conftest import free_ports  # noqa: E402
-from proc_util import start_sluice  # noqa: E402
+from proc_util import cpu_seconds, start_sluice  # noqa: E402
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 TOTAL = int(os.environ.get("TOTAL", "200000"))
@@ -50,11 +50,6 @@ def create(bootstrap: str, topic: str, config: dict) -> None:
                                        config=config)])
     for f in fs.values():
         f.result(30)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def values(n: int) -> list[bytes]:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 import wire  # noqa: E402
 from conftest import free_ports  # noqa: E402
-from proc_util import start_sluice  # noqa: E402
+from proc_util import cpu_seconds, start_sluice  # noqa: E402
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 DATA_GIB = float(os.environ.get("DATA_GIB", "1"))
@@ -145,12 +145,6 @@ def ends_of(port: int) -> dict[int, int]:
         (size,) = struct.unpack_from(">i", data, pos); pos += 4 + max(size, 0)
         ends[part] = hwm
     return ends
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def run_consumers(port: int, ends: dict[int, int], count: int) -> tuple[int, float]:

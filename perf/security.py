@@ -36,6 +36,7 @@ from confluent_kafka.admin import (AdminClient, NewTopic, ScramCredentialInfo, S
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 from conftest import free_ports  # noqa: E402
+from proc_util import cpu_seconds  # noqa: E402  (perf/ is on sys.path: the script's dir)
 
 BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 TOTAL = int(os.environ.get("TOTAL", "200000"))
@@ -55,11 +56,6 @@ def make_certs(d: Path) -> None:
     (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
     openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "1", "-out", "server.pem", "-extfile", "ext")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(tmp: Path) -> tuple[subprocess.Popen, int, int]:

@@ -19,66 +19,45 @@ pub fn code(table: Names, name: &str) -> Option<i8> {
     table.iter().find(|(_, n)| *n == up).map(|(c, _)| *c)
 }
 
+/// `pub const NAME: i8 = code;` for each pair, and `NAMES`, the table of them by name.
+macro_rules! codes {
+    ($($name:ident = $code:expr),* $(,)?) => {
+        $(pub const $name: i8 = $code;)*
+        pub const NAMES: super::Names = &[$(($name, stringify!($name))),*];
+    };
+}
+
 pub mod resource {
-    pub const ANY: i8 = 1;
-    pub const TOPIC: i8 = 2;
-    pub const GROUP: i8 = 3;
-    pub const CLUSTER: i8 = 4;
-    pub const TRANSACTIONAL_ID: i8 = 5;
-    pub const NAMES: super::Names = &[
-        (ANY, "ANY"),
-        (TOPIC, "TOPIC"),
-        (GROUP, "GROUP"),
-        (CLUSTER, "CLUSTER"),
-        (TRANSACTIONAL_ID, "TRANSACTIONAL_ID"),
-    ];
+    codes!(
+        ANY = 1,
+        TOPIC = 2,
+        GROUP = 3,
+        CLUSTER = 4,
+        TRANSACTIONAL_ID = 5,
+    );
 }
 
 pub mod pattern {
-    pub const ANY: i8 = 1;
-    pub const MATCH: i8 = 2;
-    pub const LITERAL: i8 = 3;
-    pub const PREFIXED: i8 = 4;
-    pub const NAMES: super::Names = &[
-        (ANY, "ANY"),
-        (MATCH, "MATCH"),
-        (LITERAL, "LITERAL"),
-        (PREFIXED, "PREFIXED"),
-    ];
+    codes!(ANY = 1, MATCH = 2, LITERAL = 3, PREFIXED = 4,);
 }
 
 pub mod op {
-    pub const ANY: i8 = 1;
-    pub const ALL: i8 = 2;
-    pub const READ: i8 = 3;
-    pub const WRITE: i8 = 4;
-    pub const CREATE: i8 = 5;
-    pub const DELETE: i8 = 6;
-    pub const ALTER: i8 = 7;
-    pub const DESCRIBE: i8 = 8;
-    pub const CLUSTER_ACTION: i8 = 9;
-    pub const DESCRIBE_CONFIGS: i8 = 10;
-    pub const ALTER_CONFIGS: i8 = 11;
-    pub const IDEMPOTENT_WRITE: i8 = 12;
-    pub const NAMES: super::Names = &[
-        (ANY, "ANY"),
-        (ALL, "ALL"),
-        (READ, "READ"),
-        (WRITE, "WRITE"),
-        (CREATE, "CREATE"),
-        (DELETE, "DELETE"),
-        (ALTER, "ALTER"),
-        (DESCRIBE, "DESCRIBE"),
-        (CLUSTER_ACTION, "CLUSTER_ACTION"),
-        (DESCRIBE_CONFIGS, "DESCRIBE_CONFIGS"),
-        (ALTER_CONFIGS, "ALTER_CONFIGS"),
-        (IDEMPOTENT_WRITE, "IDEMPOTENT_WRITE"),
-    ];
+    codes!(
+        ANY = 1,
+        ALL = 2,
+        READ = 3,
+        WRITE = 4,
+        CREATE = 5,
+        DELETE = 6,
+        ALTER = 7,
+        DESCRIBE = 8,
+        CLUSTER_ACTION = 9,
+        DESCRIBE_CONFIGS = 10,
+        ALTER_CONFIGS = 11,
+        IDEMPOTENT_WRITE = 12,
+    );
 }
 
 pub mod permission {
-    pub const ANY: i8 = 1;
-    pub const DENY: i8 = 2;
-    pub const ALLOW: i8 = 3;
-    pub const NAMES: super::Names = &[(ANY, "ANY"), (DENY, "DENY"), (ALLOW, "ALLOW")];
+    codes!(ANY = 1, DENY = 2, ALLOW = 3,);
 }

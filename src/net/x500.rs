@@ -11,22 +11,23 @@ use x509_parser::x509::AttributeTypeAndValue;
 pub fn subject_name(der: &[u8]) -> Result<String, String> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| format!("the client certificate cannot be parsed: {e}"))?;
-    let rdns: Vec<String> = cert
-        .subject()
-        .iter_rdn()
-        .map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+"))
-        .collect();
-    Ok(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
+    let mut rdns = Vec::new();
+    for rdn in cert.subject().iter_rdn() {
+        let values = rdn.iter().map(attribute).collect::<Result<Vec<_>, _>>()?;
+        rdns.push(values.join("+"));
+    }
+    rdns.reverse();
+    Ok(rdns.join(","))
 }
 
 /// `KEYWORD=value` (escaped) or `OID=#hex`.
-fn attribute(a: &AttributeTypeAndValue) -> String {
+fn attribute(a: &AttributeTypeAndValue) -> Result<String, String> {
     let oid = a.attr_type().to_id_string();
     let text = keyword(&oid).and_then(|k| value_text(a).map(|v| (k, v)));
-    match text {
+    Ok(match text {
         Some((keyword, value)) => format!("{keyword}={}", escape(&value)),
-        None => format!("{oid}=#{}", hex_der(a)),
-    }
+        None => format!("{oid}=#{}", hex_der(a)?),
+    })
 }
 
 fn keyword(oid: &str) -> Option<&'static str> {
@@ -80,32 +81,13 @@ fn escape(value: &str) -> String {
 }
 
 /// The value's DER encoding (tag, length, content) in lower-case hex.
-fn hex_der(a: &AttributeTypeAndValue) -> String {
-    let value = a.attr_value();
-    let content = value.as_bytes();
-    let mut der = vec![identifier(value)];
-    match content.len() {
-        n if n < 0x80 => der.push(n as u8),
-        n => {
-            let len = (n as u64).to_be_bytes();
-            let skip = len.iter().take_while(|&&b| b == 0).count();
-            der.push(0x80 | (8 - skip) as u8);
-            der.extend_from_slice(&len[skip..]);
-        }
-    }
-    der.extend_from_slice(content);
-    der.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The identifier octet of a value whose tag number is below 31 (every string type).
-fn identifier(value: &x509_parser::der_parser::asn1_rs::Any) -> u8 {
-    let class = (value.class() as u8) << 6;
-    let constructed = if value.header.is_constructed() {
-        0x20
-    } else {
-        0
-    };
-    class | constructed | (value.tag().0 as u8 & 0x1f)
+fn hex_der(a: &AttributeTypeAndValue) -> Result<String, String> {
+    use x509_parser::der_parser::asn1_rs::ToDer;
+    let der = a
+        .attr_value()
+        .to_der_vec()
+        .map_err(|e| format!("a subject attribute of the client certificate: {e}"))?;
+    Ok(der.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ from test_acl import allow, consume_error, create_acls, produce_error, visible_t
 from test_security import _make_ca, _openssl, start_secure
 
 T = 15
+# IA5String (0x16) of 17 bytes, "carol@example.com", as Java's X500Principal writes it.
+CAROL_DN = "User:1.2.840.113549.1.9.1=#1611" + b"carol@example.com".hex() + ",CN=carol"
 
 
 def _make_client(d: Path, name: str, subject: str, days: int = 2) -> None:
@@ -63,6 +65,8 @@ def pki(tmp_path_factory) -> Path:
     # The subject is written most significant first; RFC 2253 names it the other way.
     _make_client(d, "alice", "/C=US/O=Example/OU=eng/CN=alice")
     _make_client(d, "bob", "/C=US/O=Example/OU=ops/CN=bob, the \"admin\"")
+    # emailAddress has no RFC 2253 keyword: it is written as its OID and its DER in hex.
+    _make_client(d, "carol", "/CN=carol/emailAddress=carol@example.com")
     # Valid for no time at all: expired a second later.
     _make_client(d, "lapsed", "/CN=lapsed", days=0)
     return d
@@ -99,6 +103,7 @@ def test_the_certificate_subject_is_the_principal_acls_name(broker_factory, pki)
         allow(ResourceType.TOPIC, "orders", alice_dn, AclOperation.READ),
         allow(ResourceType.GROUP, "*", alice_dn, AclOperation.READ),
         allow(ResourceType.TOPIC, "secret", bob_dn, AclOperation.WRITE),
+        allow(ResourceType.TOPIC, "secret", CAROL_DN, AclOperation.WRITE),
     ])
     alice, bob = mtls(pki, b.ssl_port, "alice"), mtls(pki, b.ssl_port, "bob")
     assert visible_topics(alice) == {"orders"}
@@ -107,6 +112,7 @@ def test_the_certificate_subject_is_the_principal_acls_name(broker_factory, pki)
     err = produce_error(alice, "orders")
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
     assert produce_error(bob, "secret") is None
+    assert produce_error(mtls(pki, b.ssl_port, "carol"), "secret") is None
 
     # kcat (librdkafka's CLI) as alice: reads orders, may not write to it or read secret.
     out = subprocess.run(kcat(pki, b.ssl_port, "alice") + [
