@@ -144,6 +144,7 @@ impl Broker {
             shutdown: ctx.shutdown.clone(),
             fetch_budget: FetchBudget::new(config.fetch_budget_bytes_per_shard()),
             share_sessions: Default::default(),
+            fetch_waits: Default::default(),
         });
         let net = Rc::new(Net {
             shard: id,

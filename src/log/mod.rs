@@ -16,6 +16,7 @@ pub mod index;
 pub mod partition;
 mod recovery;
 mod segment;
+mod tail;
 mod wait;
 
 #[cfg(test)]
@@ -26,7 +27,8 @@ pub(crate) mod tests;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 pub use error::LogError;
 pub use partition::{
-    AppendInfo, Availability, FetchSlice, FileRange, PartitionLog, RetentionReport, SendRange,
+    AppendInfo, AppendWait, Availability, FetchSlice, FileRange, PartitionLog, RetentionReport,
+    SendRange,
 };
 #[cfg(any(test, fuzzing))]
 pub(crate) use segment::{index_path, log_path, time_index_path};

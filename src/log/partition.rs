@@ -45,6 +45,21 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// Resolves when the high watermark passes an offset, or the log goes offline
+/// (`PartitionLog::append_wait`). Dropping it unregisters it.
+pub struct AppendWait<'a>(OffsetWait<'a>);
+
+impl std::future::Future for AppendWait<'_> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
+    }
+}
+
 /// A byte range of a segment file. The `Rc` keeps the file open (and its bytes readable) even
 /// if retention unlinks the segment while a fetch still uses the range.
 #[derive(Clone, Debug)]
@@ -335,6 +350,11 @@ impl PartitionLog {
         log.write_checkpoint(true).await?;
         log.start_flush_timer();
         Ok(log)
+    }
+
+    /// Offline after an I/O error: reads fail until a restart.
+    pub fn is_offline(&self) -> bool {
+        self.offline.get()
     }
 
     fn check_online(&self) -> Result<(), LogError> {
@@ -891,6 +911,16 @@ impl PartitionLog {
             offset,
         )
         .await
+    }
+
+    /// `wait_for_append` as a named future (`Unpin`), for waiting on many logs at once.
+    pub fn append_wait(&self, offset: i64) -> AppendWait<'_> {
+        AppendWait(OffsetWait::new(
+            &self.hwm_waiters,
+            &self.high_watermark,
+            &self.offline,
+            offset,
+        ))
     }
 
     fn out_of_range(&self, offset: i64) -> LogError {

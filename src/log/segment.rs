@@ -18,6 +18,7 @@ use glommio::io::{BufferedFile, OpenOptions};
 use super::batch::{self, BatchInfo, HEADER_LEN, LOG_OVERHEAD};
 use super::error::LogError;
 use super::index::SegmentIndex;
+use super::tail::TailBatches;
 
 /// The first preallocation of a segment; each later one doubles the file, up to the cap.
 pub const MIN_PREALLOCATE_BYTES: u64 = 64 << 10;
@@ -68,6 +69,8 @@ pub(crate) struct Segment {
     pub created_ms: Cell<i64>,
     pub index: RefCell<SegmentIndex>,
     pub sealed: Cell<bool>,
+    /// The newest batches appended, for reads at the tail (cleared on seal).
+    tail: RefCell<TailBatches>,
     /// A dup of the file's descriptor that other shards may hold (zero-copy fetch
     /// sends from it on the connection's shard); made on the first fetch.
     shared_fd: OnceCell<Arc<OwnedFd>>,
@@ -136,6 +139,7 @@ impl Segment {
             created_ms: Cell::new(now_ms),
             index: RefCell::new(SegmentIndex::default()),
             sealed: Cell::new(false),
+            tail: RefCell::new(TailBatches::default()),
             shared_fd: OnceCell::new(),
         }
     }
@@ -175,7 +179,11 @@ impl Segment {
             max_ts,
             interval,
         );
-        self.next_offset.set(base_offset + info.offset_count());
+        let next = base_offset + info.offset_count();
+        self.tail
+            .borrow_mut()
+            .push(base_offset, next - 1, position, info.len as u64);
+        self.next_offset.set(next);
     }
 
     /// Starts the segment.ms clock of a recovered segment at its first batch's
@@ -264,6 +272,13 @@ impl Segment {
     /// The readable batch holding `offset`, else the first one after it (compaction
     /// leaves gaps), else None: (position, length).
     pub async fn find_batch_from(&self, offset: i64) -> Result<Option<(u64, usize)>, LogError> {
+        let kept = self
+            .tail
+            .borrow()
+            .batch_from(offset, self.readable_end.get());
+        if let Some(found) = kept {
+            return Ok(found);
+        }
         'lookup: loop {
             let (rel, start) = self.index.borrow().lookup_offset(self.relative(offset));
             let end = self.readable_end.get();
@@ -291,6 +306,13 @@ impl Segment {
     /// The last batch boundary at or before `limit` (and after `start`, or `start` itself when
     /// the batch at `start` alone goes past `limit`). Both must be batch starts ≤ readable end.
     pub async fn last_boundary(&self, start: u64, limit: u64) -> Result<u64, LogError> {
+        let kept = self
+            .tail
+            .borrow()
+            .last_boundary(start, limit, self.readable_end.get());
+        if let Some(pos) = kept {
+            return Ok(pos);
+        }
         'lookup: loop {
             let (rel, hint) = self.index.borrow().lookup_position(limit as u32);
             let mut pos = (hint as u64).max(start);
@@ -414,6 +436,7 @@ impl Segment {
         self.sync().await?;
         self.sync_index().await?;
         self.sealed.set(true);
+        self.tail.borrow_mut().clear();
         debug_assert_eq!(self.allocated.get(), end);
         Ok(())
     }

@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{select, select_all, LocalBoxFuture};
-use futures_util::{stream, FutureExt, StreamExt};
+use futures_util::{stream, StreamExt};
 use glommio::{Latency, Shares};
 use tracing::warn;
 
-use super::{Partition, Read};
+use super::Partition;
 use crate::cluster::{partition_dir, Registry, TopicMeta};
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::log::{AppendInfo, Availability};
@@ -55,10 +54,12 @@ pub struct PartitionManager {
     shard: ShardId,
     config: ManagerConfig,
     metrics: Rc<ShardMetrics>,
-    shutdown: Rc<Signal>,
+    pub(super) shutdown: Rc<Signal>,
     partitions: RefCell<Owned>,
     /// The share partitions of the owned partitions (KIP-932) and their journal.
     shares: super::share::ShareStates,
+    /// Fetches long-polling on this shard (`long_poll`).
+    pub(super) parked: super::long_poll::Parked,
 }
 
 impl PartitionManager {
@@ -75,6 +76,7 @@ impl PartitionManager {
             shutdown,
             partitions: RefCell::new(HashMap::new()),
             shares: super::share::ShareStates::default(),
+            parked: super::long_poll::Parked::default(),
         }
     }
 
@@ -161,31 +163,6 @@ impl PartitionManager {
                 .record_append(records.len(), info.last_offset - info.base_offset + 1);
         }
         Ok(info)
-    }
-
-    /// Resolves when any of `reads` has data past its offset, after `timeout`, or at
-    /// shutdown (a long-poll parks here, on the owner).
-    pub async fn wait_any(&self, reads: &[Read], timeout: Duration, share: bool) {
-        let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
-        if share {
-            let changed = self.shares.changed();
-            waits.push(async move { changed.await.unwrap_or(()) }.boxed_local());
-        }
-        for r in reads {
-            if let Some(part) = self.find(&r.topic, r.partition) {
-                let target = part.wait_target(r.offset, r.committed);
-                let log = part.log.clone();
-                waits.push(async move { log.wait_for_append(target).await }.boxed_local());
-            }
-        }
-        let timer = glommio::timer::Timer::new(timeout).boxed_local();
-        if waits.is_empty() {
-            timer.await;
-            return;
-        }
-        let shutdown = self.shutdown.clone();
-        let stop = async move { shutdown.wait().await }.boxed_local();
-        let _ = select(select(timer, stop), select_all(waits)).await;
     }
 
     /// Follow the registry from `prev` to `next`: remove the partitions of topics that

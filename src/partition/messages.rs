@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::read::{CopyAllowance, Read, ReadBatch};
-use super::{share, txn, PartitionManager};
+use super::{long_poll, share, txn, PartitionManager};
 use crate::kafka::KafkaError;
 use crate::log::AppendInfo;
 use crate::runtime::Message;
@@ -66,8 +66,35 @@ impl Message for ReadPartitions {
     const NAME: &'static str = "partition.read";
 
     async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
-        pm.read(self.reads, self.budget, self.first, self.allowance)
+        pm.read(&self.reads, self.budget, self.first, self.allowance)
             .await
+    }
+}
+
+/// Fetch that waits on the owner (`long_poll`): read without copying; until the reads
+/// bring `min_bytes`, wait for an append, the deadline or `CancelWait`, and read again.
+pub struct ReadOrWait(pub long_poll::ParkedRead);
+
+impl Message for ReadOrWait {
+    type Service = PartitionManager;
+    type Reply = ReadBatch;
+    const NAME: &'static str = "partition.read_or_wait";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.read_or_wait(self.0).await
+    }
+}
+
+/// A `ReadOrWait` answers now with what it has (another owner of its fetch answered).
+pub struct CancelWait(pub long_poll::WaitId);
+
+impl Message for CancelWait {
+    type Service = PartitionManager;
+    type Reply = ();
+    const NAME: &'static str = "partition.cancel_wait";
+
+    async fn handle(self, pm: Rc<PartitionManager>) -> Self::Reply {
+        pm.parked.cancel(self.0)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod cleaner;
 pub mod codec;
 pub mod compress;
 pub mod error;
+pub mod long_poll;
 pub mod manager;
 pub mod messages;
 pub mod producer;

@@ -7,6 +7,7 @@
 //! caller says how much it may take (`CopyAllowance`): the fetch budget is counted on the
 //! connection's shard, where the bytes are held and dropped, without atomics.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,24 +88,59 @@ pub struct ReadBatch {
     pub reads: Vec<Result<ReadOut, KafkaError>>,
 }
 
+impl ReadBatch {
+    /// Record bytes read, over every partition.
+    pub fn bytes(&self) -> usize {
+        self.reads
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |g| g.records.len()))
+            .sum()
+    }
+}
+
 impl PartitionManager {
     /// Read `reads` in order, stopping once `budget` bytes are used. The first partition
     /// with data may exceed the budget by one batch when `first` (KIP-74).
     pub async fn read(
         &self,
-        reads: Vec<Read>,
+        reads: &[Read],
+        budget: usize,
+        first: bool,
+        allowance: CopyAllowance,
+    ) -> ReadBatch {
+        let parts = self.resolve(reads);
+        self.read_resolved(reads, &parts, budget, first, allowance)
+            .await
+    }
+
+    /// The partitions of `reads` (or the error each gets).
+    pub(super) fn resolve(&self, reads: &[Read]) -> Vec<Result<Rc<Partition>, KafkaError>> {
+        reads
+            .iter()
+            .map(|r| self.get(&r.topic, r.partition))
+            .collect()
+    }
+
+    /// `read` with the partitions already looked up (a parked fetch reads the same ones
+    /// again after each append).
+    pub(super) async fn read_resolved(
+        &self,
+        reads: &[Read],
+        parts: &[Result<Rc<Partition>, KafkaError>],
         mut budget: usize,
         first: bool,
         mut allowance: CopyAllowance,
     ) -> ReadBatch {
         let mut out = Vec::with_capacity(reads.len());
         let mut any = !first;
-        for r in reads {
-            let got = async {
-                let part = self.get(&r.topic, r.partition)?;
-                self.read_one(&part, &r, budget, any, &mut allowance).await
-            }
-            .await;
+        for (r, part) in reads.iter().zip(parts) {
+            let got = match part {
+                Err(e) => Err(e.clone()),
+                Ok(part) => match at_end(part, r) {
+                    Some(empty) => Ok(empty),
+                    None => self.read_one(part, r, budget, any, &mut allowance).await,
+                },
+            };
             if let Ok(g) = &got {
                 if !g.records.is_empty() {
                     any = true;
@@ -113,12 +149,9 @@ impl PartitionManager {
             }
             out.push(got);
         }
-        let bytes = out
-            .iter()
-            .map(|r| r.as_ref().map(|g| g.records.len()).unwrap_or(0))
-            .sum();
-        self.metrics().record_fetch(bytes);
-        ReadBatch { reads: out }
+        let batch = ReadBatch { reads: out };
+        self.metrics().record_fetch(batch.bytes());
+        batch
     }
 
     async fn read_one(
@@ -183,6 +216,26 @@ impl PartitionManager {
         self.metrics().record_fetch_copied(len);
         Ok(Some(Records::Mem(Bytes::from(data))))
     }
+}
+
+/// The answer for a read exactly at the end of what it may see (a consumer at the tail,
+/// most partitions of most fetches): no records, without going through the log's read.
+fn at_end(part: &Partition, r: &Read) -> Option<ReadOut> {
+    let log = &part.log;
+    let (hwm, start) = (log.high_watermark(), log.log_start_offset());
+    let lso = txn::last_stable_offset(part);
+    let end = if r.committed { lso } else { hwm };
+    if r.offset != end || r.offset < start || log.is_offline() {
+        return None;
+    }
+    Some(ReadOut {
+        records: Records::Empty,
+        deferred: false,
+        aborted: r.committed.then(Vec::new),
+        high_watermark: hwm,
+        last_stable_offset: lso,
+        log_start_offset: start,
+    })
 }
 
 /// The aborted transactions a read_committed response carries for records read from

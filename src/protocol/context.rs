@@ -23,6 +23,8 @@ pub struct Context {
     pub fetch_budget: FetchBudget,
     /// Share sessions of the members fetching on this shard (KIP-932).
     pub share_sessions: crate::protocol::share::session::Sessions,
+    /// The sequence number of the last fetch parked on the owners from here.
+    pub fetch_waits: Cell<u64>,
 }
 
 impl Context {
@@ -32,6 +34,16 @@ impl Context {
 
     pub fn shards(&self) -> usize {
         self.mesh.shards()
+    }
+
+    /// A new id for a fetch parked on the owners.
+    pub fn next_fetch_wait(&self) -> crate::partition::long_poll::WaitId {
+        let seq = self.fetch_waits.get() + 1;
+        self.fetch_waits.set(seq);
+        crate::partition::long_poll::WaitId {
+            shard: self.shard(),
+            seq,
+        }
     }
 }
 

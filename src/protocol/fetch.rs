@@ -11,17 +11,20 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, select_all, LocalBoxFuture};
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use kafka_protocol::messages::*;
 
 use super::fetch_response::{PartitionOut, TopicOut};
 use super::route::owner_gone;
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
-use crate::partition::messages::{ReadPartitions, WaitForData};
-use crate::partition::read::{CopyAllowance, Read, ReadOut};
+use crate::partition::long_poll::ParkedRead;
+use crate::partition::messages::{CancelWait, ReadOrWait, ReadPartitions, WaitForData};
+use crate::partition::read::{CopyAllowance, Read, ReadBatch, ReadOut};
 use crate::partition::Records;
 use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::{Context, FetchHold};
+use crate::runtime::MeshError;
 
 /// The most record bytes one response carries, as Kafka's broker `fetch.max.bytes`.
 const FETCH_MAX_BYTES: usize = 57_671_680;
@@ -31,6 +34,42 @@ const DEFER_BACKOFF: Duration = Duration::from_millis(5);
 type PartResult = Result<ReadOut, KafkaError>;
 /// Every requested partition: (topic i, partition j) → its owner and what to read.
 type Plan = Vec<Vec<Result<(ShardId, Read), KafkaError>>>;
+
+/// What a fetch waits for.
+#[derive(Clone, Copy)]
+struct Wait {
+    min_bytes: usize,
+    deadline: Instant,
+}
+
+/// What the reads of a request brought, summed over its partitions.
+struct Seen {
+    bytes: usize,
+    errored: bool,
+    /// Records left out: the fetch budget was full, or a parked read found them out of
+    /// the page cache.
+    deferred: bool,
+}
+
+impl Seen {
+    fn of(results: &[Vec<PartResult>]) -> Seen {
+        let mut seen = Seen {
+            bytes: 0,
+            errored: false,
+            deferred: false,
+        };
+        for r in results.iter().flatten() {
+            match r {
+                Ok(g) => {
+                    seen.bytes += g.records.len();
+                    seen.deferred |= g.deferred;
+                }
+                Err(_) => seen.errored = true,
+            }
+        }
+        seen
+    }
+}
 
 /// One owner's share of a request: positions (topic i, partition j) and what to read.
 #[derive(Default)]
@@ -98,29 +137,42 @@ pub async fn handle(
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
 
-    let (mut results, mut hold) = read_all(ctx, &plan, max_bytes).await;
+    let zero_copy = ctx.config.fetch_zero_copy;
+    let mut parked = zero_copy;
+    let mut brought = vec![0; ctx.shards()];
+    let wait = Wait {
+        min_bytes,
+        deadline,
+    };
+    let (mut results, mut hold) = match parked {
+        true => (
+            park_and_read(ctx, &plan, max_bytes, wait, &mut brought).await,
+            None,
+        ),
+        false => read_all(ctx, &plan, max_bytes).await,
+    };
     loop {
-        let total: usize = results
-            .iter()
-            .flatten()
-            .map(|r| r.as_ref().map(|g| g.records.len()).unwrap_or(0))
-            .sum();
-        let errored = results.iter().flatten().any(|r| r.is_err());
-        let deferred = results
-            .iter()
-            .flatten()
-            .any(|r| r.as_ref().map(|g| g.deferred).unwrap_or(false));
+        let seen = Seen::of(&results);
         let now = Instant::now();
-        if total >= min_bytes || errored || now >= deadline || ctx.shutdown.is_fired() {
+        if seen.bytes >= min_bytes || seen.errored || now >= deadline || ctx.shutdown.is_fired() {
             break;
         }
         // What was read does not count against the budget while the request waits.
         drop(results);
         drop(hold);
-        if deferred {
+        if seen.deferred && parked {
+            // Records not in the page cache (the owners copy nothing for a parked
+            // fetch): read them now, with this shard's budget.
+            parked = false;
+        } else if seen.deferred {
             // Data is there but the budget is full: an append would not help, so
             // retry after a short pause (under memory pressure only).
             glommio::timer::sleep(DEFER_BACKOFF.min(deadline - now)).await;
+        } else if zero_copy {
+            parked = true;
+            let parked_reads = park_and_read(ctx, &plan, max_bytes, wait, &mut brought).await;
+            (results, hold) = (parked_reads, None);
+            continue;
         } else {
             wait_any(ctx, &plan, deadline - now).await;
         }
@@ -191,64 +243,70 @@ fn by_owner(
     per_owner
 }
 
-/// Read every partition of the plan: one message per owner shard, merged in request
-/// order; with the fetch budget the copied bytes hold.
-async fn read_all(
+/// A plan's reads by owner, with what each owner may read.
+struct Split {
+    /// (owner, its batch), owners with reads only.
+    owners: Vec<(ShardId, OwnerBatch)>,
+    /// Bytes each owner may read.
+    budget: usize,
+    /// The owner of the request's first partition (KIP-74).
+    first_owner: Option<ShardId>,
+}
+
+/// Split the plan by owner, filling the planning errors in `results`. The owners read at
+/// the same time, so each gets an equal share of `max_bytes` (and of the fetch budget)
+/// and the response stays within it (librdkafka refuses a response larger than its
+/// receive.message.max.bytes, 100 MB). As in Kafka, the first batch of the first
+/// partition asked for is returned whole even when over every limit (KIP-74), so its
+/// owner gets that exception; clients rotate their partition order, so every partition
+/// gets its turn.
+fn split(
     ctx: &Context,
     plan: &Plan,
     max_bytes: usize,
-) -> (Vec<Vec<PartResult>>, Option<FetchHold>) {
-    let mut results: Vec<Vec<Option<PartResult>>> = plan
-        .iter()
-        .map(|parts| parts.iter().map(|_| None).collect())
-        .collect();
-    let per_owner = by_owner(ctx, plan, &mut results);
-    // The owners read at the same time, so each gets an equal share of `max_bytes` (and
-    // of the fetch budget) and the response stays within it (librdkafka refuses a
-    // response larger than its receive.message.max.bytes, 100 MB). As in Kafka, the
-    // first batch of the first partition asked for is returned whole even when over
-    // every limit (KIP-74), so its owner gets that exception; clients rotate their
-    // partition order, so every partition gets its turn.
-    let first_owner = plan.iter().flatten().flatten().map(|(o, _)| *o).next();
-    let owners = per_owner
-        .iter()
-        .filter(|b| !b.positions.is_empty())
-        .count()
-        .max(1);
-    let budget = (max_bytes / owners).max(1);
-    let mut hold = ctx.fetch_budget.reserve();
-    let allowance = CopyAllowance {
-        bytes: hold.bytes / owners,
-        may_exceed: hold.empty_before,
-    };
-    let calls = per_owner
+    results: &mut [Vec<Option<PartResult>>],
+) -> Split {
+    let owners: Vec<(ShardId, OwnerBatch)> = by_owner(ctx, plan, results)
         .into_iter()
         .enumerate()
         .filter(|(_, b)| !b.positions.is_empty())
-        .map(|(owner, b)| {
-            let msg = ReadPartitions {
-                reads: b.reads,
-                budget,
-                first: Some(ShardId(owner)) == first_owner,
-                allowance,
-            };
-            async move { (b.positions, ctx.mesh.call(ShardId(owner), msg).await) }
-        });
-    for (positions, reads) in join_all(calls).await {
-        match reads {
-            Ok(batch) => {
-                for ((i, j), r) in positions.into_iter().zip(batch.reads) {
-                    results[i][j] = Some(r);
-                }
+        .map(|(owner, b)| (ShardId(owner), b))
+        .collect();
+    Split {
+        budget: (max_bytes / owners.len().max(1)).max(1),
+        first_owner: plan.iter().flatten().flatten().map(|(o, _)| *o).next(),
+        owners,
+    }
+}
+
+fn unanswered(plan: &Plan) -> Vec<Vec<Option<PartResult>>> {
+    plan.iter()
+        .map(|parts| parts.iter().map(|_| None).collect())
+        .collect()
+}
+
+/// One owner's answer put in place, or its error on each of its positions.
+fn fill(
+    results: &mut [Vec<Option<PartResult>>],
+    positions: Vec<(usize, usize)>,
+    reads: Result<ReadBatch, MeshError>,
+) {
+    match reads {
+        Ok(batch) => {
+            for ((i, j), r) in positions.into_iter().zip(batch.reads) {
+                results[i][j] = Some(r);
             }
-            Err(e) => {
-                for (i, j) in positions {
-                    results[i][j] = Some(Err(owner_gone(e)));
-                }
+        }
+        Err(e) => {
+            for (i, j) in positions {
+                results[i][j] = Some(Err(owner_gone(e)));
             }
         }
     }
-    let results: Vec<Vec<PartResult>> = results
+}
+
+fn answered(results: Vec<Vec<Option<PartResult>>>) -> Vec<Vec<PartResult>> {
+    results
         .into_iter()
         .map(|parts| {
             parts
@@ -256,7 +314,37 @@ async fn read_all(
                 .map(|r| r.unwrap_or_else(|| Err(lost())))
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// Read every partition of the plan: one message per owner shard, merged in request
+/// order; with the fetch budget the copied bytes hold.
+async fn read_all(
+    ctx: &Context,
+    plan: &Plan,
+    max_bytes: usize,
+) -> (Vec<Vec<PartResult>>, Option<FetchHold>) {
+    let mut results = unanswered(plan);
+    let split = split(ctx, plan, max_bytes, &mut results);
+    let owners = split.owners.len().max(1);
+    let mut hold = ctx.fetch_budget.reserve();
+    let allowance = CopyAllowance {
+        bytes: hold.bytes / owners,
+        may_exceed: hold.empty_before,
+    };
+    let calls = split.owners.into_iter().map(|(owner, b)| {
+        let msg = ReadPartitions {
+            reads: b.reads,
+            budget: split.budget,
+            first: Some(owner) == split.first_owner,
+            allowance,
+        };
+        async move { (b.positions, ctx.mesh.call(owner, msg).await) }
+    });
+    for (positions, reads) in join_all(calls).await {
+        fill(&mut results, positions, reads);
+    }
+    let results = answered(results);
     let copied = results
         .iter()
         .flatten()
@@ -264,6 +352,58 @@ async fn read_all(
         .sum();
     hold.settle(copied);
     (results, (copied > 0).then_some(hold))
+}
+
+/// Read every partition of the plan on its owner, each owner waiting there for an
+/// append until its reads bring something (`partition::long_poll`); the first owner to
+/// answer ends the others' waits, and the caller's loop adds them up. Copies nothing
+/// (no fetch budget is held while the owners wait): records not in the page cache come
+/// back deferred.
+async fn park_and_read(
+    ctx: &Context,
+    plan: &Plan,
+    max_bytes: usize,
+    wait: Wait,
+    seen: &mut [usize],
+) -> Vec<Vec<PartResult>> {
+    let mut results = unanswered(plan);
+    let split = split(ctx, plan, max_bytes, &mut results);
+    let id = ctx.next_fetch_wait();
+    // One owner waits for the request's min_bytes itself. Several each answer with more
+    // than they brought the last time (`seen`): the caller adds them up, and an owner
+    // that has some bytes, not yet enough, does not answer again at once.
+    let single = split.owners.len() == 1;
+    let owner_min = |owner: ShardId| match single {
+        true => wait.min_bytes,
+        false => wait.min_bytes.min(seen[owner.0] + 1),
+    };
+    let mut waiting: Vec<ShardId> = split.owners.iter().map(|(o, _)| *o).collect();
+    let mut calls: FuturesUnordered<_> = split
+        .owners
+        .into_iter()
+        .map(|(owner, b)| {
+            let msg = ReadOrWait(ParkedRead {
+                id,
+                reads: b.reads,
+                budget: split.budget,
+                first: Some(owner) == split.first_owner,
+                min_bytes: owner_min(owner),
+                deadline: wait.deadline,
+            });
+            async move { (owner, b.positions, ctx.mesh.call(owner, msg).await) }
+        })
+        .collect();
+    while let Some((owner, positions, reads)) = calls.next().await {
+        if let Ok(batch) = &reads {
+            seen[owner.0] = batch.bytes();
+        }
+        fill(&mut results, positions, reads);
+        waiting.retain(|o| *o != owner);
+        // The first answer: the others answer now with what they have.
+        let cancels = waiting.drain(..).map(|o| ctx.mesh.call(o, CancelWait(id)));
+        join_all(cancels).await;
+    }
+    answered(results)
 }
 
 /// A position no owner answered for (cannot happen: every planned read has an owner).

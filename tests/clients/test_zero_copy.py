@@ -239,3 +239,47 @@ def test_a_batch_over_every_limit_is_still_returned_whichever_shard_the_connecti
         got = records_of(wire.read_frame(sock))
         sock.close()
         assert got == [(0, payload(0))], f"connection {i}: {len(got)} records"
+
+
+def parked_hops(broker) -> float:
+    """Trips of parked fetches to their owners (and the cancels), over every shard."""
+    return sum(v for labels, v in broker.metric("sluice_mesh_calls_total").items()
+               if dict(labels)["message"] in ("partition.read_or_wait", "partition.cancel_wait"))
+
+
+def test_a_long_poll_over_both_shards_waits_for_min_bytes_across_them_without_spinning(broker):
+    """A fetch of two partitions with different owner shards parks on both owners
+    (partition::long_poll). With min_bytes above one record and below two, a record
+    on one partition does not answer it: it keeps waiting, without trips back and forth
+    to the owners (a re-wait that returned at once on the bytes already there would make
+    thousands), and the record on the other partition answers it with both."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("spread", 2, 1)])["spread"].result(30)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    for partition in (0, 1):
+        p.produce("spread", value=payload(partition)[:1024], partition=partition)
+    assert p.flush(30) == 0
+    owners = {part: shard for (topic, part), (shard, _) in broker.partition_hwms().items()
+              if topic == "spread"}
+    assert owners[0] != owners[1], f"both partitions on one shard: {owners}"
+
+    sock = wire.connect(broker.port, timeout=30)
+    sock.sendall(wire.fetch_v4_request(1, "spread", {0: 1, 1: 1}, max_wait_ms=20_000,
+                                       min_bytes=1500))
+    time.sleep(1)
+    hops = parked_hops(broker)
+    p.produce("spread", value=payload(2)[:1024], partition=0)
+    assert p.flush(30) == 0
+    sock.settimeout(2)
+    with pytest.raises(socket.timeout):
+        sock.recv(1)  # one record is not min_bytes: still waiting
+    spent = parked_hops(broker) - hops
+    assert spent <= 8, f"{spent} trips to the owners while one fetch waited"
+
+    p.produce("spread", value=payload(3)[:1024], partition=1)
+    assert p.flush(30) == 0
+    sock.settimeout(10)
+    batches = wire.fetch_v4_batches(wire.read_frame(sock))
+    sock.close()
+    assert {part: [b["base_offset"] for b in bs] for part, bs in batches.items()} == {0: [1], 1: [1]}
