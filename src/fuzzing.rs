@@ -196,8 +196,9 @@ fn journal(
 }
 
 /// A partition directory made of length-prefixed parts — segment 0's log, offset index
-/// and time index, the recovery checkpoint, the producer state snapshot — opened as the
-/// broker opens it at startup: recovery, then the producer state, then a read of all.
+/// and time index, the recovery checkpoint, the producer state snapshot, the cleaner's
+/// checkpoint — opened as the broker opens it at startup: recovery, then the producer
+/// state and the cleaner's checkpoint, then a read of all.
 pub fn partition_dir(data: &[u8]) {
     let parts = split(data);
     let tmp = TempDir::new();
@@ -209,6 +210,7 @@ pub fn partition_dir(data: &[u8]) {
         log::time_index_path(&dir, 0),
         checkpoint::path(&dir),
         crate::partition::producer::state::snapshot_path(&dir),
+        crate::partition::cleaner::checkpoint::path(&dir),
     ];
     for (path, part) in paths.iter().zip(&parts) {
         std::fs::write(path, part).expect("write");
@@ -223,6 +225,7 @@ pub fn partition_dir(data: &[u8]) {
             return;
         };
         let _ = crate::partition::producer::recovery::load(&log).await;
+        let _ = crate::partition::cleaner::checkpoint::load(&log);
         let mut at = log.log_start_offset();
         while at < log.high_watermark() {
             let Ok(slice) = log.read(at, 1 << 16).await else {

@@ -322,6 +322,18 @@ impl PartitionLog {
         })
     }
 
+    /// The layout gate, held while the cleaner writes its checkpoint beside the segments;
+    /// None once the log is removed or closed. Removal waits for the permit, so a
+    /// checkpoint of a pass that ends as its topic is deleted never lands in the
+    /// directory of a topic re-created under the same name.
+    pub async fn hold_for_state_file(&self) -> Result<Option<glommio::sync::Permit<'_>>, LogError> {
+        let permit = self.layout().await?;
+        if self.removed.get() || self.closed.get() {
+            return Ok(None);
+        }
+        Ok(Some(permit))
+    }
+
     /// Starts the cleaned segment that will replace the sealed segments of `[base, end)`.
     pub async fn create_cleaned(&self, base: i64, end: i64) -> Result<CleanedSegment, LogError> {
         let path = cleaned_path(&self.dir, base);

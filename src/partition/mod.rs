@@ -61,18 +61,20 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Open (and recover) the log in `dir` and its producer state.
+    /// Open (and recover) the log in `dir`, its producer state and where its cleaner
+    /// left it.
     pub async fn open(
         dir: &std::path::Path,
         config: crate::log::LogConfig,
     ) -> Result<Partition, KafkaError> {
         let log = PartitionLog::open(dir, config).await?;
         let producers = RefCell::new(producer::recovery::load(&log).await?);
+        let cleaner = cleaner::checkpoint::load(&log);
         Ok(Partition {
             log,
             producers,
             compression: Cell::new(Compression::Producer),
-            cleaner: cleaner::CleanerState::default(),
+            cleaner,
         })
     }
 

@@ -10,7 +10,9 @@ and offsets strictly increasing with the gaps compaction leaves. Around that: a
 keyless record is refused with INVALID_RECORD, DescribeConfigs shows the configs with
 their source and IncrementalAlterConfigs APPEND/SUBTRACT edits cleanup.policy,
 aborted transactional records disappear, an idempotent producer keeps producing across
-cleanings, and a broker SIGKILLed again and again while it cleans loses nothing.
+cleanings, a changelog cleaned to its end is not cleaned again after a restart (the
+cleaner's checkpoint), and a broker SIGKILLed again and again while it cleans loses
+nothing.
 
 Before this change the broker refused cleanup.policy=compact with INVALID_CONFIG: every
 test here failed at its first step.
@@ -179,6 +181,39 @@ def test_kafka_python_reads_across_gaps_and_from_an_offset_compacted_away(cbroke
     after = read(gap)
     assert after and after[0][0] > gap, "a fetch from an offset compacted away starts after it"
     assert after == [r for r in recs if r[0] > gap]
+
+
+def cleaner_total(broker, name: str) -> float:
+    return sum(broker.metric(name).values())
+
+
+def test_a_changelog_cleaned_to_its_end_is_not_cleaned_again_after_a_restart(cbroker):
+    """The cleaner's checkpoint (`cleaner-checkpoint.state`) survives a restart: the next
+    broker knows the changelog is clean and reads none of it again. Without it every
+    compacted partition is wholly dirty after a start and cleaned again from its start."""
+    topic = "checkpointed"
+    rdkafka_io.create_topic(cbroker.bootstrap, topic, 1, COMPACTED)
+    for r in range(4):
+        items = [(b"key-%03d" % k, b"round-%d" % r) for k in range(60)]
+        for err, _ in produce(cbroker.bootstrap, topic, items):
+            assert err is None, err
+        time.sleep(0.25)
+    sentinel(cbroker.bootstrap, topic, 0)
+    wait_until("the changelog is cleaned", lambda: (len(read_all(cbroker.bootstrap, topic)) == 61, None))
+
+    def idle():
+        before = cleaner_total(cbroker, "sluice_cleaner_passes_total")
+        time.sleep(1.0)
+        after = cleaner_total(cbroker, "sluice_cleaner_passes_total")
+        return before == after, after
+    wait_until("the cleaner is idle", idle)
+    assert (cbroker.data_dir / f"{topic}-0" / "cleaner-checkpoint.state").exists()
+    cbroker.restart()
+    rdkafka_io.wait_for_partitions(cbroker.bootstrap, topic, 1)
+    time.sleep(2.0)  # twenty cleaner rounds (--cleaner-backoff-ms 100)
+    assert cleaner_total(cbroker, "sluice_cleaner_bytes_read_total") == 0, \
+        "nothing was cleaned again after the restart"
+    assert len(read_all(cbroker.bootstrap, topic)) == 61
 
 
 def test_a_keyless_record_is_refused_with_invalid_record(cbroker):

@@ -21,6 +21,9 @@
 //! is re-encoded in its own codec with its base offset, last offset delta, producer id,
 //! epoch and base sequence (`records::rebuild`).
 
+pub mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod model_tests;
 pub mod records;
@@ -50,7 +53,8 @@ pub struct CleanerConfig {
     pub io_bytes_per_sec: u64,
 }
 
-/// A partition's cleaning state (in memory: after a restart the whole log is dirty once).
+/// A partition's cleaning state; `first_dirty` and `next_horizon` are saved after every
+/// complete pass and loaded when the partition opens (`checkpoint`).
 #[derive(Debug, Default)]
 pub struct CleanerState {
     /// Offsets below this were in the map of a finished pass (Kafka's cleaner checkpoint).
@@ -568,6 +572,8 @@ async fn clean_cleanable(
     if complete {
         state.first_dirty.set(map_end);
         state.next_horizon.set(pass.next_horizon);
+        // Every group was swapped in, and each swap synced its segment before it returned.
+        checkpoint::save(log, state).await;
     }
     Ok(stats)
 }

@@ -240,7 +240,7 @@ async fn transaction(
 }
 
 /// Every record and marker the log serves from its start: (offset, key, value, marker).
-async fn served(log: &PartitionLog) -> Vec<Served> {
+pub(super) async fn served(log: &PartitionLog) -> Vec<Served> {
     let mut out = Vec::new();
     let slice = log.read(log.log_start_offset(), 1 << 30).await.unwrap();
     let mut buf = Vec::new();
