@@ -16,8 +16,9 @@ Sections (SECTIONS, comma-separated; default all four):
   buffered, 1 MiB writes into a preallocated file, usr_cpu + sys_cpu). Target: <= 1.3x.
 - consume: broker CPU-s per GB consumed by 1, 4 and 16 tailing consumers (CONSUMERS),
   each reading every partition from the end as the producer writes them
-  (CONSUME_RATE, 10,000 msg/s), for 1 and 1,000 partitions (CONSUME_PARTITIONS); the
-  producer-only CPU of the same run is subtracted. Target: <= 0.5 CPU-s/GB.
+  (CONSUME_RATE, 10,000 msg/s), for 1 and 1,000 partitions (CONSUME_PARTITIONS), on
+  CONSUME_SHARDS (1) shards; the producer-only CPU of the same run is subtracted.
+  Target: <= 0.5 CPU-s/GB.
 - latency: the broker alone on core 0 (`--shards 1`, taskset), `sluice bench` on core
   1, one producer and one consumer, linger 0, flush=never, at LATENCY_RATES (10,000 and
   50,000 msg/s): end-to-end, produce-ack and the broker's own Produce p50/p99/p99.9,
@@ -63,6 +64,10 @@ PRODUCE_PARTITIONS = int(ENV("PRODUCE_PARTITIONS", "8"))
 CONSUME_RATE = int(ENV("CONSUME_RATE", "10000"))
 CONSUMERS = [int(n) for n in ENV("CONSUMERS", "1,4,16").split(",")]
 CONSUME_PARTITIONS = [int(n) for n in ENV("CONSUME_PARTITIONS", "1,1000").split(",")]
+# One shard by default: with two, whether the producer's and each consumer's connection
+# land on the partition's owner is the kernel's pick per run, and that alone moved the
+# producer-only CPU (subtracted below) by half between runs.
+CONSUME_SHARDS = int(ENV("CONSUME_SHARDS", "1"))
 LATENCY_RATES = [int(n) for n in ENV("LATENCY_RATES", "10000,50000").split(",")]
 LATENCY_PARTITIONS = int(ENV("LATENCY_PARTITIONS", "8"))
 WIDE_DURATION_S = float(ENV("WIDE_DURATION_S", "8"))
@@ -249,7 +254,7 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 def consume_partitions(root: Path, partitions: int) -> list[dict]:
-    broker = Broker(root, "--flush", FLUSH)
+    broker = Broker(root, "--flush", FLUSH, shards=CONSUME_SHARDS)
     topic = f"tail-{partitions}"
     try:
         create_topic(broker.bootstrap, topic, partitions)
@@ -267,7 +272,7 @@ def consume_partitions(root: Path, partitions: int) -> list[dict]:
 
 
 def consume_section(root: Path) -> dict:
-    out = {"rate": CONSUME_RATE, "target_cpu_s_per_gb": 0.5}
+    out = {"rate": CONSUME_RATE, "shards": CONSUME_SHARDS, "target_cpu_s_per_gb": 0.5}
     for partitions in CONSUME_PARTITIONS:
         log(f"consume: {partitions} partitions, {CONSUMERS} tailing consumers")
         out[f"partitions_{partitions}"] = consume_partitions(root, partitions)
