@@ -296,6 +296,9 @@ pub struct PartitionLog {
     pub(super) removed: Cell<bool>,
     checkpoint_gate: Semaphore,
     last_checkpoint_ms: Cell<i64>,
+    /// The checkpoint last written here, and whether it was synced: the same one is not
+    /// written again (a stop of thousands of idle partitions).
+    written_checkpoint: Cell<Option<(Checkpoint, bool)>>,
     flush_timer_generation: Cell<u64>,
     sync_count: Cell<u64>,
 }
@@ -333,6 +336,7 @@ impl PartitionLog {
             removed: Cell::new(false),
             checkpoint_gate: Semaphore::new(1),
             last_checkpoint_ms: Cell::new(0),
+            written_checkpoint: Cell::new(None),
             flush_timer_generation: Cell::new(0),
             sync_count: Cell::new(0),
         });
@@ -819,6 +823,12 @@ impl PartitionLog {
             return Ok(());
         }
         at.log_start_offset = self.log_start_offset.get();
+        if let Some((written, synced)) = self.written_checkpoint.get() {
+            if written == at && (synced || !sync) {
+                self.last_checkpoint_ms.set(now_ms());
+                return Ok(());
+            }
+        }
         let path = checkpoint::path(&self.dir);
         let res = async {
             let f = OpenOptions::new()
@@ -834,6 +844,7 @@ impl PartitionLog {
         }
         .await;
         res.map_err(|e| LogError::io("writing checkpoint", &path, e))?;
+        self.written_checkpoint.set(Some((at, sync)));
         self.last_checkpoint_ms.set(now_ms());
         Ok(())
     }
@@ -1213,8 +1224,22 @@ impl PartitionLog {
     /// Waits for in-flight writes, syncs, trims the preallocated tail and writes the indexes
     /// and the checkpoint. Reads keep working; appends are refused.
     pub async fn close(&self) -> Result<(), LogError> {
-        if self.closed.get() {
+        if !self.close_unsynced().await? {
             return Ok(());
+        }
+        let active = self.active();
+        active.sync().await?;
+        segment::sync_path(&segment::index_path(&self.dir, active.base_offset)).await?;
+        self.close_synced(true).await
+    }
+
+    /// `close`'s first half for a stop of many logs at once: no more appends, the ones
+    /// in flight landed, the active segment trimmed and its index written, nothing
+    /// synced. The caller syncs the file system once for every log, then calls
+    /// `close_synced(false)`. False: closed already.
+    pub async fn close_unsynced(&self) -> Result<bool, LogError> {
+        if self.closed.get() {
+            return Ok(false);
         }
         self.closed.set(true);
         let _p = self.reserve_gate.lock().await;
@@ -1227,15 +1252,19 @@ impl PartitionLog {
         )
         .await;
         if self.offline.get() {
-            return self.check_online();
+            return self.check_online().map(|_| false);
         }
         let active = self.active();
         active.trim().await?;
         active.persist_index(false).await?;
-        active.sync().await?;
-        self.mark_durable(next);
-        segment::sync_path(&segment::index_path(&self.dir, active.base_offset)).await?;
-        self.write_checkpoint(true).await?;
+        Ok(true)
+    }
+
+    /// `close`'s second half, once the segment and its index are synced: the checkpoint
+    /// that says so (synced here when `sync`, else by the caller's next file-system sync).
+    pub async fn close_synced(&self, sync: bool) -> Result<(), LogError> {
+        self.mark_durable(self.next_offset.get());
+        self.write_checkpoint(sync).await?;
         self.flush_timer_generation
             .set(self.flush_timer_generation.get() + 1);
         Ok(())

@@ -128,7 +128,8 @@ mod tests {
         assert_eq!(t.batch_from(10, u64::MAX), None);
         assert_eq!(t.batch_from(100, u64::MAX), Some(Some((900, 50))));
         t.push(90, 95, 950, 50); // offsets going back
-        assert_eq!(t.batch_from(100, u64::MAX), None);
+        assert_eq!(t.batch_from(91, u64::MAX), Some(Some((950, 50))));
+        assert_eq!(t.batch_from(89, u64::MAX), None);
     }
 
     #[test]

@@ -226,68 +226,15 @@ fn target(part: &Rc<Partition>, r: &Read) -> (Rc<Partition>, i64) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
     use super::{ParkedRead, WaitId};
-    use crate::cluster::{new_topic_id, Registry, TopicMeta};
     use crate::kafka::ShardId;
-    use crate::log::batch::{BatchBuilder, Record};
-    use crate::log::{FlushPolicy, LogConfig};
-    use crate::metrics::ShardMetrics;
-    use crate::partition::cleaner::CleanerConfig;
-    use crate::partition::manager::ManagerConfig;
     use crate::partition::read::{ReadBatch, Records};
+    use crate::partition::test_support::{batch, manager};
     use crate::partition::{PartitionManager, Read};
-    use crate::runtime::{test_run as run, Signal};
-
-    /// A manager owning topic "t" with one partition, in `dir`.
-    async fn manager(dir: &std::path::Path) -> Rc<PartitionManager> {
-        let config = ManagerConfig {
-            data_dir: dir.to_path_buf(),
-            fetch_zero_copy: true,
-            producer_id_expiration_ms: i64::MAX / 2,
-            retention_check_interval_ms: 1 << 30,
-            cleaner: CleanerConfig {
-                map_bytes: 1 << 20,
-                io_bytes_per_sec: 0,
-            },
-            cleaner_backoff_ms: 1 << 30,
-        };
-        let metrics = Rc::new(ShardMetrics::new(0));
-        let pm = Rc::new(PartitionManager::new(
-            ShardId(0),
-            config,
-            metrics,
-            Rc::new(Signal::default()),
-        ));
-        let topic = TopicMeta {
-            name: "t".into(),
-            id: new_topic_id(),
-            partition_shards: vec![ShardId(0)],
-            overrides: BTreeMap::new(),
-            log_config: LogConfig {
-                flush: FlushPolicy::Never,
-                ..LogConfig::default()
-            },
-        };
-        let reg = Registry::default().with_topic(topic);
-        pm.apply(&Registry::default(), &reg).await.unwrap();
-        pm
-    }
-
-    /// A batch of `n` records of 100 bytes.
-    fn batch(n: usize) -> bytes::Bytes {
-        let value = [7u8; 100];
-        let recs: Vec<Record<'_>> = (0..n)
-            .map(|_| Record {
-                value: Some(&value),
-                ..Default::default()
-            })
-            .collect();
-        BatchBuilder::new(1).build(&recs).into()
-    }
+    use crate::runtime::test_run as run;
 
     fn ask(seq: u64, offset: i64, min_bytes: usize, wait: Duration) -> ParkedRead {
         ParkedRead {
@@ -332,7 +279,7 @@ mod tests {
     fn a_parked_read_answers_with_the_append_that_woke_it() {
         run(|| async {
             let dir = tempfile::tempdir().unwrap();
-            let pm = manager(dir.path()).await;
+            let pm = manager(dir.path(), 1).await;
             append_later(&pm, vec![(30, 3)]);
             let started = Instant::now();
             let got = pm.read_or_wait(ask(1, 0, 1, Duration::from_secs(10))).await;
@@ -359,7 +306,7 @@ mod tests {
     fn a_parked_read_waits_until_its_min_bytes_or_the_deadline() {
         run(|| async {
             let dir = tempfile::tempdir().unwrap();
-            let pm = manager(dir.path()).await;
+            let pm = manager(dir.path(), 1).await;
             let one = batch(2).len();
             append_later(&pm, vec![(20, 2), (40, 2)]);
             let got = pm
@@ -380,7 +327,7 @@ mod tests {
     fn a_cancel_answers_a_parked_read_at_once_and_a_late_cancel_is_harmless() {
         run(|| async {
             let dir = tempfile::tempdir().unwrap();
-            let pm = manager(dir.path()).await;
+            let pm = manager(dir.path(), 1).await;
             let id = ask(7, 0, 1, Duration::ZERO).id;
             let canceller = pm.clone();
             glommio::spawn_local(async move {

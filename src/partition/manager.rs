@@ -21,6 +21,7 @@ use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::log::{AppendInfo, Availability};
 use crate::metrics::ShardMetrics;
 use crate::runtime::{now_ms, Signal};
+use crate::store::atomic::{FileSystem, Staged};
 
 /// Partitions closed at once at shutdown (each holds a few file descriptors and buffers
 /// while it closes).
@@ -209,10 +210,66 @@ impl PartitionManager {
         Ok(())
     }
 
-    /// Flush and close every owned log and save its producer state (graceful shutdown),
-    /// `CLOSE_CONCURRENCY` partitions at a time: each close waits on several fdatasyncs,
-    /// which io_uring runs side by side.
+    /// Flush and close every owned log and save its producer state (graceful shutdown).
+    /// With thousands of partitions, one sync of the file system replaces each file's
+    /// own (five fdatasyncs a partition): every log is closed unsynced
+    /// (`CLOSE_CONCURRENCY` at a time), the file system synced, the checkpoints written
+    /// and the producer states staged, synced again, the states installed, synced a last
+    /// time. A failed sync leaves the checkpoints as they were, so the next start
+    /// recovers those logs as after a crash.
     pub async fn close_all(&self) {
+        let started = std::time::Instant::now();
+        let fs = match FileSystem::open(&self.config.data_dir) {
+            Ok(fs) => fs,
+            Err(e) => {
+                warn!("{e}; closing the partitions one by one");
+                return self.close_one_by_one().await;
+            }
+        };
+        let open: Vec<Owned1> = stream::iter(self.owned())
+            .map(|(topic, p, part)| async move {
+                part.close_unsynced(&topic, p)
+                    .await
+                    .then_some((topic, p, part))
+            })
+            .buffer_unordered(CLOSE_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        let closed = started.elapsed();
+        let why = "the next start recovers these partitions from their last checkpoints";
+        if let Err(e) = fs.sync() {
+            return tracing::error!("graceful stop: {e}; {why}");
+        }
+        let synced = started.elapsed();
+        let staged: Vec<Staged> = stream::iter(open.iter().cloned())
+            .map(|(topic, p, part)| async move { part.close_synced(&topic, p).await })
+            .buffer_unordered(CLOSE_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if let Err(e) = fs.sync() {
+            return tracing::error!("graceful stop: {e}; {why}");
+        }
+        for file in staged {
+            if let Err(e) = file.install() {
+                tracing::error!("graceful stop: {e}");
+            }
+        }
+        if let Err(e) = fs.sync() {
+            tracing::error!("graceful stop: {e}; producer states are read from the log");
+        }
+        tracing::info!(
+            partitions = open.len(),
+            closed_ms = closed.as_millis() as u64,
+            first_sync_ms = (synced - closed).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "partitions closed"
+        );
+    }
+
+    /// Each partition closed with its own syncs, `CLOSE_CONCURRENCY` at a time.
+    async fn close_one_by_one(&self) {
         stream::iter(self.owned())
             .for_each_concurrent(CLOSE_CONCURRENCY, |(topic, p, part)| async move {
                 part.close(&topic, p).await;
@@ -346,4 +403,76 @@ pub fn file_system_space(dir: &std::path::Path) -> Option<(u64, u64)> {
     }
     let block = st.f_frsize as u64;
     Some((st.f_blocks as u64 * block, st.f_bavail as u64 * block))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    use crate::partition::test_support::{batch, idempotent_batch, manager};
+    use crate::runtime::test_run as run;
+
+    /// Every file name under `dir`, recursively.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = e.path();
+            match path.is_dir() {
+                true => out.extend(files(&path)),
+                false => out.push(path.display().to_string()),
+            }
+        }
+        out
+    }
+
+    fn inode(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn a_stop_with_one_file_system_sync_keeps_logs_and_producer_state_and_skips_unchanged_files() {
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let pm = manager(dir.path(), 2).await;
+            pm.append("t", 0, idempotent_batch(7, 0, 3), 1)
+                .await
+                .unwrap();
+            pm.append("t", 1, batch(2), 1).await.unwrap();
+            pm.close_all().await;
+            let names = files(dir.path());
+            assert!(
+                !names.iter().any(|n| n.ends_with(".tmp")),
+                "temp files left: {names:?}"
+            );
+
+            let pm = manager(dir.path(), 2).await;
+            let p0 = pm.get("t", 0).unwrap();
+            assert_eq!(p0.log.high_watermark(), 3);
+            assert_eq!(pm.get("t", 1).unwrap().log.high_watermark(), 2);
+            // The producer state came back from its snapshot: the same batch again is a
+            // duplicate, not a new append.
+            let (info, appended) = p0.append(&idempotent_batch(7, 0, 3), 1).await.unwrap();
+            assert!(!appended, "a retry after the stop was appended again");
+            assert_eq!((info.base_offset, info.last_offset), (0, 2));
+            let snapshot = crate::partition::producer::state::snapshot_path(p0.log.dir());
+            let before = inode(&snapshot);
+            pm.close_all().await;
+            // Nothing changed: the snapshot file is the same one (a rewrite renames a new
+            // file over it).
+            assert_eq!(inode(&snapshot), before);
+
+            let pm = manager(dir.path(), 2).await;
+            let p0 = pm.get("t", 0).unwrap();
+            p0.append(&idempotent_batch(7, 3, 1), 1).await.unwrap();
+            pm.close_all().await;
+            assert_ne!(
+                inode(&snapshot),
+                before,
+                "a changed producer state is saved"
+            );
+            let pm = manager(dir.path(), 2).await;
+            assert_eq!(pm.get("t", 0).unwrap().log.high_watermark(), 4);
+        });
+    }
 }

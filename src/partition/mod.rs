@@ -25,6 +25,8 @@ pub mod messages;
 pub mod producer;
 pub mod read;
 pub mod share;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod txn;
 
 use std::cell::{Cell, RefCell};
@@ -58,6 +60,9 @@ pub struct Partition {
     compression: Cell<Compression>,
     /// Where compaction stands (`cleanup.policy=compact`).
     pub cleaner: cleaner::CleanerState,
+    /// The fingerprint of the producer-state snapshot on disk (a stop skips writing it
+    /// again unchanged).
+    snapshot_on_disk: Option<u32>,
 }
 
 impl Partition {
@@ -68,13 +73,14 @@ impl Partition {
         config: crate::log::LogConfig,
     ) -> Result<Partition, KafkaError> {
         let log = PartitionLog::open(dir, config).await?;
-        let producers = RefCell::new(producer::recovery::load(&log).await?);
+        let (table, snapshot_on_disk) = producer::recovery::load(&log).await?;
         let cleaner = cleaner::checkpoint::load(&log);
         Ok(Partition {
             log,
-            producers,
+            producers: RefCell::new(table),
             compression: Cell::new(Compression::Producer),
             cleaner,
+            snapshot_on_disk,
         })
     }
 
@@ -298,6 +304,36 @@ impl Partition {
         if let Err(e) = producer::recovery::save(&self.log, &mut table).await {
             tracing::error!(%topic, partition, "saving producer state failed: {e}");
         }
+    }
+}
+
+impl Partition {
+    /// `close`'s first half for a stop of many partitions (`PartitionManager::close_all`):
+    /// the log's, unsynced. False: nothing more to do (closed already, or it failed,
+    /// logged).
+    pub async fn close_unsynced(&self, topic: &str, partition: i32) -> bool {
+        self.log.close_unsynced().await.unwrap_or_else(|e| {
+            tracing::error!(%topic, partition, "closing the log failed: {e}");
+            false
+        })
+    }
+
+    /// The second half, after the file system was synced: the log's checkpoint, and the
+    /// producer state staged for the caller to sync and install.
+    pub async fn close_synced(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<crate::store::atomic::Staged> {
+        if let Err(e) = self.log.close_synced(false).await {
+            tracing::error!(%topic, partition, "closing the log failed: {e}");
+        }
+        let mut table = std::mem::take(&mut *self.producers.borrow_mut());
+        producer::recovery::stage(&self.log, &mut table, self.snapshot_on_disk)
+            .await
+            .map_err(|e| tracing::error!(%topic, partition, "saving producer state failed: {e}"))
+            .ok()
+            .flatten()
     }
 }
 

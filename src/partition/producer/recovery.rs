@@ -13,7 +13,9 @@ use crate::store::atomic as store;
 /// How much of the log one replay read takes.
 const REPLAY_CHUNK: usize = 1 << 20;
 
-pub async fn load(log: &PartitionLog) -> Result<ProducerTable, LogError> {
+/// The producer table of `log` (its snapshot, then the log after it), and the
+/// fingerprint of the snapshot file found (`store::atomic::fingerprint`).
+pub async fn load(log: &PartitionLog) -> Result<(ProducerTable, Option<u32>), LogError> {
     let path = snapshot_path(log.dir());
     let snap = match store::load::<ProducerSnapshot>(&path) {
         Ok(s) => s,
@@ -22,6 +24,7 @@ pub async fn load(log: &PartitionLog) -> Result<ProducerTable, LogError> {
             None
         }
     };
+    let on_disk = snap.as_ref().and_then(store::fingerprint);
     let (mut table, from) = match snap {
         Some(s) if s.offset <= log.high_watermark() && s.offset >= log.log_start_offset() => {
             let from = s.offset;
@@ -39,7 +42,7 @@ pub async fn load(log: &PartitionLog) -> Result<ProducerTable, LogError> {
         None => (ProducerTable::default(), log.log_start_offset()),
     };
     replay(log, &mut table, from).await?;
-    Ok(table)
+    Ok((table, on_disk))
 }
 
 /// Apply every idempotent batch and transaction marker in `[from, high watermark)`
@@ -133,6 +136,24 @@ pub fn control_type(batch: &[u8]) -> Option<i16> {
 }
 
 /// Save the table as of the log's high watermark.
+/// `save` for a stop of many partitions: the snapshot staged, for the caller to sync and
+/// install (`store::atomic::Staged`); `None` when it is the file already there (its
+/// fingerprint is `on_disk`).
+pub async fn stage(
+    log: &PartitionLog,
+    table: &mut ProducerTable,
+    on_disk: Option<u32>,
+) -> Result<Option<store::Staged>, store::StateError> {
+    table.prune(log.log_start_offset(), log.high_watermark());
+    let snap = table.snapshot(log.high_watermark());
+    if on_disk.is_some() && store::fingerprint(&snap) == on_disk {
+        return Ok(None);
+    }
+    store::stage(&snapshot_path(log.dir()), &snap)
+        .await
+        .map(Some)
+}
+
 pub async fn save(log: &PartitionLog, table: &mut ProducerTable) -> Result<(), store::StateError> {
     table.prune(log.log_start_offset(), log.high_watermark());
     let snap = table.snapshot(log.high_watermark());
