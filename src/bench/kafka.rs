@@ -34,7 +34,8 @@ pub fn create_topic(args: &BenchArgs) -> Result<bool, String> {
         args.partitions as i32,
         TopicReplication::Fixed(1),
     );
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let timeout = Duration::from_secs_f64(args.request_timeout_s.max(0.1));
+    let opts = AdminOptions::new().request_timeout(Some(timeout));
     let results = futures_lite::future::block_on(admin.create_topics([&topic], &opts))
         .map_err(|e| format!("CreateTopics {}: {e}", args.topic))?;
     match results.into_iter().next() {

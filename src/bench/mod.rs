@@ -95,6 +95,10 @@ pub struct BenchArgs {
     /// Seconds to wait for outstanding acknowledgements and consumers at the end.
     #[arg(long, default_value_t = 30.0)]
     pub drain_timeout_s: f64,
+    /// Seconds the topic's creation may take (a broker that does not answer fails the
+    /// bench after this long).
+    #[arg(long, default_value_t = 30.0)]
+    pub request_timeout_s: f64,
     /// Redis only: most XADDs pipelined in one round trip per producer.
     #[arg(long, default_value_t = 1000)]
     pub redis_pipeline: usize,

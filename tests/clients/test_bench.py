@@ -107,10 +107,11 @@ def test_broker_metrics_show_fsync_and_time_queued_after_acks_all(broker_factory
 
 
 def test_an_unreachable_broker_is_an_error_not_a_report_of_zeros(sluice_bin):
-    """Against a port nobody listens on, the bench fails instead of reporting zeros."""
+    """Against a port nobody listens on, the bench fails instead of reporting zeros
+    (after --request-timeout-s, creating the topic)."""
     (port,) = free_ports(1)
     cmd = [sluice_bin, "bench", "--brokers", f"127.0.0.1:{port}", "--messages", "10",
-           "--warmup-s", "0", "--drain-timeout-s", "2", "--json"]
+           "--warmup-s", "0", "--drain-timeout-s", "2", "--request-timeout-s", "3", "--json"]
     result = subprocess.run(cmd, capture_output=True, timeout=120)
     assert result.returncode != 0
     assert b"sluice:" in result.stderr
