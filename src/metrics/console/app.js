@@ -75,8 +75,10 @@ function drawChart(canvas, series, opts = {}) {
   const padL = small ? 1 : 56, padB = small ? 1 : 16, padT = small ? 2 : 6;
   const pw = w - padL - 2, ph = h - padB - padT;
   // The x axis covers the history kept, at least a minute (so it does not jump while
-  // the first samples arrive).
-  const now = Date.now(), span = opts.spanMs || 60 * 1000;
+  // the first samples arrive), ending at the newest sample: the samples carry the
+  // broker's clock, and a browser whose clock is off would misplace them on its own.
+  const span = opts.spanMs || 60 * 1000;
+  const now = series.length ? series[series.length - 1].t : Date.now();
   const t0 = series.length && !small ? Math.min(series[0].t, now - span) : (series.length ? series[0].t : now - span);
   const t1 = series.length ? Math.max(series[series.length - 1].t, t0 + 1) : now;
   let max = 0;
