@@ -163,6 +163,48 @@ def test_produce_and_consume_round_trip_keys_headers_partitions(cli):
     assert cli.lines("consume", topic, "-p", "0") == []
 
 
+def test_produce_from_a_file_compressed_unacknowledged_and_consume_with_every_format_field(cli, tmp_path):
+    """produce -F (a file), -z zstd and --acks 0; consume -f with %t, %T and %K: the
+    records come back whole, named by topic, with their key lengths (-1: no key) and
+    the produce time."""
+    topic = unique("file")
+    cli.run("topic", "create", topic)
+    lines = tmp_path / "records.txt"
+    lines.write_text("k1=first\nsecond\n")
+    before = int(time.time() * 1000)
+    produced = cli.json("produce", topic, "-F", str(lines), "-K", "=", "-z", "zstd",
+                        "--acks", "0")
+    assert produced["produced"] == 2 and produced["failed"] == 0, produced
+    after = int(time.time() * 1000)
+    deadline = time.monotonic() + 20  # acks=0: the records land a moment later
+    while time.monotonic() < deadline:
+        text = cli.run("consume", topic, "-f", r"%t|%K|%k|%s|%T\n", json_out=False).stdout
+        if len(text.splitlines()) == 2:
+            break
+        time.sleep(0.2)
+    rows = [line.split("|") for line in text.splitlines()]
+    assert [r[:4] for r in rows] == [[topic, "2", "k1", "first"], [topic, "-1", "", "second"]], rows
+    assert all(before <= int(r[4]) <= after for r in rows), (before, rows, after)
+
+
+def test_consume_follow_prints_records_produced_after_it_started(cli, broker, sluice_bin):
+    """consume --follow waits at the end and prints what comes later, until stopped."""
+    topic = unique("follow")
+    cli.run("topic", "create", topic)
+    cli.run("produce", topic, "-v", "early")
+    proc = subprocess.Popen(
+        [sluice_bin, "consume", topic, "--follow", "-f", r"%s\n", "--brokers", broker.bootstrap],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "early\n"
+        cli.run("produce", topic, "-v", "late")
+        assert proc.stdout.readline() == "late\n"  # the test's 300 s timeout bounds it
+        assert proc.poll() is None, "consume --follow stopped at the end"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_consume_from_a_time(cli):
     topic = unique("time")
     cli.run("topic", "create", topic)
