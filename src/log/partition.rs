@@ -46,7 +46,7 @@ pub struct AppendInfo {
 }
 
 /// Resolves when the high watermark passes an offset, or the log goes offline
-/// (`PartitionLog::append_wait`). Dropping it unregisters it.
+/// (`PartitionLog::wait_for_append`). Dropping it unregisters it.
 pub struct AppendWait<'a>(OffsetWait<'a>);
 
 impl std::future::Future for AppendWait<'_> {
@@ -354,11 +354,6 @@ impl PartitionLog {
         log.write_checkpoint(true).await?;
         log.start_flush_timer();
         Ok(log)
-    }
-
-    /// Offline after an I/O error: reads fail until a restart.
-    pub fn is_offline(&self) -> bool {
-        self.offline.get()
     }
 
     fn check_online(&self) -> Result<(), LogError> {
@@ -913,19 +908,9 @@ impl PartitionLog {
         self.segments.borrow().len()
     }
 
-    /// Resolves when high_watermark() > offset (or the log goes offline). Cancel-safe.
-    pub async fn wait_for_append(&self, offset: i64) {
-        OffsetWait::new(
-            &self.hwm_waiters,
-            &self.high_watermark,
-            &self.offline,
-            offset,
-        )
-        .await
-    }
-
-    /// `wait_for_append` as a named future (`Unpin`), for waiting on many logs at once.
-    pub fn append_wait(&self, offset: i64) -> AppendWait<'_> {
+    /// Resolves when high_watermark() > offset (or the log goes offline). Cancel-safe; a
+    /// named future (`Unpin`), so one task can wait on many logs at once.
+    pub fn wait_for_append(&self, offset: i64) -> AppendWait<'_> {
         AppendWait(OffsetWait::new(
             &self.hwm_waiters,
             &self.high_watermark,

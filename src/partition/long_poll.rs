@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::select;
 use futures_util::FutureExt;
 
-use super::read::{CopyAllowance, Read, ReadBatch};
+use super::read::{Brought, CopyAllowance, Read, ReadBatch};
 use super::{Partition, PartitionManager};
 use crate::kafka::ShardId;
 
@@ -38,7 +38,7 @@ pub struct ParkedRead {
     pub reads: Vec<Read>,
     pub budget: usize,
     pub first: bool,
-    /// Answer once this owner's reads bring this many bytes (at least one).
+    /// Answer once this owner's reads bring this many bytes (0: at once).
     pub min_bytes: usize,
     pub deadline: Instant,
 }
@@ -91,20 +91,10 @@ impl Drop for ParkGuard<'_> {
     }
 }
 
-impl ReadBatch {
-    /// Whether the caller has something to answer with: `min_bytes`, an error, or
-    /// records left out for the caller to copy.
-    fn enough(&self, min_bytes: usize) -> bool {
-        let mut bytes = 0;
-        for r in &self.reads {
-            match r {
-                Ok(g) if g.deferred => return true,
-                Ok(g) => bytes += g.records.len(),
-                Err(_) => return true,
-            }
-        }
-        bytes >= min_bytes.max(1)
-    }
+/// Whether an owner has something to answer with: `min_bytes`, an error, or records left
+/// out for the caller to copy.
+fn enough(b: Brought, min_bytes: usize) -> bool {
+    b.errored || b.deferred || b.bytes >= min_bytes
 }
 
 impl PartitionManager {
@@ -126,12 +116,13 @@ impl PartitionManager {
             may_exceed: false,
         };
         let parts = self.resolve(&ask.reads);
+        let lookup = |_: &Read, i: usize| parts[i].clone();
         loop {
             let batch = self
-                .read_resolved(&ask.reads, &parts, ask.budget, ask.first, no_copy)
+                .read_with(&ask.reads, lookup, ask.budget, ask.first, no_copy)
                 .await;
             let now = Instant::now();
-            if batch.enough(ask.min_bytes)
+            if enough(batch.brought(), ask.min_bytes)
                 || now >= ask.deadline
                 || self.shutdown.is_fired()
                 || self.parked.is_cancelled(ask.id)
@@ -177,7 +168,10 @@ impl PartitionManager {
         share: bool,
         cancel: Option<WaitId>,
     ) {
-        let mut appends: Vec<_> = parts.iter().map(|(p, t)| p.log.append_wait(*t)).collect();
+        let mut appends: Vec<_> = parts
+            .iter()
+            .map(|(p, t)| p.log.wait_for_append(*t))
+            .collect();
         // One future over every partition: each registers the same waker with its log;
         // the first to see data past its target ends the wait (the rest unregister as
         // they are dropped).
@@ -208,14 +202,8 @@ impl PartitionManager {
             select(timer, stop),
             select(share_changed.boxed_local(), cancelled.boxed_local()),
         );
-        match parts.is_empty() && !share {
-            true => {
-                let _ = ends.await;
-            }
-            false => {
-                let _ = select(ends, appended).await;
-            }
-        }
+        // With no partition, `appended` stays pending and one of the ends answers.
+        let _ = select(ends, appended).await;
     }
 }
 
@@ -320,6 +308,14 @@ mod tests {
                 .await;
             assert_eq!(bytes(&got), 0);
             assert!(started.elapsed() >= Duration::from_millis(80));
+            // min_bytes 0 is answered at once, with nothing to wait for.
+            let started = Instant::now();
+            let got = pm.read_or_wait(ask(3, 4, 0, Duration::from_secs(10))).await;
+            assert_eq!(bytes(&got), 0);
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "min_bytes 0 waited"
+            );
         });
     }
 

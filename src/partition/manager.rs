@@ -242,7 +242,8 @@ impl PartitionManager {
             return tracing::error!("graceful stop: {e}; {why}");
         }
         let synced = started.elapsed();
-        let staged: Vec<Staged> = stream::iter(open.iter().cloned())
+        let partitions = open.len();
+        let staged: Vec<Staged> = stream::iter(open)
             .map(|(topic, p, part)| async move { part.close_synced(&topic, p).await })
             .buffer_unordered(CLOSE_CONCURRENCY)
             .filter_map(std::future::ready)
@@ -260,7 +261,7 @@ impl PartitionManager {
             tracing::error!("graceful stop: {e}; producer states are read from the log");
         }
         tracing::info!(
-            partitions = open.len(),
+            partitions,
             closed_ms = closed.as_millis() as u64,
             first_sync_ms = (synced - closed).as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,

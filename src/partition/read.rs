@@ -88,13 +88,34 @@ pub struct ReadBatch {
     pub reads: Vec<Result<ReadOut, KafkaError>>,
 }
 
+/// What a set of partition reads brought, summed (one owner's, or a whole request's).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Brought {
+    pub bytes: usize,
+    pub errored: bool,
+    /// Records left out: the copy allowance was used up (or a parked read copies nothing).
+    pub deferred: bool,
+}
+
+impl Brought {
+    pub fn of<'a>(reads: impl IntoIterator<Item = &'a Result<ReadOut, KafkaError>>) -> Brought {
+        let mut b = Brought::default();
+        for r in reads {
+            match r {
+                Ok(g) => {
+                    b.bytes += g.records.len();
+                    b.deferred |= g.deferred;
+                }
+                Err(_) => b.errored = true,
+            }
+        }
+        b
+    }
+}
+
 impl ReadBatch {
-    /// Record bytes read, over every partition.
-    pub fn bytes(&self) -> usize {
-        self.reads
-            .iter()
-            .map(|r| r.as_ref().map_or(0, |g| g.records.len()))
-            .sum()
+    pub fn brought(&self) -> Brought {
+        Brought::of(&self.reads)
     }
 }
 
@@ -108,8 +129,8 @@ impl PartitionManager {
         first: bool,
         allowance: CopyAllowance,
     ) -> ReadBatch {
-        let parts = self.resolve(reads);
-        self.read_resolved(reads, &parts, budget, first, allowance)
+        let lookup = |r: &Read, _| self.get(&r.topic, r.partition);
+        self.read_with(reads, lookup, budget, first, allowance)
             .await
     }
 
@@ -121,25 +142,22 @@ impl PartitionManager {
             .collect()
     }
 
-    /// `read` with the partitions already looked up (a parked fetch reads the same ones
-    /// again after each append).
-    pub(super) async fn read_resolved(
+    /// `read`, the partition of the i-th read from `lookup(read, i)` (a parked fetch
+    /// looks its partitions up once and reads them again after each append).
+    pub(super) async fn read_with(
         &self,
         reads: &[Read],
-        parts: &[Result<Rc<Partition>, KafkaError>],
+        lookup: impl Fn(&Read, usize) -> Result<Rc<Partition>, KafkaError>,
         mut budget: usize,
         first: bool,
         mut allowance: CopyAllowance,
     ) -> ReadBatch {
         let mut out = Vec::with_capacity(reads.len());
         let mut any = !first;
-        for (r, part) in reads.iter().zip(parts) {
-            let got = match part {
-                Err(e) => Err(e.clone()),
-                Ok(part) => match at_end(part, r) {
-                    Some(empty) => Ok(empty),
-                    None => self.read_one(part, r, budget, any, &mut allowance).await,
-                },
+        for (i, r) in reads.iter().enumerate() {
+            let got = match lookup(r, i) {
+                Err(e) => Err(e),
+                Ok(part) => self.read_one(&part, r, budget, any, &mut allowance).await,
             };
             if let Ok(g) = &got {
                 if !g.records.is_empty() {
@@ -150,7 +168,7 @@ impl PartitionManager {
             out.push(got);
         }
         let batch = ReadBatch { reads: out };
-        self.metrics().record_fetch(batch.bytes());
+        self.metrics().record_fetch(batch.brought().bytes);
         batch
     }
 
@@ -216,26 +234,6 @@ impl PartitionManager {
         self.metrics().record_fetch_copied(len);
         Ok(Some(Records::Mem(Bytes::from(data))))
     }
-}
-
-/// The answer for a read exactly at the end of what it may see (a consumer at the tail,
-/// most partitions of most fetches): no records, without going through the log's read.
-fn at_end(part: &Partition, r: &Read) -> Option<ReadOut> {
-    let log = &part.log;
-    let (hwm, start) = (log.high_watermark(), log.log_start_offset());
-    let lso = txn::last_stable_offset(part);
-    let end = if r.committed { lso } else { hwm };
-    if r.offset != end || r.offset < start || log.is_offline() {
-        return None;
-    }
-    Some(ReadOut {
-        records: Records::Empty,
-        deferred: false,
-        aborted: r.committed.then(Vec::new),
-        high_watermark: hwm,
-        last_stable_offset: lso,
-        log_start_offset: start,
-    })
 }
 
 /// The aborted transactions a read_committed response carries for records read from

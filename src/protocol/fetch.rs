@@ -20,7 +20,7 @@ use super::route::owner_gone;
 use crate::kafka::{ErrorCode, KafkaError, ShardId};
 use crate::partition::long_poll::ParkedRead;
 use crate::partition::messages::{CancelWait, ReadOrWait, ReadPartitions, WaitForData};
-use crate::partition::read::{CopyAllowance, Read, ReadBatch, ReadOut};
+use crate::partition::read::{Brought, CopyAllowance, Read, ReadBatch, ReadOut};
 use crate::partition::Records;
 use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::{Context, FetchHold};
@@ -40,35 +40,6 @@ type Plan = Vec<Vec<Result<(ShardId, Read), KafkaError>>>;
 struct Wait {
     min_bytes: usize,
     deadline: Instant,
-}
-
-/// What the reads of a request brought, summed over its partitions.
-struct Seen {
-    bytes: usize,
-    errored: bool,
-    /// Records left out: the fetch budget was full, or a parked read found them out of
-    /// the page cache.
-    deferred: bool,
-}
-
-impl Seen {
-    fn of(results: &[Vec<PartResult>]) -> Seen {
-        let mut seen = Seen {
-            bytes: 0,
-            errored: false,
-            deferred: false,
-        };
-        for r in results.iter().flatten() {
-            match r {
-                Ok(g) => {
-                    seen.bytes += g.records.len();
-                    seen.deferred |= g.deferred;
-                }
-                Err(_) => seen.errored = true,
-            }
-        }
-        seen
-    }
 }
 
 /// One owner's share of a request: positions (topic i, partition j) and what to read.
@@ -139,20 +110,20 @@ pub async fn handle(
 
     let zero_copy = ctx.config.fetch_zero_copy;
     let mut parked = zero_copy;
-    let mut brought = vec![0; ctx.shards()];
+    let mut per_owner = Vec::new();
     let wait = Wait {
         min_bytes,
         deadline,
     };
     let (mut results, mut hold) = match parked {
         true => (
-            park_and_read(ctx, &plan, max_bytes, wait, &mut brought).await,
+            park_and_read(ctx, &plan, max_bytes, wait, &mut per_owner).await,
             None,
         ),
         false => read_all(ctx, &plan, max_bytes).await,
     };
     loop {
-        let seen = Seen::of(&results);
+        let seen = Brought::of(results.iter().flatten());
         let now = Instant::now();
         if seen.bytes >= min_bytes || seen.errored || now >= deadline || ctx.shutdown.is_fired() {
             break;
@@ -170,7 +141,7 @@ pub async fn handle(
             glommio::timer::sleep(DEFER_BACKOFF.min(deadline - now)).await;
         } else if zero_copy {
             parked = true;
-            let parked_reads = park_and_read(ctx, &plan, max_bytes, wait, &mut brought).await;
+            let parked_reads = park_and_read(ctx, &plan, max_bytes, wait, &mut per_owner).await;
             (results, hold) = (parked_reads, None);
             continue;
         } else {
@@ -364,18 +335,21 @@ async fn park_and_read(
     plan: &Plan,
     max_bytes: usize,
     wait: Wait,
-    seen: &mut [usize],
+    before: &mut Vec<usize>,
 ) -> Vec<Vec<PartResult>> {
     let mut results = unanswered(plan);
     let split = split(ctx, plan, max_bytes, &mut results);
     let id = ctx.next_fetch_wait();
     // One owner waits for the request's min_bytes itself. Several each answer with more
-    // than they brought the last time (`seen`): the caller adds them up, and an owner
+    // than they brought the last time (`before`, by owner shard): the caller adds them up, and an owner
     // that has some bytes, not yet enough, does not answer again at once.
     let single = split.owners.len() == 1;
+    if !single {
+        before.resize(ctx.shards(), 0);
+    }
     let owner_min = |owner: ShardId| match single {
         true => wait.min_bytes,
-        false => wait.min_bytes.min(seen[owner.0] + 1),
+        false => wait.min_bytes.min(before[owner.0] + 1),
     };
     let mut waiting: Vec<ShardId> = split.owners.iter().map(|(o, _)| *o).collect();
     let mut calls: FuturesUnordered<_> = split
@@ -394,8 +368,8 @@ async fn park_and_read(
         })
         .collect();
     while let Some((owner, positions, reads)) = calls.next().await {
-        if let Ok(batch) = &reads {
-            seen[owner.0] = batch.bytes();
+        if let (Ok(batch), false) = (&reads, single) {
+            before[owner.0] = batch.brought().bytes;
         }
         fill(&mut results, positions, reads);
         waiting.retain(|o| *o != owner);

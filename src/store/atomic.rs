@@ -38,7 +38,8 @@ pub async fn save<T>(path: &Path, value: &T) -> Result<(), StateError>
 where
     T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
-    let tmp = write_temp(path, value, true).await?;
+    let (bytes, _) = encode(path, value)?;
+    let tmp = write_temp(path, bytes, true).await?;
     glommio::io::rename(&tmp, path)
         .await
         .map_err(|e| io_err(path)(e.into()))?;
@@ -51,16 +52,6 @@ where
     Ok(())
 }
 
-/// CRC-32C of `value`'s payload as `save` writes it: equal fingerprints, equal files
-/// (a caller keeps the one of the file on disk to skip writing it again unchanged).
-pub fn fingerprint<T>(value: &T) -> Option<u32>
-where
-    T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
-{
-    let payload = rkyv::to_bytes::<rancor::Error>(value).ok()?;
-    Some(crate::crc::crc32c(&payload))
-}
-
 /// A state file written to its temp file but not synced nor renamed: `save` in three
 /// steps for a caller that makes many files durable with one `sync_file_system`
 /// (a graceful stop of thousands of partitions), in this order: `stage` every file, sync,
@@ -71,16 +62,25 @@ pub struct Staged {
     path: PathBuf,
 }
 
-/// `save`'s first step without its fdatasync.
-pub async fn stage<T>(path: &Path, value: &T) -> Result<Staged, StateError>
+/// `save`'s first step without its fdatasync; `None` (nothing written) when the file
+/// would be the one whose fingerprint is `on_disk` (`load_fingerprinted`).
+pub async fn stage<T>(
+    path: &Path,
+    value: &T,
+    on_disk: Option<u32>,
+) -> Result<Option<Staged>, StateError>
 where
     T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
-    let tmp = write_temp(path, value, false).await?;
-    Ok(Staged {
+    let (bytes, fingerprint) = encode(path, value)?;
+    if on_disk == Some(fingerprint) {
+        return Ok(None);
+    }
+    let tmp = write_temp(path, bytes, false).await?;
+    Ok(Some(Staged {
         tmp,
         path: path.to_path_buf(),
-    })
+    }))
 }
 
 impl Staged {
@@ -120,8 +120,8 @@ impl FileSystem {
     }
 }
 
-/// `value` in `<path>.tmp`, with its header; synced when `sync`.
-async fn write_temp<T>(path: &Path, value: &T, sync: bool) -> Result<PathBuf, StateError>
+/// `value` behind its header, and the payload's checksum (the file's fingerprint).
+fn encode<T>(path: &Path, value: &T) -> Result<(Vec<u8>, u32), StateError>
 where
     T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
@@ -129,12 +129,18 @@ where
         path: path.to_path_buf(),
         reason: format!("cannot serialize: {e}"),
     })?;
+    let crc = crate::crc::crc32c(&payload);
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crate::crc::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&crc.to_le_bytes());
     bytes.extend_from_slice(&payload);
+    Ok((bytes, crc))
+}
+
+/// `bytes` in `<path>.tmp`; synced when `sync`.
+async fn write_temp(path: &Path, bytes: Vec<u8>, sync: bool) -> Result<PathBuf, StateError> {
     let tmp = path.with_extension("tmp");
     let file = glommio::io::BufferedFile::create(&tmp)
         .await
@@ -152,6 +158,16 @@ where
 /// Read and validate `path`. `Ok(None)` when the file does not exist.
 /// Runs at startup, before the shards start, so it uses plain blocking reads.
 pub fn load<T>(path: &Path) -> Result<Option<T>, StateError>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<HighValidator<'a, rancor::Error>>
+        + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
+{
+    Ok(load_fingerprinted(path)?.map(|(value, _)| value))
+}
+
+/// `load`, with the file's `fingerprint` (the payload checksum its header carries).
+pub fn load_fingerprinted<T>(path: &Path) -> Result<Option<(T, u32)>, StateError>
 where
     T: rkyv::Archive,
     T::Archived: for<'a> rkyv::bytecheck::CheckBytes<HighValidator<'a, rancor::Error>>
@@ -188,7 +204,7 @@ where
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
     rkyv::from_bytes::<T, rancor::Error>(&aligned)
-        .map(Some)
+        .map(|value| Some((value, crc)))
         .map_err(|e| corrupt(format!("invalid archive: {e}")))
 }
 

@@ -14,17 +14,17 @@ use crate::store::atomic as store;
 const REPLAY_CHUNK: usize = 1 << 20;
 
 /// The producer table of `log` (its snapshot, then the log after it), and the
-/// fingerprint of the snapshot file found (`store::atomic::fingerprint`).
+/// fingerprint of the snapshot file found (`store::atomic::load_fingerprinted`).
 pub async fn load(log: &PartitionLog) -> Result<(ProducerTable, Option<u32>), LogError> {
     let path = snapshot_path(log.dir());
-    let snap = match store::load::<ProducerSnapshot>(&path) {
-        Ok(s) => s,
+    let (snap, on_disk) = match store::load_fingerprinted::<ProducerSnapshot>(&path) {
+        Ok(Some((s, fingerprint))) => (Some(s), Some(fingerprint)),
+        Ok(None) => (None, None),
         Err(e) => {
             warn!("{e}; rebuilding producer state from the log");
-            None
+            (None, None)
         }
     };
-    let on_disk = snap.as_ref().and_then(store::fingerprint);
     let (mut table, from) = match snap {
         Some(s) if s.offset <= log.high_watermark() && s.offset >= log.log_start_offset() => {
             let from = s.offset;
@@ -135,7 +135,12 @@ pub fn control_type(batch: &[u8]) -> Option<i16> {
     Some(i16::from_be_bytes([key[2], key[3]]))
 }
 
-/// Save the table as of the log's high watermark.
+/// The table's snapshot as of the log's high watermark (pruned to the log first).
+fn snapshot(log: &PartitionLog, table: &mut ProducerTable) -> ProducerSnapshot {
+    table.prune(log.log_start_offset(), log.high_watermark());
+    table.snapshot(log.high_watermark())
+}
+
 /// `save` for a stop of many partitions: the snapshot staged, for the caller to sync and
 /// install (`store::atomic::Staged`); `None` when it is the file already there (its
 /// fingerprint is `on_disk`).
@@ -144,18 +149,10 @@ pub async fn stage(
     table: &mut ProducerTable,
     on_disk: Option<u32>,
 ) -> Result<Option<store::Staged>, store::StateError> {
-    table.prune(log.log_start_offset(), log.high_watermark());
-    let snap = table.snapshot(log.high_watermark());
-    if on_disk.is_some() && store::fingerprint(&snap) == on_disk {
-        return Ok(None);
-    }
-    store::stage(&snapshot_path(log.dir()), &snap)
-        .await
-        .map(Some)
+    store::stage(&snapshot_path(log.dir()), &snapshot(log, table), on_disk).await
 }
 
+/// Save the table as of the log's high watermark.
 pub async fn save(log: &PartitionLog, table: &mut ProducerTable) -> Result<(), store::StateError> {
-    table.prune(log.log_start_offset(), log.high_watermark());
-    let snap = table.snapshot(log.high_watermark());
-    store::save(&snapshot_path(log.dir()), &snap).await
+    store::save(&snapshot_path(log.dir()), &snapshot(log, table)).await
 }
