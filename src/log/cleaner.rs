@@ -362,8 +362,14 @@ impl PartitionLog {
     /// Swaps `cleaned` in for the sealed segments whose base offsets are in its range (the
     /// file's doc has the steps). Returns false, and removes the cleaned file, when those
     /// segments changed meanwhile (retention or DeleteRecords removed some): nothing is
-    /// replaced then.
-    pub async fn install_cleaned(&self, mut cleaned: CleanedSegment) -> Result<bool, LogError> {
+    /// replaced then. `on_switch` runs in the step that switches readers to the cleaned
+    /// segment, with no await between: state that must agree with what readers see (the
+    /// aborted transactions whose markers the cleaned segment lost) changes with it.
+    pub async fn install_cleaned(
+        &self,
+        mut cleaned: CleanedSegment,
+        on_switch: impl FnOnce(),
+    ) -> Result<bool, LogError> {
         cleaned.write_pending().await?;
         let path = cleaned_path(&self.dir, cleaned.base);
         cleaned
@@ -401,6 +407,7 @@ impl PartitionLog {
                 .ok_or_else(|| LogError::Offline("replaced segment vanished".into()))?;
             segs.splice(i..i + replaced.len(), [seg.clone()]);
         }
+        on_switch();
         self.size_bytes
             .set(self.size_bytes.get() - old_bytes + seg.reserved_end.get());
         let bases: Vec<i64> = replaced.iter().map(|s| s.base_offset).collect();

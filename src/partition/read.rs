@@ -186,14 +186,18 @@ impl PartitionManager {
         let end = if r.committed { lso } else { hwm };
         let limit = r.max_bytes.min(budget);
         let mut records = Some(Records::Empty);
+        // Taken in the step that picks the segments (read_below's first await comes after
+        // that): a cleaning pass that drops an ABORT marker forgets its entry as it
+        // switches segments, so the entries agree with the segments read either way.
+        let aborted_now = r.committed.then(|| aborted(part, r.offset, end));
         if limit > 0 || !any {
             let slice = log.read_below(r.offset, limit.max(1), end).await?;
             if !slice.is_empty() && (slice.len() <= limit || !any) {
                 records = self.take_records(slice, allowance).await?;
             }
         }
-        let aborted = r.committed.then(|| match &records {
-            Some(rs) if !rs.is_empty() => aborted(part, r.offset, end),
+        let aborted = aborted_now.map(|a| match &records {
+            Some(rs) if !rs.is_empty() => a,
             _ => Vec::new(),
         });
         Ok(ReadOut {

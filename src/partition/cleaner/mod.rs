@@ -26,6 +26,8 @@ pub mod checkpoint;
 mod checkpoint_tests;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod race_tests;
 pub mod records;
 
 use std::cell::{Cell, RefCell};
@@ -465,7 +467,8 @@ fn groups(segments: &[SealedSegment], segment_bytes: u64) -> Vec<Vec<SealedSegme
 
 /// Cleans one group into one segment and swaps it in. False if the log changed under it.
 /// The aborted transactions whose markers the group lost leave the producer state in the
-/// same step as the swap: a read_committed fetch given an aborted transaction whose
+/// same step as the swap (no await between: a fetch in between would read the cleaned
+/// segment with the old entries): a read_committed fetch given an aborted transaction whose
 /// ABORT marker it never reads skips every later batch of that producer (librdkafka's
 /// and the Java client's rule), so the entry must go with the marker (Kafka's cleaner
 /// rebuilds the segment's transaction index from the markers it keeps).
@@ -508,13 +511,18 @@ async fn clean_group(
         cleaned.discard().await;
         return Err(e);
     }
-    let installed = log.install_cleaned(cleaned).await?;
+    let kept = &pass.kept_markers;
+    let mut forgotten = 0;
+    let installed = log
+        .install_cleaned(cleaned, || {
+            forgotten = producers
+                .borrow_mut()
+                .forget_aborted_between(base, end, kept);
+        })
+        .await?;
     if installed {
         stats.segments_cleaned += group.len();
-        stats.aborts_forgotten +=
-            producers
-                .borrow_mut()
-                .forget_aborted_between(base, end, &pass.kept_markers);
+        stats.aborts_forgotten += forgotten;
     }
     Ok(installed)
 }

@@ -122,7 +122,7 @@ fn expire(it: &mut Item, now: i64) {
     }
 }
 
-fn config() -> LogConfig {
+pub(super) fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 4096,
         segment_ms: None,
@@ -140,7 +140,7 @@ fn config() -> LogConfig {
 }
 
 /// Produces as the owner does (check, append with the transaction hook, complete).
-async fn produce(part: &Partition, records: &[u8]) -> i64 {
+pub(super) async fn produce(part: &Partition, records: &[u8]) -> i64 {
     allow_if_transactional(&mut part.producers.borrow_mut(), records);
     let check = part.producers.borrow_mut().check(records, 0).unwrap();
     let pb = match check {

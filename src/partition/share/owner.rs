@@ -15,6 +15,7 @@ use super::{
 };
 use crate::kafka::{ErrorCode, KafkaError};
 use crate::log::batch;
+use crate::partition::producer::state::AbortedTxn;
 use crate::partition::{txn, Partition, PartitionManager};
 use crate::runtime::now_ms;
 
@@ -154,11 +155,17 @@ impl PartitionManager {
         };
         if let Some(from) = from.filter(|&f| f < end) {
             let max_bytes = left.bytes.min(SHARE_READ_MAX_BYTES);
+            // In the step that picks the segments, as `partition::read` does: a cleaning
+            // pass forgets an aborted entry as it switches segments.
+            let aborted = match c.committed {
+                true => txn::aborted_transactions(&part, from, end),
+                false => Vec::new(),
+            };
             let slice = part.log.read_below(from, max_bytes, end).await?;
             let mut data = Vec::with_capacity(slice.len());
             slice.read_to_vec(&mut data).await?;
             let data = Bytes::from(data);
-            let batches = spans(&part, &data, from, end, c.committed);
+            let batches = spans(&data, &aborted);
             let spans: Vec<BatchSpan> = batches
                 .iter()
                 .map(|b| BatchSpan {
@@ -318,13 +325,8 @@ struct ReadBatch {
 }
 
 /// The batches of `data` (whole batches read from `from`) as acquisition sees them:
-/// control batches and, for read_committed, batches of aborted transactions skipped.
-fn spans(part: &Partition, data: &[u8], from: i64, end: i64, committed: bool) -> Vec<ReadBatch> {
-    let aborted = if committed {
-        txn::aborted_transactions(part, from, end)
-    } else {
-        Vec::new()
-    };
+/// control batches and the batches of the `aborted` transactions (read_committed) skipped.
+fn spans(data: &[u8], aborted: &[AbortedTxn]) -> Vec<ReadBatch> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + batch::HEADER_LEN <= data.len() {
