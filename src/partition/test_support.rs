@@ -68,9 +68,35 @@ pub fn idempotent_batch(pid: i64, seq: i32, n: usize) -> bytes::Bytes {
             ..Default::default()
         })
         .collect();
-    let mut b = BatchBuilder::new(1);
+    producer_batch(1, pid, seq, &recs, false).into()
+}
+
+/// A transactional batch of one record per key from producer `pid`, epoch 0, at `seq`.
+pub fn transactional_batch(pid: i64, seq: i32, keys: &[&str]) -> Vec<u8> {
+    let recs: Vec<Record<'_>> = keys
+        .iter()
+        .map(|k| Record {
+            key: Some(k.as_bytes()),
+            value: Some(b"v"),
+            ..Default::default()
+        })
+        .collect();
+    producer_batch(1_000, pid, seq, &recs, true)
+}
+
+fn producer_batch(
+    timestamp: i64,
+    pid: i64,
+    seq: i32,
+    recs: &[Record<'_>],
+    transactional: bool,
+) -> Vec<u8> {
+    let mut b = BatchBuilder::new(timestamp);
     b.producer_id = pid;
     b.producer_epoch = 0;
     b.base_sequence = seq;
-    b.build(&recs).into()
+    if transactional {
+        b.attributes |= crate::log::batch::TRANSACTIONAL_BIT;
+    }
+    b.build(recs)
 }

@@ -12,29 +12,11 @@ use super::model_tests::{config, produce};
 use super::CleanerConfig;
 use crate::log::batch::{self, BatchBuilder, Record};
 use crate::partition::read::{CopyAllowance, Read, Records};
-use crate::partition::test_support::manager;
+use crate::partition::test_support::{manager, transactional_batch};
 use crate::partition::{txn, Partition, PartitionManager};
 use crate::runtime::test_run as run;
 
 const PID: i64 = 100;
-
-/// One transactional batch of `keys` from PID at `seq`.
-fn txn_batch(keys: &[&str], seq: i32) -> Vec<u8> {
-    let recs: Vec<Record<'_>> = keys
-        .iter()
-        .map(|k| Record {
-            key: Some(k.as_bytes()),
-            value: Some(b"v"),
-            ..Default::default()
-        })
-        .collect();
-    let mut b = BatchBuilder::new(1_000);
-    b.producer_id = PID;
-    b.producer_epoch = 0;
-    b.base_sequence = seq;
-    b.attributes |= batch::TRANSACTIONAL_BIT;
-    b.build(&recs)
-}
 
 /// Plain keyed records until the log has rolled, so what came before is sealed.
 async fn roll(part: &Partition, key: &str) {
@@ -116,11 +98,11 @@ fn read_committed_reads_during_cleaning_get_entries_that_agree_with_their_segmen
         let pm = manager(tmp.path(), 1).await;
         let part = pm.get("t", 0).unwrap();
         part.log.set_config(config());
-        let aborted_data = produce(&part, &txn_batch(&["a", "b"], 0)).await;
+        let aborted_data = produce(&part, &transactional_batch(PID, 0, &["a", "b"])).await;
         let marker = txn::write_marker(&part, PID, 0, false, 0).await.unwrap();
         roll(&part, "x").await;
         // The producer's next transaction, committed: what a stale entry would hide.
-        produce(&part, &txn_batch(&["c"], 2)).await;
+        produce(&part, &transactional_batch(PID, 2, &["c"])).await;
         txn::write_marker(&part, PID, 0, true, 0).await.unwrap();
         roll(&part, "y").await;
         let cfg = CleanerConfig {
