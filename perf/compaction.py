@@ -11,7 +11,8 @@
    the filled topic;
 4. the cleaner's throughput: dirty bytes read per second of cleaning
    (sluice_cleaner_bytes_read_total / sluice_cleaner_time_us_total), against the disk's
-   sequential read+write rate (the cleaner reads and writes each byte once at most).
+   sequential read+write rate (the cleaner reads and writes each byte once at most);
+5. the produce maximum of both windows (a stall shows there first).
 
     .venv/bin/python perf/compaction.py
     SIZE_MB=1024 KEYS=100000 .venv/bin/python perf/compaction.py
@@ -194,6 +195,8 @@ def main() -> None:
             "produce_p99_ms_quiet": round(p99(quiet), 2),
             "produce_p99_ms_cleaning": round(p99(cleaning), 2),
             "p99_ratio": round(p99(cleaning) / p99(quiet), 2),
+            "produce_max_ms_quiet": round(max(quiet), 2),
+            "produce_max_ms_cleaning": round(max(cleaning), 2),
             "produce_rate": RATE, "seconds": SECONDS,
         }
         print(json.dumps(result, indent=2))
