@@ -356,6 +356,13 @@ impl Broker {
             dlq_failures: self.partitions.shares().dlq_failures.get(),
             dirty_ratios: self.partitions.dirty_ratios(),
             cleaner_bytes_per_sec: self.metrics.cleaner_last_bytes_per_sec.get(),
+            partition_fetched: self
+                .partitions
+                .owned()
+                .into_iter()
+                .map(|(t, p, part)| (t.to_string(), p, part.fetched_bytes.get()))
+                .collect(),
+            share_dlqs: self.shares.dlq_topics(),
         }
     }
 }

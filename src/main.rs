@@ -13,7 +13,8 @@ use sluice::metrics::log_sink::{self, DroppingStderr};
 #[command(
     name = "sluice",
     version,
-    about = "A thread-per-core message broker that speaks the Kafka protocol, and the tools to run it"
+    about = "A thread-per-core message broker that speaks the Kafka protocol, and the tools to run it",
+    after_help = sluice::cli::error::EXIT_CODES_HELP
 )]
 struct Cli {
     /// Log lines on stderr: text (for people) or json (one object a line, for log shippers).

@@ -11,6 +11,16 @@
 
 use std::fmt;
 
+/// The table above as `sluice --help` prints it, after the commands.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes of the admin commands (topic, group, share-group, dlq, produce, consume, ...):
+  0  done
+  1  the broker refused or failed the operation (the message names the Kafka error)
+  2  bad command line or input (also clap's own usage errors)
+  3  no broker reachable, or it stopped answering (connection refused, timeout)
+  4  what was named does not exist (topic, partition, group)
+  5  the broker does not support what was asked (an API or version it lacks)";
+
 use crate::kafka::ErrorCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,5 +167,29 @@ impl std::error::Error for CliError {}
 impl From<String> for CliError {
     fn from(m: String) -> CliError {
         CliError::other(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_names_every_exit_code_with_its_meaning() {
+        let kinds = [
+            (Kind::Failed, "refused or failed"),
+            (Kind::Usage, "bad command line"),
+            (Kind::Unreachable, "no broker reachable"),
+            (Kind::NotFound, "does not exist"),
+            (Kind::Unsupported, "does not support"),
+        ];
+        for (kind, meaning) in kinds {
+            let code = CliError::new(kind, "").exit_code();
+            let line = EXIT_CODES_HELP
+                .lines()
+                .find(|l| l.starts_with(&format!("  {code}  ")))
+                .unwrap_or_else(|| panic!("exit code {code} is not in the help"));
+            assert!(line.contains(meaning), "{line}");
+        }
     }
 }

@@ -30,6 +30,8 @@ pub struct Sample {
     pub requests: u64,
     /// Records in each topic's log (sum of high watermarks).
     pub topic_offsets: BTreeMap<String, i64>,
+    /// Record bytes each topic has handed to consumers (Fetch and ShareFetch).
+    pub topic_fetched: BTreeMap<String, u64>,
     /// Sum of each group's lag.
     pub group_lag: BTreeMap<String, i64>,
 }
@@ -84,6 +86,18 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// (topic, partition) → record bytes fetched, over every shard.
+fn fetched(snaps: &[Snapshot]) -> HashMap<(&str, i32), u64> {
+    snaps
+        .iter()
+        .flat_map(|s| {
+            s.partition_fetched
+                .iter()
+                .map(|(t, p, b)| ((t.as_str(), *p), *b))
+        })
+        .collect()
+}
+
 /// (topic, partition) → high watermark, over every shard.
 fn hwms(snaps: &[Snapshot]) -> HashMap<(&str, i32), i64> {
     snaps
@@ -97,12 +111,14 @@ fn hwms(snaps: &[Snapshot]) -> HashMap<(&str, i32), i64> {
 }
 
 pub fn topics(snaps: &[Snapshot]) -> Value {
+    let fetched = fetched(snaps);
     let mut by_topic: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for s in snaps {
         for (t, p, hwm, start, size) in &s.partitions {
             by_topic.entry(t.as_str()).or_default().push(json!({
                 "partition": p, "shard": s.shard, "high_watermark": hwm,
                 "log_start_offset": start, "records": (hwm - start).max(0), "size_bytes": size,
+                "fetched_bytes": fetched.get(&(t.as_str(), *p)).copied().unwrap_or(0),
             }));
         }
     }
@@ -119,7 +135,7 @@ pub fn topics(snaps: &[Snapshot]) -> Value {
             json!({
                 "topic": t, "partition_count": parts.len(),
                 "records": sum("records"), "size_bytes": sum("size_bytes"),
-                "high_watermark_sum": sum("high_watermark"),
+                "high_watermark_sum": sum("high_watermark"), "fetched_bytes": sum("fetched_bytes"),
                 "partitions": parts,
             })
         })
@@ -155,14 +171,31 @@ pub fn groups(snaps: &[Snapshot]) -> Value {
     json!(groups)
 }
 
+/// Records waiting in `topic` (end minus log start, over its partitions).
+fn depth(snaps: &[Snapshot], topic: &str) -> Option<i64> {
+    let parts: Vec<i64> = snaps
+        .iter()
+        .flat_map(|s| s.partitions.iter())
+        .filter(|p| p.0 == topic)
+        .map(|p| (p.2 - p.3).max(0))
+        .collect();
+    (!parts.is_empty()).then(|| parts.iter().sum())
+}
+
 pub fn shares(snaps: &[Snapshot]) -> Value {
     let hw = hwms(snaps);
+    let dlqs: HashMap<&str, (&str, Option<i64>)> = snaps
+        .iter()
+        .flat_map(|s| s.share_dlqs.iter())
+        .map(|(g, t)| (g.as_str(), (t.as_str(), depth(snaps, t))))
+        .collect();
     let mut rows: Vec<Value> = snaps
         .iter()
         .flat_map(|s| {
-            let hw = &hw;
+            let (hw, dlqs) = (&hw, &dlqs);
             s.shares.iter().map(move |m| {
                 let end = hw.get(&(m.topic.as_str(), m.partition)).copied();
+                let (dlq_topic, dlq_depth) = dlqs.get(m.group.as_str()).copied().unzip();
                 json!({
                     "group": m.group, "topic": m.topic, "partition": m.partition, "shard": s.shard,
                     "start_offset": m.start_offset, "end": end,
@@ -171,6 +204,7 @@ pub fn shares(snaps: &[Snapshot]) -> Value {
                     "available": m.available, "acquired": m.acquired,
                     "archived_total": m.archived_total, "delivery_limit_hits": m.delivery_limit_hits,
                     "lock_expiries": m.lock_expiries,
+                    "dlq_topic": dlq_topic, "dlq_depth": dlq_depth.flatten(),
                 })
             })
         })
@@ -240,9 +274,13 @@ fn requests(snaps: &[Snapshot]) -> Value {
 fn sample(snaps: &[Snapshot]) -> Sample {
     let sum = |name: &str| snaps.iter().map(|s| counter(s, name)).sum::<u64>();
     let mut topic_offsets = BTreeMap::new();
+    let mut topic_fetched = BTreeMap::new();
     for s in snaps {
         for (t, _, h, _, _) in &s.partitions {
             *topic_offsets.entry(t.clone()).or_insert(0) += h;
+        }
+        for (t, _, b) in &s.partition_fetched {
+            *topic_fetched.entry(t.clone()).or_insert(0) += b;
         }
     }
     let hw = hwms(snaps);
@@ -266,6 +304,7 @@ fn sample(snaps: &[Snapshot]) -> Sample {
             .map(|h| h.len())
             .sum(),
         topic_offsets,
+        topic_fetched,
         group_lag,
     }
 }
@@ -274,7 +313,7 @@ fn sample_json(s: &Sample) -> Value {
     json!({
         "t": s.t_ms, "produced_bytes": s.produced_bytes, "produced_records": s.produced_records,
         "fetched_bytes": s.fetched_bytes, "connections": s.connections, "requests": s.requests,
-        "topics": s.topic_offsets, "groups": s.group_lag,
+        "topics": s.topic_offsets, "topics_fetched": s.topic_fetched, "groups": s.group_lag,
     })
 }
 
@@ -399,6 +438,11 @@ mod tests {
             mesh_calls: vec![],
             dirty_ratios: vec![],
             cleaner_bytes_per_sec: 0,
+            partition_fetched: vec![("t".into(), shard as i32, 1000)],
+            share_dlqs: match shard {
+                0 => vec![("sg".into(), "t".into())],
+                _ => vec![],
+            },
             shares: vec![ShareMetric {
                 group: "sg".into(),
                 topic: "t".into(),
@@ -425,11 +469,17 @@ mod tests {
         assert_eq!(t["partition_count"], 2);
         assert_eq!(t["records"], 190);
         assert_eq!(t["size_bytes"], 8192);
+        assert_eq!(t["fetched_bytes"], 2000);
+        assert_eq!(t["partitions"][1]["fetched_bytes"], 1000);
         let g = &all["groups"][0];
         assert_eq!(g["group"], "g");
         assert_eq!(g["total_lag"], 120);
         assert_eq!(all["shares"][1]["partition"], 1);
         assert_eq!(all["shares"][1]["not_yet_acquired"], 7);
+        // The group's DLQ topic (coordinated on shard 0) and its depth over both shards.
+        assert_eq!(all["shares"][1]["dlq_topic"], "t");
+        assert_eq!(all["shares"][1]["dlq_depth"], 190);
+        assert_eq!(all["overview"]["history"][0]["topics_fetched"]["t"], 2000);
         assert_eq!(all["overview"]["produced_records"], 20);
         assert_eq!(all["overview"]["history"].as_array().unwrap().len(), 1);
         assert_eq!(all["shards"][1]["produced_bytes"], 1000);

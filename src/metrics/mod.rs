@@ -95,6 +95,10 @@ pub struct Snapshot {
     pub dirty_ratios: Vec<(String, i32, f64)>,
     /// Bytes per second the last cleaning pass of this shard read.
     pub cleaner_bytes_per_sec: u64,
+    /// (topic, partition, record bytes handed to consumers) of the partitions it owns.
+    pub partition_fetched: Vec<(String, i32, u64)>,
+    /// (share group, its DLQ topic) of the share groups this shard coordinates.
+    pub share_dlqs: Vec<(String, String)>,
 }
 
 /// The cleaner's gauges: the dirty ratio of every compacted partition, the last pass's
@@ -582,6 +586,8 @@ mod tests {
             dlq_failures: 0,
             dirty_ratios: vec![(format!("c{shard}"), 0, 0.25)],
             cleaner_bytes_per_sec: 0,
+            partition_fetched: vec![],
+            share_dlqs: vec![],
         }
     }
 

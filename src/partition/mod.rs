@@ -63,6 +63,9 @@ pub struct Partition {
     /// The fingerprint of the producer-state snapshot on disk (a stop skips writing it
     /// again unchanged).
     snapshot_on_disk: Option<u32>,
+    /// Record bytes handed to consumers (Fetch and ShareFetch), for the console's fetch
+    /// rate per topic.
+    pub fetched_bytes: Cell<u64>,
 }
 
 impl Partition {
@@ -81,6 +84,7 @@ impl Partition {
             compression: Cell::new(Compression::Producer),
             cleaner,
             snapshot_on_disk,
+            fetched_bytes: Cell::new(0),
         })
     }
 

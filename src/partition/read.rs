@@ -196,6 +196,10 @@ impl PartitionManager {
                 records = self.take_records(slice, allowance).await?;
             }
         }
+        if let Some(rs) = &records {
+            part.fetched_bytes
+                .set(part.fetched_bytes.get() + rs.len() as u64);
+        }
         let aborted = aborted_now.map(|a| match &records {
             Some(rs) if !rs.is_empty() => a,
             _ => Vec::new(),

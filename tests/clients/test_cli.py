@@ -375,6 +375,52 @@ def test_bad_input_gives_a_clear_error_and_the_documented_exit_code(cli, broker,
     assert doc["exit_code"] == 4 and doc["error_code"] == 3 and doc["error_name"] == "UNKNOWN_TOPIC_OR_PARTITION"
 
 
+def test_help_lists_the_exit_codes_scripts_can_rely_on(sluice_bin):
+    out = subprocess.run([sluice_bin, "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "Exit codes of the admin commands" in out.stdout
+    lines = {line[:5] for line in out.stdout.splitlines() if line[:2] == "  " and line[2:3].isdigit()}
+    assert lines == {f"  {c}  " for c in range(6)}, out.stdout
+
+
+def read_pty(master: int) -> bytes:
+    import os
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side is closed and everything was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return shown
+
+
+def test_a_long_consume_to_a_file_shows_progress_on_a_terminal_and_nowhere_else(cli, broker, sluice_bin, tmp_path):
+    import os
+    import pty
+    import re
+    topic, n = unique("progress"), 1_000_000
+    cli.run("topic", "create", topic)
+    cli.run("produce", topic, stdin="".join(f"r{i}\n" for i in range(n)), timeout=180)
+    master, slave = pty.openpty()
+    with open(tmp_path / "out.txt", "w") as f:
+        p = subprocess.Popen([sluice_bin, "consume", topic, "--brokers", broker.bootstrap],
+                             stdout=f, stderr=slave)
+        os.close(slave)
+        shown = read_pty(master)
+        assert p.wait(timeout=180) == 0, shown[-500:]
+    assert (tmp_path / "out.txt").read_text().count("\n") == n
+    counts = [int(c) for c in re.findall(rb"\rconsumed from " + topic.encode() + rb": (\d+)", shown)]
+    assert counts and counts == sorted(counts) and 0 < counts[-1] <= n, shown[:500]
+    assert shown.endswith(b"\r\x1b[K"), "the progress line is cleared at the end"
+    # Not a terminal: no progress text at all (the records go to stdout, stderr stays empty).
+    piped = cli.run("consume", topic, "-c", "100000", json_out=False, timeout=120)
+    assert piped.stderr == "" and piped.stdout.count("\n") == 100_000
+
+
 def test_brokers_come_from_the_environment(broker, sluice_bin):
     import os
     env = dict(os.environ, SLUICE_BROKERS=broker.bootstrap)
@@ -426,6 +472,18 @@ def test_share_group_list_describe_reset(cli, broker):
     again = consume(c, 4)
     c.close()
     assert sorted(o for o, _, _ in again) == [2, 3, 4, 5]
+    # Delete: refused while a member is there, then the group and its state are gone.
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        out = cli.run("share-group", "delete", group, check=False, json_out=False)
+        if out.returncode == 0:
+            break
+        assert out.returncode == 1 and "NON_EMPTY_GROUP" in out.stderr, out.stderr
+        assert time.monotonic() < deadline, out.stderr
+        time.sleep(0.5)
+    assert group not in {g["group"] for g in cli.json("share-group", "list")["groups"]}
+    gone = cli.run("share-group", "describe", group, check=False, json_out=False)
+    assert gone.returncode == 4, (gone.returncode, gone.stderr)
 
 
 def test_dlq_inspect_and_redrive(cli, broker):

@@ -76,6 +76,7 @@ def test_the_api_reports_topics_groups_shards_and_history(broker, scene):
     t = next(x for x in doc["topics"] if x["topic"] == topic)
     assert t["partition_count"] == 3 and t["records"] == 30 and t["size_bytes"] > 0
     assert [p["high_watermark"] for p in t["partitions"]] == [10, 10, 10]
+    assert t["fetched_bytes"] == 0, "nothing has fetched the topic yet"
     assert {p["shard"] for p in t["partitions"]} <= set(range(broker.shards))
     g = next(x for x in doc["groups"] if x["group"] == group)
     assert g["total_lag"] == 10 + 5 + 0
@@ -89,6 +90,15 @@ def test_the_api_reports_topics_groups_shards_and_history(broker, scene):
     produce(broker.bootstrap, topic, 6, 3, start=30)
     again = api(broker, "/api/overview")
     assert again["history"][-1]["topics"][topic] == 36 and len(again["history"]) >= 2
+    # A consumer reading the topic from the start: every partition's records are fetched
+    # (at least once each: a batch may be fetched again after a retry).
+    assert len(rdkafka_io.consume_all(broker.bootstrap, topic, 3, timeout=30)) == 36
+    time.sleep(1.1)
+    after = api(broker)
+    t = next(x for x in after["topics"] if x["topic"] == topic)
+    assert t["fetched_bytes"] >= t["size_bytes"] > 0, t
+    assert all(p["fetched_bytes"] > 0 for p in t["partitions"])
+    assert after["overview"]["history"][-1]["topics_fetched"][topic] == t["fetched_bytes"]
     for path in ("/api/topics", "/api/groups", "/api/shares", "/api/shards"):
         assert api(broker, path)["broker"] == "sluice"
     status, kind, body = get(broker, "/")

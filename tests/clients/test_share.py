@@ -8,6 +8,7 @@ holding records, a broker SIGKILLed after acks, two groups that each see everyth
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 import uuid
 
 from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
@@ -348,6 +350,10 @@ def test_rejected_and_delivery_limit_records_land_in_the_dlq_with_their_headers(
     assert h["__dlq.errors.offset"] == b"1" and h["__dlq.errors.delivery.count"] == b"2"
     assert h["__dlq.errors.reason"] == b"DELIVERY_COUNT_LIMIT"
     assert sum(broker.per_shard("sluice_share_dlq_writes_total").values()) == 2
+    # The console's share view names the group's DLQ topic and how many records wait there.
+    with urllib.request.urlopen(f"http://{broker.admin_addr}/api/shares", timeout=10) as r:
+        rows = [s for s in json.loads(r.read())["shares"] if s["group"] == group]
+    assert [(s["topic"], s["dlq_topic"], s["dlq_depth"]) for s in rows] == [(topic, dlq, 2)]
 
 
 def test_redrive_puts_dlq_records_back_and_they_are_delivered_again(broker, sluice_bin):

@@ -150,6 +150,19 @@ impl Coordinator {
         configs::share_config(&self.overrides(group))
     }
 
+    /// (group, DLQ topic) of every group here with `errors.deadletterqueue.topic.name`.
+    pub fn dlq_topics(&self) -> Vec<(String, String)> {
+        let Some(j) = self.journal.borrow().clone() else {
+            return Vec::new();
+        };
+        let state = j.state();
+        state
+            .0
+            .iter()
+            .filter_map(|(g, (_, o))| Some((g.clone(), configs::share_config(o).dlq_topic?)))
+            .collect()
+    }
+
     /// Replace the group's overrides (already validated), durably.
     pub async fn set_overrides(&self, group: &str, o: Overrides) -> Result<(), KafkaError> {
         let j = self.journal()?;

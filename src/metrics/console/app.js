@@ -170,16 +170,18 @@ function overviewPage() {
 }
 
 function topicRate(name) { return recentRate((s) => (s.topics || {})[name]); }
+function fetchedOf(name) { return (s) => (s.topics_fetched || {})[name]; }
+function topicFetchRate(name) { return recentRate(fetchedOf(name)); }
 
 function topicsPage() {
   const rows = data.topics.map((t) => `<tr data-topic="${esc(t.topic)}">
     ${td(`<a href="#/topics/${encodeURIComponent(t.topic)}">${esc(t.topic)}</a>`, "", "topic")}
     ${tdn(num(t.partition_count), "partitions")}${tdn(num(t.records), "records")}
     ${tdn(num(t.high_watermark_sum), "end")}${tdn(bytes(t.size_bytes), "size")}
-    ${tdn(rate(topicRate(t.topic)), "rate")}
+    ${tdn(rate(topicRate(t.topic)), "rate")}${tdn(rate(topicFetchRate(t.topic), "B"), "fetch-rate")}
     ${td(spark("sp-t-" + t.topic, rateSeries((s) => (s.topics || {})[t.topic]), "#1f6feb"))}
   </tr>`);
-  return `<h1>Topics</h1>${table("topics-table", [H("Topic"), H("Partitions", 1), H("Records", 1), H("Produced (sum of ends)", 1), H("Size", 1), H("Produce rate", 1), H("Trend")], rows, "No topics yet: create one with `sluice topic create NAME`.")}`;
+  return `<h1>Topics</h1>${table("topics-table", [H("Topic"), H("Partitions", 1), H("Records", 1), H("Produced (sum of ends)", 1), H("Size", 1), H("Produce rate", 1), H("Fetch rate", 1), H("Trend")], rows, "No topics yet: create one with `sluice topic create NAME`.")}`;
 }
 
 function topicPage(name) {
@@ -187,7 +189,7 @@ function topicPage(name) {
   if (!t) return `<div class="crumbs"><a href="#/topics">Topics</a> /</div><div class="empty">Topic ${esc(name)} does not exist (any more).</div>`;
   const groups = data.groups.filter((g) => g.topics.includes(name));
   const rows = t.partitions.map((p) => `<tr data-partition="${p.partition}">${tdn(p.partition, "partition")}${tdn(p.shard, "shard")}
-    ${tdn(num(p.log_start_offset), "start")}${tdn(num(p.high_watermark), "end")}${tdn(num(p.records), "records")}${tdn(bytes(p.size_bytes), "size")}</tr>`);
+    ${tdn(num(p.log_start_offset), "start")}${tdn(num(p.high_watermark), "end")}${tdn(num(p.records), "records")}${tdn(bytes(p.size_bytes), "size")}${tdn(bytes(p.fetched_bytes), "fetched")}</tr>`);
   const grows = groups.map((g) => {
     const lag = g.partitions.filter((p) => p.topic === name).reduce((a, p) => a + (p.lag || 0), 0);
     return `<tr data-group="${esc(g.group)}">${td(`<a href="#/groups/${encodeURIComponent(g.group)}">${esc(g.group)}</a>`)}${lagCell(lag)}</tr>`;
@@ -195,9 +197,11 @@ function topicPage(name) {
   return `<div class="crumbs"><a href="#/topics">Topics</a> / ${esc(name)}</div>
   <h1 id="topic-title">${esc(name)}</h1>
   <div class="cards">${card("Partitions", num(t.partition_count), "card-t-partitions")}${card("Records", num(t.records), "card-t-records")}
-    ${card("Size", bytes(t.size_bytes), "card-t-size")}${card("Produce rate", rate(topicRate(name)), "card-t-rate")}</div>
-  <div class="charts">${chart("c-topic-rate", "Produced records/s", rateSeries((s) => (s.topics || {})[name]), { format: (v) => rate(v) })}</div>
-  <h2>Partitions</h2>${table("partitions-table", [H("Partition", 1), H("Shard", 1), H("Log start", 1), H("High watermark", 1), H("Records", 1), H("Size", 1)], rows, "")}
+    ${card("Size", bytes(t.size_bytes), "card-t-size")}${card("Produce rate", rate(topicRate(name)), "card-t-rate")}
+    ${card("Fetch rate", rate(topicFetchRate(name), "B"), "card-t-fetch-rate")}${card("Fetched", bytes(t.fetched_bytes), "card-t-fetched")}</div>
+  <div class="charts">${chart("c-topic-rate", "Produced records/s", rateSeries((s) => (s.topics || {})[name]), { format: (v) => rate(v) })}
+    ${chart("c-topic-fetch", "Fetched bytes/s", rateSeries(fetchedOf(name)), { color: "#2da44e", format: (v) => rate(v, "B") })}</div>
+  <h2>Partitions</h2>${table("partitions-table", [H("Partition", 1), H("Shard", 1), H("Log start", 1), H("High watermark", 1), H("Records", 1), H("Size", 1), H("Fetched", 1)], rows, "")}
   <h2>Consumer groups on this topic</h2>${table("topic-groups-table", [H("Group"), H("Lag", 1)], grows, "No group has committed offsets on this topic.")}`;
 }
 
@@ -226,13 +230,14 @@ function sharesPage() {
   const rows = data.shares.map((s) => `<tr data-share="${esc(s.group)}/${esc(s.topic)}-${s.partition}">
     ${td(esc(s.group), "", "group")}${td(esc(s.topic), "", "topic")}${tdn(s.partition, "partition")}${tdn(s.shard, "shard")}
     ${tdn(num(s.start_offset), "start")}${tdn(num(s.end), "end")}${tdn(num(s.available), "available")}${tdn(num(s.acquired), "acquired")}
-    ${tdn(num(s.archived_total), "archived")}${tdn(num(s.delivery_limit_hits), "limit")}${tdn(num(s.lock_expiries), "expiries")}</tr>`);
+    ${tdn(num(s.archived_total), "archived")}${tdn(num(s.delivery_limit_hits), "limit")}${tdn(num(s.lock_expiries), "expiries")}
+    ${td(s.dlq_topic ? `<a href="#/topics/${encodeURIComponent(s.dlq_topic)}">${esc(s.dlq_topic)}</a>` : "–", "", "dlq-topic")}${tdn(s.dlq_topic ? num(s.dlq_depth || 0) : "–", "dlq-depth")}</tr>`);
   const o = data.overview;
   return `<h1>Share groups</h1>
   <div class="cards">${card("Share groups", num(o.share_groups), "card-s-groups")}${card("DLQ writes", num(o.dlq_writes), "card-s-dlq")}${card("DLQ write failures", num(o.dlq_failures), "card-s-dlq-fail")}</div>
   <h2>Share partitions</h2>
-  ${table("shares-table", [H("Group"), H("Topic"), H("Partition", 1), H("Shard", 1), H("Start offset", 1), H("End", 1), H("Available", 1), H("Acquired", 1), H("Archived", 1), H("Delivery limit hits", 1), H("Lock expiries", 1)], rows, "No share groups (KIP-932) have consumed yet.")}
-  <p class="muted">Available: records in the in-flight window waiting for a consumer; acquired: delivered and not yet acknowledged; archived: accepted, rejected or past the delivery limit.</p>`;
+  ${table("shares-table", [H("Group"), H("Topic"), H("Partition", 1), H("Shard", 1), H("Start offset", 1), H("End", 1), H("Available", 1), H("Acquired", 1), H("Archived", 1), H("Delivery limit hits", 1), H("Lock expiries", 1), H("DLQ topic"), H("DLQ depth", 1)], rows, "No share groups (KIP-932) have consumed yet.")}
+  <p class="muted">Available: records in the in-flight window waiting for a consumer; acquired: delivered and not yet acknowledged; archived: accepted, rejected or past the delivery limit. DLQ depth: records in the group's dead-letter topic (<code>errors.deadletterqueue.topic.name</code>), end minus log start; <code>sluice dlq redrive</code> moves them back.</p>`;
 }
 
 function shardsPage() {

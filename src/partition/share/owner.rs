@@ -180,6 +180,8 @@ impl PartitionManager {
                 sp.borrow_mut()
                     .acquire(member, &spans, left.records, now_ms(), c);
             out.records = keep_batches(&data, &batches, &used);
+            part.fetched_bytes
+                .set(part.fetched_bytes.get() + out.records.len() as u64);
             out.acquired = acquired;
         }
         out.wake_at_ms = sp.borrow().next_deadline();
