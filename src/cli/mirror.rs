@@ -14,11 +14,16 @@
 //!    lost.
 //! 3. **Group offsets**: every `--sync-interval-s`, the committed offsets on A of the
 //!    chosen consumer groups are translated to B's offsets (from the source→target
-//!    offset runs of what this run copied, and the progress point it resumed from) and
+//!    offset runs of what was copied, and the progress point it resumed from) and
 //!    committed to the same group on B — only while that group has no members on B and
 //!    never moving it backwards, as MirrorMaker 2's checkpoints do. A consumer switched
 //!    from A to B resumes where it left off on A.
-//! 4. **Lag**: a status line every `--report-interval-s`: records copied, their rate,
+//! 4. **Offset syncs**: those runs are persisted on B, in each transaction with the
+//!    records they describe, to the compacted topic `sluice-mirror.<name>.offset-syncs`
+//!    (one partition; key `<topic>/<partition>/<chunk>`, value the chunk's runs, see
+//!    `encode_runs`), and read back at start: translation survives restarts, exactly,
+//!    for every offset a run copied (the newest MAX_RUNS runs a partition).
+//! 5. **Lag**: a status line every `--report-interval-s`: records copied, their rate,
 //!    and records on A not yet on B.
 //!
 //! SIGINT/SIGTERM end the current transaction and stop. `--once` stops by itself when B
@@ -105,29 +110,155 @@ struct Point {
     dst: i64,
 }
 
+/// (src_start, dst_start, len): `len` consecutive source offsets from `src_start`
+/// copied to consecutive target offsets from `dst_start`. A zero-length run keeps a
+/// point where copying began (a floor for `translate`).
+type Run = (i64, i64, i64);
+
 /// Source → target offsets of the records copied: runs of consecutive source offsets
-/// landing at consecutive target offsets, plus the point the run resumed from.
+/// landing at consecutive target offsets, plus the point this run resumed from. The
+/// runs are persisted on the target, in chunks of `CHUNK_RUNS`, by every transaction
+/// (see `OffsetMap::take_syncs`), so they outlive the process.
 #[derive(Debug, Default)]
 struct OffsetMap {
     start: Option<Point>,
-    /// (src_start, dst_start, len)
-    runs: Vec<(i64, i64, i64)>,
+    runs: Vec<Run>,
     next: Option<Point>,
+    /// The index of `runs[0]` among every run this mirror ever recorded for the
+    /// partition: run `i` is in chunk `i / CHUNK_RUNS`. Always a multiple of CHUNK_RUNS.
+    base: u64,
+    /// The lowest run index changed since the last `take_syncs`.
+    dirty: Option<u64>,
+    /// Chunks dropped from memory (the MAX_RUNS cap) and not yet deleted on the target.
+    dropped: Vec<u64>,
 }
 
 const MAX_RUNS: usize = 100_000;
+/// The prefix of a mirror's transactional id, progress group and syncs topic.
+const MIRROR_PREFIX: &str = "sluice-mirror.";
+/// Runs per persisted chunk. Divides MAX_RUNS / 10, so dropping the oldest tenth
+/// drops whole chunks.
+const CHUNK_RUNS: u64 = 100;
+/// The first byte of a chunk's value: the encoding's version.
+const SYNC_VERSION: u8 = 1;
 
 impl OffsetMap {
     fn record(&mut self, src: i64, dst: i64) {
+        self.push_run((src, dst, 1));
+    }
+
+    /// Append a run, or extend the last one when it continues it exactly.
+    fn push_run(&mut self, (src, dst, len): Run) {
+        let last = self.runs.len();
         match self.runs.last_mut() {
-            Some((s, d, n)) if *s + *n == src && *d + *n == dst => *n += 1,
+            Some((s, d, n)) if *s + *n == src && *d + *n == dst => {
+                *n += len;
+                if len > 0 {
+                    self.touch(last as u64 - 1);
+                }
+            }
             _ => {
-                self.runs.push((src, dst, 1));
+                self.runs.push((src, dst, len));
+                self.touch(last as u64);
                 if self.runs.len() > MAX_RUNS {
-                    self.runs.drain(..MAX_RUNS / 10);
+                    self.drop_oldest(MAX_RUNS / 10);
                 }
             }
         }
+    }
+
+    fn touch(&mut self, i: u64) {
+        let i = self.base + i;
+        self.dirty = Some(self.dirty.map_or(i, |d| d.min(i)));
+    }
+
+    /// Forget the oldest `n` runs (callers give a multiple of CHUNK_RUNS, below the
+    /// number of runs, so `base` stays a multiple), keeping the newest.
+    fn drop_oldest(&mut self, n: usize) {
+        let n = n.min(self.runs.len());
+        self.runs.drain(..n);
+        let first = self.base / CHUNK_RUNS;
+        self.base += n as u64;
+        self.dropped.extend(first..self.base / CHUNK_RUNS);
+        self.dirty = self.dirty.map(|d| d.max(self.base));
+    }
+
+    /// The point after the last record copied (for tests: `next` outside them).
+    #[cfg(test)]
+    fn next_point(&self) -> Point {
+        let (s, d, n) = self.runs.last().copied().unwrap_or_default();
+        Point {
+            src: s + n,
+            dst: d + n,
+        }
+    }
+
+    /// Where the last run ends on the source (None without runs).
+    fn end(&self) -> Option<i64> {
+        self.runs.last().map(|(s, _, n)| s + n)
+    }
+
+    /// Begin copying at `p`: a zero-length run marks it (merged into the last run when
+    /// it continues it, as a resume point does). A point behind the runs known (the
+    /// mirror's progress was reset on the target) starts a new history.
+    fn begin_at(&mut self, p: Point) {
+        if self.end().is_some_and(|e| p.src < e) {
+            let end = self.base + self.runs.len() as u64;
+            self.dropped
+                .extend(self.base / CHUNK_RUNS..end.div_ceil(CHUNK_RUNS));
+            self.runs.clear();
+            self.base = end.div_ceil(CHUNK_RUNS) * CHUNK_RUNS;
+            self.dirty = None;
+        }
+        self.start = Some(p);
+        self.next = Some(p);
+        self.push_run((p.src, p.dst, 0));
+    }
+
+    /// What the target's syncs topic must get for what changed since the last call:
+    /// (chunk, Some(every run of the chunk)) to write, (chunk, None) to delete.
+    fn take_syncs(&mut self) -> Vec<(u64, Option<Vec<u8>>)> {
+        let mut out: Vec<_> = self.dropped.drain(..).map(|c| (c, None)).collect();
+        let end = self.base + self.runs.len() as u64;
+        if let Some(from) = self.dirty.take().filter(|&f| f < end) {
+            for c in from / CHUNK_RUNS..=(end - 1) / CHUNK_RUNS {
+                let lo = (c * CHUNK_RUNS).max(self.base) - self.base;
+                let hi = ((c + 1) * CHUNK_RUNS).min(end) - self.base;
+                out.push((c, Some(encode_runs(&self.runs[lo as usize..hi as usize]))));
+            }
+        }
+        out
+    }
+
+    /// The runs persisted on the target, {chunk: runs}: the newest chunks that follow
+    /// each other (every one but the last full), at most MAX_RUNS runs.
+    fn rebuild(chunks: &BTreeMap<u64, Vec<Run>>) -> OffsetMap {
+        let mut kept: Vec<(&u64, &Vec<Run>)> = Vec::new();
+        for (c, runs) in chunks.iter().rev() {
+            let follows = kept.last().is_none_or(|(next, _)| *c + 1 == **next);
+            if !follows || (!kept.is_empty() && runs.len() as u64 != CHUNK_RUNS) {
+                break;
+            }
+            kept.push((c, runs));
+        }
+        let mut m = OffsetMap::default();
+        let Some((first, _)) = kept.last() else {
+            return m;
+        };
+        m.base = **first * CHUNK_RUNS;
+        m.runs = kept
+            .iter()
+            .rev()
+            .flat_map(|(_, r)| r.iter().copied())
+            .collect();
+        if m.runs.len() > MAX_RUNS {
+            let excess = (m.runs.len() - MAX_RUNS) as u64;
+            m.drop_oldest((excess.div_ceil(CHUNK_RUNS) * CHUNK_RUNS) as usize);
+        }
+        // Chunks on the target not kept in memory: deleted there with the next sync.
+        let first_kept = m.base / CHUNK_RUNS;
+        m.dropped = chunks.keys().copied().filter(|&c| c < first_kept).collect();
+        m
     }
 
     /// The target offset for a group committed at source offset `c` (the next record it
@@ -157,6 +288,48 @@ impl OffsetMap {
         let (s, d, _) = *self.runs.get(i)?;
         Some(if c >= s { d + (c - s) } else { d })
     }
+}
+
+/// A chunk of runs as the value of a record of the syncs topic: the version byte, then
+/// per run its source start, target start and length, each a big-endian i64. Fixed
+/// binary rather than JSON: 24 bytes a run, no parsing, and a chunk is rewritten by
+/// every transaction that extends it, so its size is what the syncs cost.
+fn encode_runs(runs: &[Run]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + runs.len() * 24);
+    out.push(SYNC_VERSION);
+    for (s, d, n) in runs {
+        for v in [s, d, n] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The runs of `encode_runs`; None for anything else.
+fn decode_runs(b: &[u8]) -> Option<Vec<Run>> {
+    let (&version, body) = b.split_first()?;
+    if version != SYNC_VERSION || body.len() % 24 != 0 {
+        return None;
+    }
+    let int = |c: &[u8]| i64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
+    Some(
+        body.chunks_exact(24)
+            .map(|r| (int(&r[..8]), int(&r[8..16]), int(&r[16..])))
+            .collect(),
+    )
+}
+
+/// The key of a chunk's record: `<topic>/<partition>/<chunk>` (no topic name holds
+/// a `/`), so that compaction keeps the latest version of every chunk.
+fn sync_key(tp: &Tp, chunk: u64) -> String {
+    format!("{}/{}/{chunk}", tp.0, tp.1)
+}
+
+fn parse_sync_key(k: &str) -> Option<(Tp, u64)> {
+    let mut it = k.rsplitn(3, '/');
+    let chunk = it.next()?.parse().ok()?;
+    let p = it.next()?.parse().ok()?;
+    Some(((it.next()?.to_string(), p), chunk))
 }
 
 #[derive(Default)]
@@ -199,6 +372,8 @@ struct Mirror {
     a: MirrorArgs,
     timeout: Duration,
     progress_group: String,
+    /// `sluice-mirror.<name>.offset-syncs` on B: the persisted offset runs.
+    syncs_topic: String,
     src: Client,
     dst: Client,
     topics_re: Option<regex::Regex>,
@@ -220,6 +395,11 @@ pub fn run(a: MirrorArgs) -> Result<(), CliError> {
         return Err(CliError::usage(
             "say what to mirror: --topic T (repeatable) or --topics-regex R",
         ));
+    }
+    if let Some(t) = a.topics.iter().find(|t| t.starts_with(MIRROR_PREFIX)) {
+        return Err(CliError::usage(format!(
+            "{t}: a mirror's own topic (its offset syncs) is never mirrored"
+        )));
     }
     if !["beginning", "end"].contains(&a.start.as_str()) {
         return Err(CliError::usage("--start: beginning or end"));
@@ -245,7 +425,8 @@ pub fn run(a: MirrorArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::other(format!("signal handler: {e}")))?;
     }
     let mut m = Mirror {
-        progress_group: format!("sluice-mirror.{}", a.name),
+        progress_group: format!("{MIRROR_PREFIX}{}", a.name),
+        syncs_topic: format!("{MIRROR_PREFIX}{}.offset-syncs", a.name),
         a,
         timeout,
         src,
@@ -292,7 +473,8 @@ impl Mirror {
             for t in self.src.topics(None)? {
                 let hidden = t.internal || t.name.starts_with("__") || t.name.starts_with("dlq.");
                 let explicit = re.as_str().starts_with("__") || re.as_str().starts_with("dlq");
-                if re.is_match(&t.name) && (!hidden || explicit) {
+                let own = t.name.starts_with(MIRROR_PREFIX); // a mirror's offset syncs
+                if re.is_match(&t.name) && (!hidden || explicit) && !own {
                     out.insert(t.name.clone(), t.partitions.len());
                 }
             }
@@ -463,7 +645,9 @@ impl Mirror {
     fn run(&mut self, stop: &AtomicBool) -> Result<(), CliError> {
         self.sync_topics()?;
         let progress = self.load_progress()?;
+        self.ensure_syncs_topic()?;
         let (consumer, cgm, producer) = self.clients()?;
+        self.load_syncs()?;
         let mut assigned: BTreeSet<Tp> = BTreeSet::new();
         let mut positions: BTreeMap<Tp, i64> = BTreeMap::new();
         let targets_at_start: BTreeMap<Tp, i64>;
@@ -633,9 +817,7 @@ impl Mirror {
                     dst: dst_ends.get(tp).copied().unwrap_or(0),
                 },
             };
-            let map = self.maps.entry(tp.clone()).or_default();
-            map.start = Some(point);
-            map.next = Some(point);
+            self.maps.entry(tp.clone()).or_default().begin_at(point);
             positions.insert(tp.clone(), point.src);
             assigned.insert(tp.clone());
         }
@@ -649,33 +831,34 @@ impl Mirror {
         Ok(())
     }
 
-    /// Wait for the transaction's records, commit the progress with them, commit.
+    /// Wait for what the transaction sent; the records copied as (topic, partition,
+    /// source offset, target offset). Aborts the transaction when anything failed.
+    fn flush(
+        &self,
+        producer: &BaseProducer<Delivered>,
+    ) -> Result<Vec<(String, i32, i64, i64)>, CliError> {
+        producer
+            .flush(self.timeout * 3)
+            .map_err(cfg_err("target: flush"))?;
+        let ctx = producer.context();
+        if let Some(e) = ctx.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = producer.abort_transaction(self.timeout);
+            return Err(CliError::other(format!("target: a record was not written: {e} (run again: the mirror resumes from its last commit)")));
+        }
+        let mut delivered = std::mem::take(&mut *ctx.ok.lock().unwrap_or_else(|p| p.into_inner()));
+        delivered.retain(|(_, _, src, _)| *src >= 0); // the syncs' own records
+        Ok(delivered)
+    }
+
+    /// Wait for the transaction's records, add the offset syncs and the progress for
+    /// them, commit.
     fn commit(
         &mut self,
         producer: &BaseProducer<Delivered>,
         cgm: &rdkafka::consumer::ConsumerGroupMetadata,
         pending: &mut BTreeMap<Tp, i64>,
     ) -> Result<(), CliError> {
-        producer
-            .flush(self.timeout * 3)
-            .map_err(cfg_err("target: flush"))?;
-        if let Some(e) = producer
-            .context()
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = producer.abort_transaction(self.timeout);
-            return Err(CliError::other(format!("target: a record was not written: {e} (run again: the mirror resumes from its last commit)")));
-        }
-        let delivered = std::mem::take(
-            &mut *producer
-                .context()
-                .ok
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let delivered = self.flush(producer)?;
         let mut last: BTreeMap<Tp, (i64, i64)> = BTreeMap::new();
         for (t, p, src, dst) in &delivered {
             last.insert((t.clone(), *p), (*src, *dst));
@@ -692,12 +875,8 @@ impl Mirror {
                 e.set_metadata(format!("dst={}", dst + 1));
             }
         }
-        producer
-            .send_offsets_to_transaction(&tpl, cgm, self.timeout * 3)
-            .map_err(cfg_err("target: commit progress"))?;
-        producer
-            .commit_transaction(self.timeout * 3)
-            .map_err(cfg_err("target: commit transaction"))?;
+        // The maps first (a failed commit ends the run, so they never run ahead of B),
+        // then what changed in them goes to the syncs topic in the same transaction.
         for (t, p, src, dst) in delivered {
             let map = self.maps.entry((t, p)).or_default();
             map.record(src, dst);
@@ -707,7 +886,101 @@ impl Mirror {
             });
             self.copied += 1;
         }
+        self.send_syncs(producer)?;
+        self.flush(producer)?;
+        producer
+            .send_offsets_to_transaction(&tpl, cgm, self.timeout * 3)
+            .map_err(cfg_err("target: commit progress"))?;
+        producer
+            .commit_transaction(self.timeout * 3)
+            .map_err(cfg_err("target: commit transaction"))?;
         pending.clear();
+        Ok(())
+    }
+
+    /// Every chunk of runs changed since the last transaction, and a tombstone for every
+    /// chunk dropped, to the syncs topic (in the open transaction).
+    fn send_syncs(&mut self, producer: &BaseProducer<Delivered>) -> Result<(), CliError> {
+        for (tp, map) in self.maps.iter_mut() {
+            for (chunk, value) in map.take_syncs() {
+                let key = sync_key(tp, chunk);
+                let mut rec = BaseRecord::<str, [u8], Box<i64>>::with_opaque_to(
+                    &self.syncs_topic,
+                    Box::new(-1),
+                )
+                .partition(0)
+                .key(key.as_str());
+                if let Some(v) = &value {
+                    rec = rec.payload(v.as_slice());
+                }
+                send(producer, rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Create the syncs topic on B when missing: one partition, compacted (a key per
+    /// chunk of runs, and chunks dropped under MAX_RUNS deleted), so it stays bounded.
+    fn ensure_syncs_topic(&mut self) -> Result<(), CliError> {
+        let name = self.syncs_topic.clone();
+        let configs = [("cleanup.policy".to_string(), "compact".to_string())];
+        self.create_on_target(&name, 1, &configs)
+    }
+
+    /// Rebuild the runs of earlier runs from the syncs topic on B: read_committed, from
+    /// its beginning to its end. After `clients()`, whose init_transactions ended any
+    /// transaction a killed predecessor left open.
+    fn load_syncs(&mut self) -> Result<(), CliError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.a.to)
+            .set("group.id", &self.progress_group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(cfg_err("target consumer"))?;
+        let (low, high) = consumer
+            .fetch_watermarks(&self.syncs_topic, 0, self.timeout)
+            .map_err(cfg_err("target: offset syncs' end"))?;
+        let mut chunks: BTreeMap<Tp, BTreeMap<u64, Vec<Run>>> = BTreeMap::new();
+        if high > low {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.syncs_topic, 0, Offset::Beginning)
+                .map_err(cfg_err("assign"))?;
+            consumer
+                .assign(&tpl)
+                .map_err(cfg_err("target: read offset syncs"))?;
+            let mut idle_since = Instant::now();
+            loop {
+                match consumer.poll(Duration::from_millis(100)) {
+                    None if idle_since.elapsed() > self.timeout * 3 => {
+                        return Err(CliError::other(
+                            "target: the offset syncs were not read to their end",
+                        ));
+                    }
+                    None => continue,
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                    Some(Err(e)) => return Err(cfg_err("target: read offset syncs")(e)),
+                    Some(Ok(m)) => {
+                        idle_since = Instant::now();
+                        apply_sync(&mut chunks, m.key(), m.payload());
+                        if m.offset() + 1 >= high {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mut runs = 0;
+        for (tp, c) in &chunks {
+            let map = OffsetMap::rebuild(c);
+            runs += map.runs.len();
+            self.maps.insert(tp.clone(), map);
+        }
+        self.status(
+            "loaded-offset-syncs",
+            json!({ "partitions": chunks.len(), "runs": runs }),
+        );
         Ok(())
     }
 
@@ -722,7 +995,7 @@ impl Mirror {
         }
         Ok(group::list_groups(&mut self.src)?
             .into_iter()
-            .filter(|g| g.kind != "share" && !g.id.starts_with("sluice-mirror."))
+            .filter(|g| g.kind != "share" && !g.id.starts_with(MIRROR_PREFIX))
             .map(|g| g.id)
             .collect())
     }
@@ -844,6 +1117,31 @@ impl Mirror {
     }
 }
 
+/// One record of the syncs topic into {partition: {chunk: runs}}: a chunk written
+/// replaces the one before, a tombstone deletes it. Unreadable records are skipped.
+fn apply_sync(
+    chunks: &mut BTreeMap<Tp, BTreeMap<u64, Vec<Run>>>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    let Some((tp, chunk)) = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(parse_sync_key)
+    else {
+        return;
+    };
+    let of_tp = chunks.entry(tp).or_default();
+    match value.map(decode_runs) {
+        None => {
+            of_tp.remove(&chunk);
+        }
+        Some(Some(runs)) => {
+            of_tp.insert(chunk, runs);
+        }
+        Some(None) => {}
+    }
+}
+
 /// One record of A to the same partition of B, with its key, headers and timestamp; its
 /// source offset rides along as the delivery's opaque.
 fn forward(producer: &BaseProducer<Delivered>, msg: &BorrowedMessage<'_>) -> Result<(), CliError> {
@@ -869,6 +1167,14 @@ fn forward(producer: &BaseProducer<Delivered>, msg: &BorrowedMessage<'_>) -> Res
     if let Some(ts) = msg.timestamp().to_millis() {
         rec = rec.timestamp(ts);
     }
+    send(producer, rec)
+}
+
+/// Send, waiting while the producer's queue is full.
+fn send<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &BaseProducer<Delivered>,
+    rec: BaseRecord<'_, K, [u8], Box<i64>>,
+) -> Result<(), CliError> {
     let mut rec = Some(rec);
     while let Some(r) = rec.take() {
         match producer.send(r) {
@@ -933,5 +1239,132 @@ mod tests {
         assert_eq!(m.translate(50), Some(70));
         assert_eq!(m.translate(49), None);
         assert_eq!(m.translate(51), None);
+    }
+
+    #[test]
+    fn runs_encode_and_decode() {
+        let runs = vec![(0, 5, 0), (1, 5, 3), (i64::MAX - 1, -1, 1 << 40)];
+        let b = encode_runs(&runs);
+        assert_eq!(b.len(), 1 + 3 * 24);
+        assert_eq!(decode_runs(&b), Some(runs));
+        assert_eq!(decode_runs(&encode_runs(&[])), Some(vec![]));
+        assert_eq!(decode_runs(&b[..b.len() - 1]), None, "truncated");
+        assert_eq!(decode_runs(&[2]), None, "unknown version");
+        assert_eq!(decode_runs(&[]), None);
+        let tp = ("orders.eu-1".to_string(), 7);
+        assert_eq!(sync_key(&tp, 12), "orders.eu-1/7/12");
+        assert_eq!(parse_sync_key("orders.eu-1/7/12"), Some((tp, 12)));
+        assert_eq!(parse_sync_key("orders/x/12"), None);
+    }
+
+    /// What a transaction persists, applied to the records of the syncs topic.
+    fn persist(m: &mut OffsetMap, tp: &Tp, topic: &mut BTreeMap<Tp, BTreeMap<u64, Vec<Run>>>) {
+        for (chunk, v) in m.take_syncs() {
+            let key = sync_key(tp, chunk);
+            apply_sync(topic, Some(key.as_bytes()), v.as_deref());
+        }
+    }
+
+    #[test]
+    fn a_restarted_mirror_translates_what_earlier_runs_copied() {
+        let tp: Tp = ("t".into(), 0);
+        let mut topic = BTreeMap::new();
+        let mut first = OffsetMap::default();
+        first.begin_at(Point { src: 0, dst: 0 });
+        // 1..=250 copied (source 0 a marker), a target commit marker every 10 records.
+        for src in 1..=250i64 {
+            first.record(src, src - 1 + (src - 1) / 10);
+            if src % 10 == 0 {
+                persist(&mut first, &tp, &mut topic);
+            }
+        }
+        persist(&mut first, &tp, &mut topic);
+        assert!(first.take_syncs().is_empty(), "nothing changed since");
+        assert_eq!(topic[&tp].len(), 1, "26 runs: one chunk");
+        let end = first.next_point();
+        first.next = Some(end);
+        let mut again = OffsetMap::rebuild(&topic[&tp]);
+        assert_eq!(again.runs, first.runs);
+        again.begin_at(end);
+        assert_eq!(
+            again.runs, first.runs,
+            "the resume point continues the last run"
+        );
+        for c in 0..=251 {
+            assert_eq!(again.translate(c), first.translate(c), "offset {c}");
+        }
+        assert_eq!(again.translate(0), Some(0));
+        assert_eq!(again.translate(125), Some(124 + 12));
+        assert!(again.take_syncs().is_empty(), "resuming writes nothing");
+    }
+
+    #[test]
+    fn chunks_follow_the_runs_and_loading_keeps_the_newest_within_the_cap() {
+        let tp: Tp = ("t".into(), 1);
+        let mut topic = BTreeMap::new();
+        let mut m = OffsetMap::default();
+        // Every record its own run (a gap after each), persisted every 37 runs.
+        let total = MAX_RUNS as i64 + 250;
+        for i in 0..total {
+            m.record(2 * i, 3 * i);
+            if i % 37 == 0 {
+                persist(&mut m, &tp, &mut topic);
+            }
+        }
+        persist(&mut m, &tp, &mut topic);
+        assert!(m.runs.len() <= MAX_RUNS);
+        assert_eq!(m.base % CHUNK_RUNS, 0);
+        let chunks = &topic[&tp];
+        assert_eq!(
+            *chunks.keys().next().unwrap(),
+            m.base / CHUNK_RUNS,
+            "dropped chunks deleted"
+        );
+        let loaded = OffsetMap::rebuild(chunks);
+        assert_eq!(loaded.runs, m.runs);
+        assert_eq!(loaded.base, m.base);
+        assert!(loaded.dropped.is_empty());
+
+        // More runs on the target than the cap (e.g. an older, larger cap): the newest.
+        let mut big: BTreeMap<u64, Vec<Run>> = BTreeMap::new();
+        let n_chunks = MAX_RUNS as u64 / CHUNK_RUNS + 3;
+        for c in 0..n_chunks {
+            let runs = (0..CHUNK_RUNS as i64).map(|r| {
+                let i = c as i64 * CHUNK_RUNS as i64 + r;
+                (2 * i, 3 * i, 1)
+            });
+            big.insert(c, runs.collect());
+        }
+        big.get_mut(&(n_chunks - 1)).unwrap().truncate(10);
+        let loaded = OffsetMap::rebuild(&big);
+        assert!(loaded.runs.len() <= MAX_RUNS);
+        assert_eq!(loaded.base, 3 * CHUNK_RUNS);
+        assert_eq!(loaded.runs.last(), big[&(n_chunks - 1)].last());
+        assert_eq!(loaded.dropped, vec![0, 1, 2], "to delete on the target");
+        let newest = (n_chunks - 1) * CHUNK_RUNS + 9;
+        assert_eq!(loaded.translate(2 * newest as i64), Some(3 * newest as i64));
+
+        // A gap in the chunks: only those after it.
+        big.remove(&500);
+        let loaded = OffsetMap::rebuild(&big);
+        assert_eq!(loaded.base, 501 * CHUNK_RUNS);
+        assert_eq!(loaded.dropped.len(), 500);
+    }
+
+    #[test]
+    fn a_progress_point_behind_the_runs_starts_a_new_history() {
+        let mut m = OffsetMap::default();
+        m.begin_at(Point { src: 0, dst: 0 });
+        for i in 0..150 {
+            m.record(2 * i, i); // 150 runs: chunks 0 and 1
+        }
+        let _ = m.take_syncs();
+        m.begin_at(Point { src: 0, dst: 161 });
+        assert_eq!(m.base, 2 * CHUNK_RUNS);
+        assert_eq!(m.runs, vec![(0, 161, 0)]);
+        let syncs = m.take_syncs();
+        assert_eq!(syncs[..2], [(0, None), (1, None)]);
+        assert_eq!(syncs[2], (2, Some(encode_runs(&[(0, 161, 0)]))));
+        assert_eq!(m.translate(0), Some(161));
     }
 }
