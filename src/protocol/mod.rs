@@ -50,6 +50,7 @@ pub async fn handle(
     throttle_time_ms: i32,
     cut_at: std::time::Instant,
     conn: &Conn,
+    later: std::rc::Rc<crate::runtime::Signal>,
 ) -> Result<Reply, ProtocolError> {
     ctx.metrics.record_queued(cut_at.elapsed());
     let start = peek_start(&frame)?;
@@ -70,6 +71,7 @@ pub async fn handle(
         throttle_time_ms,
         principal: conn.principal.clone(),
         host: conn.host.clone(),
+        later,
     };
     let out = dispatch(ctx, &request, &mut frame).await?;
     if frame.has_remaining() {
@@ -97,6 +99,11 @@ pub struct Request {
     /// The connection's principal and its address as ACL hosts name it (`Conn`).
     pub principal: std::rc::Rc<str>,
     pub host: std::rc::Rc<str>,
+    /// Fires when the connection's next request arrives or its reader stops. Responses
+    /// leave in request order, so a long poll that outlasts it holds back the answer to
+    /// that later request (a share consumer's ShareAcknowledge behind its own
+    /// ShareFetch): ShareFetch answers early then.
+    pub later: std::rc::Rc<crate::runtime::Signal>,
 }
 
 /// What a connection tells every request it carries.
@@ -137,6 +144,7 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         }};
         (@ listener) => { r.listener };
         (@ client) => { r.client() };
+        (@ later) => { &r.later };
     }
     Ok(match key {
         ApiKey::ApiVersions => {
@@ -196,7 +204,7 @@ async fn dispatch(ctx: &Context, r: &Request, body: &mut Bytes) -> Result<Reply,
         ApiKey::ConsumerGroupDescribe => call!(groups::consumer_group_describe, with az),
         ApiKey::ShareGroupHeartbeat => call!(share::share_group_heartbeat, with az, client),
         ApiKey::ShareGroupDescribe => call!(share::share_group_describe, with az),
-        ApiKey::ShareFetch => call!(share::share_fetch, with az),
+        ApiKey::ShareFetch => call!(share::share_fetch, with az, later),
         ApiKey::ShareAcknowledge => call!(share::share_acknowledge, with az),
         ApiKey::DescribeShareGroupOffsets => call!(share::describe_share_group_offsets, with az),
         ApiKey::AlterShareGroupOffsets => call!(share::alter_share_group_offsets, with az),
@@ -246,6 +254,7 @@ mod tests {
             throttle_time_ms: 0,
             principal: "User:ANONYMOUS".into(),
             host: "".into(),
+            later: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -19,11 +20,12 @@ import time
 import urllib.request
 import uuid
 
-from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+from confluent_kafka import AcknowledgeType, Producer, ShareConsumer, TopicCollection
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    ResourceType)
 
 import rdkafka_io
+import wire
 
 DEADLINE_S = 60
 
@@ -472,3 +474,89 @@ def test_one_share_fetch_reads_at_most_4_mib_of_a_partition(broker):
     c.close()
     values = sorted(m.value()[:3] for m in first) + sorted(v[:3] for _, v, _ in rest)
     assert sorted(values) == [b"%03d" % i for i in range(100)]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_member_waiting_on_a_full_window_does_not_spin_the_owner(broker):
+    """Member A holds every lock of a share partition (share.partition.max.record.locks
+    10) and sits on them; member B polls for 4 s and gets nothing, since the window is
+    full and the log has more records behind it. B's ShareFetch must wait for an ack, a
+    release or an expiry, not for an append the log already has: waiting on the append
+    ended at once, and each fetch spun on the partition's owner until its 50 ms recheck,
+    without yielding, which held that shard (its mesh messages waited 50-150 ms) and burnt
+    a core for as long as B polled. The broker's CPU over B's 4 s stays far below one
+    core-second; then A's acks free the window and B gets the next records."""
+    topic, group = unique("q"), unique("g")
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    set_group_configs(broker.bootstrap, group, {"share.auto.offset.reset": "earliest",
+                                                "share.partition.max.record.locks": "10"})
+    produce(broker.bootstrap, topic, [b"r%02d" % i for i in range(40)])
+    a = share_consumer(broker.bootstrap, group, topic)
+    held, deadline = [], time.monotonic() + DEADLINE_S
+    while len(held) < 10:
+        assert time.monotonic() < deadline, f"A acquired only {len(held)}"
+        held += poll_records(a)
+    assert len(held) == 10, [m.offset() for m in held]
+    b = share_consumer(broker.bootstrap, group, topic)
+    assert poll_records(b, 2.0) == []  # B joined, its fetches find the window full
+    before = cpu_seconds(broker.proc.pid)
+    got = []
+    t_end = time.monotonic() + 4
+    while time.monotonic() < t_end:
+        got += poll_records(b, 0.5)
+    used = cpu_seconds(broker.proc.pid) - before
+    print(f"broker CPU while B waited on a full window for 4 s: {used:.2f} s")
+    assert got == [], [m.offset() for m in got]
+    assert used < 1.0, f"the broker used {used:.2f} CPU-s in 4 s while B waited"
+    for m in held:
+        a.acknowledge(m, AcknowledgeType.ACCEPT)
+    a.commit_sync(30)
+    later = consume(b, 10)
+    assert sorted(o for o, _, _ in later)[:10] == list(range(10, 20)), later
+    a.close()
+    b.close()
+
+
+def share_fetch_v1(correlation_id: int, group: str, member: str, topic_id: bytes,
+                   max_wait_ms: int) -> bytes:
+    """A ShareFetch v1 frame opening a share session (epoch 0) on partition 0."""
+    partition = struct.pack(">i", 0) + wire.compact_array([]) + b"\x00"
+    topic = topic_id + wire.compact_array([partition]) + b"\x00"
+    body = (wire.compact_string(group) + wire.compact_string(member)
+            + struct.pack(">iiiiii", 0, max_wait_ms, 1, 1 << 20, 500, 500)
+            + wire.compact_array([topic]) + wire.compact_array([]) + b"\x00")
+    return wire.frame(wire.header_v2(78, 1, correlation_id) + body)
+
+
+def topic_id_of(bootstrap: str, topic: str) -> bytes:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    desc = admin.describe_topics(TopicCollection([topic]))[topic].result(20)
+    msb, lsb = desc.topic_id.get_most_significant_bits(), desc.topic_id.get_least_significant_bits()
+    return struct.pack(">qq", msb, lsb)
+
+
+def test_a_parked_share_fetch_answers_when_the_next_request_arrives_on_its_connection(broker):
+    """Responses leave a connection in request order, so a ShareFetch parked for its
+    max_wait_ms (nothing to acquire) would hold back whatever the client sends after it —
+    for a share consumer, its own ShareAcknowledge (commit_sync waited behind its fetch).
+    The fetch answers, empty, as soon as a later request arrives: here an ApiVersions
+    0.5 s into a 10 s wait. Both answers come in order, long before the 10 s."""
+    topic, group = unique("q"), unique("g")
+    rdkafka_io.create_topic(broker.bootstrap, topic, 1)
+    topic_id = topic_id_of(broker.bootstrap, topic)
+    with wire.connect(broker.port, timeout=30) as sock:
+        started = time.monotonic()
+        sock.sendall(share_fetch_v1(1, group, uuid.uuid4().hex, topic_id, 10_000))
+        time.sleep(0.5)
+        sock.sendall(wire.api_versions_request(0, 2))
+        first = wire.read_frame(sock)
+        answered_s = time.monotonic() - started
+        second = wire.read_frame(sock)
+    assert struct.unpack_from(">i", first)[0] == 1
+    assert struct.unpack_from(">i", second)[0] == 2
+    assert answered_s < 5, f"the ShareFetch was answered after {answered_s:.1f} s"

@@ -23,7 +23,7 @@ use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 use crate::protocol::route::owner_in;
-use crate::runtime::now_ms;
+use crate::runtime::{now_ms, Signal};
 
 /// Longest a fetch that found nothing sleeps before it looks again (a release or an
 /// expiry elsewhere does not wake it).
@@ -52,6 +52,7 @@ pub async fn handle(
     az: &Authz<'_>,
     req: ShareFetchRequest,
     _version: i16,
+    later: &Signal,
 ) -> ShareFetchResponse {
     let group = req
         .group_id
@@ -147,7 +148,7 @@ pub async fn handle(
             max_bytes: (req.max_bytes.max(1) as usize)
                 .min(ctx.config.fetch_budget_bytes_per_shard()),
         };
-        fetch_until(ctx, &ask, &session.partitions, wait, &mut answers).await;
+        fetch_until(ctx, &ask, &session.partitions, (wait, later), &mut answers).await;
     }
     let full = epoch == 0;
     respond(answers, &session.partitions, full, config.lock_ms)
@@ -161,13 +162,15 @@ struct Ask {
     max_bytes: usize,
 }
 
-/// Acquire on every owner; when nothing came back, wait for new data, a lock expiry or
-/// the deadline, and try again.
+/// Acquire on every owner; when nothing came back, wait for new data, a lock expiry,
+/// the deadline or the connection's next request (`later`: its response would wait
+/// behind this one, and it is most often the member's own ShareAcknowledge), and try
+/// again.
 async fn fetch_until(
     ctx: &Context,
     ask: &Ask,
     parts: &[SessionPartition],
-    wait: Duration,
+    (wait, later): (Duration, &Signal),
     answers: &mut Answers,
 ) {
     let mut deadline = Instant::now() + wait;
@@ -184,7 +187,7 @@ async fn fetch_until(
         if full {
             deadline = deadline.min(now + RECHECK);
         }
-        if any || now >= deadline || ctx.shutdown.is_fired() {
+        if any || now >= deadline || ctx.shutdown.is_fired() || later.is_fired() {
             for (k, r) in got {
                 let a = answers.entry(k).or_default();
                 match r {
@@ -200,17 +203,25 @@ async fn fetch_until(
             left = left.min(until);
         }
         left = left.min(RECHECK);
-        wait_on_owners(ctx, waits, left, ask.config.committed).await;
+        let owners = wait_on_owners(ctx, waits, left, ask.config.committed);
+        futures_lite::future::or(owners, later.wait()).await;
+        // Whatever ended the wait, let the shard's other tasks run before looking again:
+        // a loop that never waits would hold the shard (mesh messages included).
+        futures_lite::future::yield_now().await;
     }
 }
 
 type Fetched = Vec<((Uuid, i32), Result<ShareOut, KafkaError>)>;
 
+/// Per partition fetched: its owner, and the read to wait on (None: its window is full,
+/// only a change of share state can free it).
+type Waits = Vec<(usize, Option<Read>)>;
+
 async fn fetch_once(
     ctx: &Context,
     ask: &Ask,
     parts: &[SessionPartition],
-) -> (Fetched, Vec<(usize, Read)>, Option<i64>) {
+) -> (Fetched, Waits, Option<i64>) {
     let reg = ctx.cluster.registry();
     let mut by_owner: HashMap<usize, Vec<&SessionPartition>> = HashMap::new();
     let mut out: Fetched = Vec::new();
@@ -256,7 +267,11 @@ async fn fetch_once(
     for (shard, sps, replies) in join_all(calls).await {
         for (sp, r) in sps.into_iter().zip(replies) {
             if let Ok(o) = &r {
-                waits.push((shard, read_at(sp, o.wait_from)));
+                // A full window waits for an ack, a release or an expiry, not for new
+                // records: the log has records past the window's end, so a wait for an
+                // append would end at once and the fetch would spin on the owner.
+                let read = (!o.window_full).then(|| read_at(sp, o.wait_from));
+                waits.push((shard, read));
                 if let Some(w) = o.wake_at_ms {
                     wake = Some(wake.map_or(w, |x: i64| x.min(w)));
                 }
@@ -289,16 +304,16 @@ fn read_at(sp: &SessionPartition, offset: i64) -> Read {
     }
 }
 
-async fn wait_on_owners(
-    ctx: &Context,
-    waits: Vec<(usize, Read)>,
-    timeout: Duration,
-    committed: bool,
-) {
+/// Wait, on each owner at once, for an append past a read or any change of share state
+/// there (`share: true`), at most `timeout`.
+async fn wait_on_owners(ctx: &Context, waits: Waits, timeout: Duration, committed: bool) {
     let mut by_owner: HashMap<usize, Vec<Read>> = HashMap::new();
-    for (s, mut r) in waits {
-        r.committed = committed;
-        by_owner.entry(s).or_default().push(r);
+    for (s, r) in waits {
+        let reads = by_owner.entry(s).or_default();
+        if let Some(mut r) = r {
+            r.committed = committed;
+            reads.push(r);
+        }
     }
     if by_owner.is_empty() {
         glommio::timer::sleep(timeout).await;
