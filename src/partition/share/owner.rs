@@ -135,13 +135,13 @@ impl PartitionManager {
         let c = &ask.config;
         let sp = self.share_partition(&part, k, c).await?;
         let now = now_ms();
-        let (from, wait_from) = {
+        let (from, wait_from, acquirable) = {
             let mut s = sp.borrow_mut();
             let archived = s.expire(now, c);
             if !archived.is_empty() {
                 archived_keys.push((k.clone(), archived));
             }
-            (s.next_read(now, c), s.end())
+            (s.next_read(now, c), s.end(), s.acquirable(now, c))
         };
         let end = if c.committed {
             txn::last_stable_offset(&part)
@@ -154,7 +154,7 @@ impl PartitionManager {
             ..ShareOut::default()
         };
         if let Some(from) = from.filter(|&f| f < end) {
-            let max_bytes = left.bytes.min(SHARE_READ_MAX_BYTES);
+            let max_bytes = read_budget(&part, left.records.min(acquirable), left.bytes);
             // In the step that picks the segments, as `partition::read` does: a cleaning
             // pass forgets an aborted entry as it switches segments.
             let aborted = match c.committed {
@@ -311,6 +311,22 @@ impl PartitionManager {
 /// broker's peak RSS (perf/RESULTS.md). 4 MiB covers a full window of 2,000 1 KiB
 /// records; the first batch is read whole even when larger (KIP-74).
 const SHARE_READ_MAX_BYTES: usize = 4 << 20;
+
+/// Bytes read beyond the estimate, for batch headers and records larger than average.
+const READ_SLACK: u64 = 64 << 10;
+
+/// What a ShareFetch reads to find `records` records: the partition's average bytes per
+/// offset times `records`, a quarter more and `READ_SLACK`, within `max_bytes` and
+/// `SHARE_READ_MAX_BYTES`. Only acquired batches are kept, so reading a full 4 MiB for a
+/// window with room for a few records copied megabytes per fetch for nothing: with 16
+/// members on one partition that copying held the owner's core (perf/RESULTS.md).
+fn read_budget(part: &Partition, records: usize, max_bytes: usize) -> usize {
+    let offsets = (part.log.high_watermark() - part.log.log_start_offset()).max(1) as u64;
+    let per_offset = (part.log.size_bytes() / offsets).max(1);
+    let estimate = per_offset.saturating_mul(records.max(1) as u64) / 4 * 5 + READ_SLACK;
+    let estimate = usize::try_from(estimate).unwrap_or(usize::MAX);
+    max_bytes.min(SHARE_READ_MAX_BYTES).min(estimate)
+}
 
 /// What is left of a ShareFetch's limits on this owner.
 #[derive(Clone, Copy)]

@@ -263,6 +263,17 @@ impl SharePartition {
         }
     }
 
+    /// How many records a fetch could acquire now: the available ones in the window and
+    /// the room left under `share.partition.max.record.locks`.
+    pub fn acquirable(&self, now_ms: i64, c: &ShareConfig) -> usize {
+        let available = self
+            .slots
+            .iter()
+            .filter(|s| s.state == RecordState::Available && s.deadline_ms <= now_ms)
+            .count();
+        available + c.max_locks.saturating_sub(self.slots.len())
+    }
+
     /// The earliest time a lock expires or a held-back record becomes available (a
     /// fetch that found nothing waits at most until then).
     pub fn next_deadline(&self) -> Option<i64> {
