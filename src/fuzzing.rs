@@ -345,44 +345,31 @@ mod tests {
 
     /// Every input kept under `fuzz/corpus/<target>/` (seeds recorded from real clients and
     /// whatever the fuzzer added or found) goes through its target again.
+    /// Each target, and how many mutated inputs the short run gives it (about half a
+    /// minute for the four in the release build on a 2-core machine).
+    type Target = (&'static str, fn(&[u8]), usize);
+    const TARGETS: [Target; 4] = [
+        ("request", request, 2_000_000),
+        ("record_batch", record_batch, 2_000_000),
+        ("state_file", state_file, 6_000),
+        ("partition_dir", partition_dir, 2_000),
+    ];
+
     #[test]
     fn every_kept_fuzz_input_runs_clean() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-        type Target = (&'static str, fn(&[u8]));
-        let targets: [Target; 4] = [
-            ("request", request),
-            ("record_batch", record_batch),
-            ("state_file", state_file),
-            ("partition_dir", partition_dir),
-        ];
-        for (name, target) in targets {
-            let dir = root.join(name);
-            let mut n = 0;
-            for entry in
-                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            {
-                let path = entry.expect("entry").path();
-                target(&std::fs::read(&path).expect("read"));
-                n += 1;
-            }
-            assert!(n > 0, "no inputs under {}", dir.display());
+        for (name, target, _) in TARGETS {
+            let inputs = kept_inputs(name);
+            assert!(!inputs.is_empty(), "no kept inputs for {name}");
+            inputs.iter().for_each(|input| target(input));
         }
     }
 
     /// The short fuzz run (`mutate`): each target on mutations of its kept inputs, a new
-    /// seed each run (printed; `SLUICE_FUZZ_SEED` replays one). The counts keep the four
-    /// to about half a minute in the release build on a 2-core machine.
+    /// seed each run (printed; `SLUICE_FUZZ_SEED` replays one).
     #[test]
     fn every_target_survives_mutations_of_its_kept_inputs() {
-        type Target = (&'static str, fn(&[u8]), usize);
-        let targets: [Target; 4] = [
-            ("request", request, RUNS_REQUEST),
-            ("record_batch", record_batch, RUNS_RECORD_BATCH),
-            ("state_file", state_file, RUNS_STATE_FILE),
-            ("partition_dir", partition_dir, RUNS_PARTITION_DIR),
-        ];
         let seed = mutate::seed();
-        for (name, target, runs) in targets {
+        for (name, target, runs) in TARGETS {
             let started = std::time::Instant::now();
             mutate::run(name, target, &kept_inputs(name), runs, seed);
             eprintln!(
@@ -391,11 +378,6 @@ mod tests {
             );
         }
     }
-
-    const RUNS_REQUEST: usize = 2_000_000;
-    const RUNS_RECORD_BATCH: usize = 2_000_000;
-    const RUNS_STATE_FILE: usize = 6_000;
-    const RUNS_PARTITION_DIR: usize = 2_000;
 
     fn kept_inputs(name: &str) -> Vec<Vec<u8>> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -414,11 +396,7 @@ mod tests {
     /// own, hence the margin.
     #[test]
     fn the_partition_dir_harness_leaks_no_descriptors() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/partition_dir");
-        let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .expect("corpus")
-            .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
-            .collect();
+        let inputs = kept_inputs("partition_dir");
         let pass = || inputs.iter().for_each(|input| partition_dir(input));
         pass();
         let before = open_fds();

@@ -17,7 +17,6 @@ pub mod partition;
 mod recovery;
 mod segment;
 mod tail;
-mod wait;
 
 #[cfg(test)]
 mod model_tests;

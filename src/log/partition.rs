@@ -24,7 +24,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::config::{FlushPolicy, LogConfig, TimestampType};
 use super::error::LogError;
 use super::segment::{self, Segment};
-use super::wait::{OffsetWait, Waiters};
+use crate::runtime::wait::{OffsetWait, Waiters};
 
 /// Preallocation grows a segment file by at most this much at a time (or segment_bytes if
 /// smaller); see `segment::preallocation_chunk` for how it gets there.

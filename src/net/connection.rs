@@ -28,7 +28,6 @@ use super::send::SendStats;
 use super::Net;
 use crate::metrics::log_limit::LogLimit;
 use crate::protocol::{self, ProtocolError, Reply};
-use crate::runtime::Signal;
 
 type Pending = JoinHandle<Result<Reply, ProtocolError>>;
 
@@ -62,6 +61,7 @@ pub async fn run(net: Rc<Net>, mut stream: TcpStream, listener: usize) {
         host: peer.map_or_else(String::new, |a| a.ip().to_string()).into(),
         listener,
         principal: ANONYMOUS.into(),
+        arrivals: Rc::default(),
     };
     let tls = match &net.tls {
         Some(source) if net.config.endpoints[listener].protocol.tls() => {
@@ -199,7 +199,6 @@ async fn read_loop<S: AsyncRead + Unpin>(
         last_activity: Instant::now(),
         conn,
         front_since: Instant::now(),
-        later: Rc::new(Signal::default()),
     };
     loop {
         while let Some(len) = r.front_frame_len()? {
@@ -249,15 +248,12 @@ struct Reader<'a, S> {
     conn: Rc<protocol::Conn>,
     /// When the first bytes of the frame at the front of `buf` arrived.
     front_since: Instant,
-    /// Fired when the next request is read (or the reader stops): the last request
-    /// started holds it, so that a long poll can answer early instead of holding back
-    /// the responses queued behind its own (`protocol::Request::later`).
-    later: Rc<Signal>,
 }
 
 impl<S> Drop for Reader<'_, S> {
+    /// Long polls waiting for a later request (`protocol::Request::later`) end with it.
     fn drop(&mut self) {
-        self.later.fire();
+        self.conn.arrivals.stop();
     }
 }
 
@@ -363,8 +359,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             throttle = throttle.max(mute);
         }
         let throttle_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
-        let later = Rc::new(Signal::default());
-        std::mem::replace(&mut self.later, later.clone()).fire();
+        let seq = self.conn.arrivals.arrived();
         let task = match protocol::precheck(&start).map_err(|e| e.0)? {
             Some(immediate) => glommio::spawn_local(async move { Ok(Reply::Frame(immediate)) }),
             None => {
@@ -374,7 +369,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
                 glommio::spawn_local(async move {
                     let _busy = busy;
                     let _credit = credit;
-                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at, &conn, later).await
+                    protocol::handle(&net.protocol, frame, throttle_ms, cut_at, &conn, seq).await
                 })
             }
         };

@@ -8,6 +8,7 @@
 //! `coordinator::*::messages`, `cluster::messages`); the owner does the work.
 
 pub mod api_versions;
+pub mod arrivals;
 pub mod context;
 pub mod frame;
 
@@ -50,7 +51,7 @@ pub async fn handle(
     throttle_time_ms: i32,
     cut_at: std::time::Instant,
     conn: &Conn,
-    later: std::rc::Rc<crate::runtime::Signal>,
+    seq: i64,
 ) -> Result<Reply, ProtocolError> {
     ctx.metrics.record_queued(cut_at.elapsed());
     let start = peek_start(&frame)?;
@@ -71,7 +72,7 @@ pub async fn handle(
         throttle_time_ms,
         principal: conn.principal.clone(),
         host: conn.host.clone(),
-        later,
+        later: arrivals::Later::new(conn.arrivals.clone(), seq),
     };
     let out = dispatch(ctx, &request, &mut frame).await?;
     if frame.has_remaining() {
@@ -99,11 +100,11 @@ pub struct Request {
     /// The connection's principal and its address as ACL hosts name it (`Conn`).
     pub principal: std::rc::Rc<str>,
     pub host: std::rc::Rc<str>,
-    /// Fires when the connection's next request arrives or its reader stops. Responses
-    /// leave in request order, so a long poll that outlasts it holds back the answer to
-    /// that later request (a share consumer's ShareAcknowledge behind its own
-    /// ShareFetch): ShareFetch answers early then.
-    pub later: std::rc::Rc<crate::runtime::Signal>,
+    /// Whether the connection has read a request after this one. Responses leave in
+    /// request order, so a long poll that outlasts it holds back the answer to that later
+    /// request (a share consumer's ShareAcknowledge behind its own ShareFetch):
+    /// ShareFetch answers early then.
+    pub later: arrivals::Later,
 }
 
 /// What a connection tells every request it carries.
@@ -119,6 +120,9 @@ pub struct Conn {
     pub principal: std::rc::Rc<str>,
     /// `peer` as ACL hosts name it ("127.0.0.1"), made once per connection.
     pub host: std::rc::Rc<str>,
+    /// The requests the connection has read (shared by the clones a re-authentication
+    /// makes).
+    pub arrivals: std::rc::Rc<arrivals::Arrivals>,
 }
 
 impl Request {

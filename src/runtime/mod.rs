@@ -8,7 +8,8 @@
 //! - [`Signal`] (shutdown, and the sleep of every background loop), [`Barrier`]
 //!   (start-up and shutdown rendezvous), [`FifoGate`] (a lock handed out in call order);
 //! - [`clock::now_ms`], Kafka's wall-clock unit; [`sync_latency`], this shard's
-//!   fdatasync latencies.
+//!   fdatasync latencies; [`wait`], cancel-safe waits for a monotonic level to pass a
+//!   target (the log's high watermark, a connection's request count).
 //!
 //! Only this part creates executors or crosses cores. It knows nothing of partitions,
 //! groups or the protocol: `broker.rs` registers the services and gives each shard its
@@ -20,6 +21,7 @@ pub mod fifo_gate;
 pub mod mesh;
 pub mod signal;
 pub mod sync_latency;
+pub mod wait;
 
 use std::future::Future;
 use std::pin::Pin;

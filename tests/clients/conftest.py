@@ -57,6 +57,13 @@ def sluice_binary() -> str:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct TCP ports on 127.0.0.1 that nobody listens on right now."""
     held: list[socket.socket] = []

@@ -26,6 +26,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 
 import rdkafka_io
 import wire
+from conftest import cpu_seconds
 
 DEADLINE_S = 60
 
@@ -474,12 +475,6 @@ def test_one_share_fetch_reads_at_most_4_mib_of_a_partition(broker):
     c.close()
     values = sorted(m.value()[:3] for m in first) + sorted(v[:3] for _, v, _ in rest)
     assert sorted(values) == [b"%03d" % i for i in range(100)]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def test_a_member_waiting_on_a_full_window_does_not_spin_the_owner(broker):

@@ -10,7 +10,6 @@ next to nothing.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
@@ -19,10 +18,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import wire
+from conftest import cpu_seconds
 
 RECORD_BYTES = 16 * 1024
 RECORDS = 2048            # 32 MiB in one partition
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def payload(i: int) -> bytes:
@@ -156,12 +155,6 @@ def test_a_slow_consumer_gets_every_byte_by_sendfile_and_the_copy_path_agrees(br
     assert sum(broker.per_shard("sluice_fetch_copied_bytes_total").values()) >= RECORDS * RECORD_BYTES
 
 
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 @pytest.mark.slow
 def test_a_hundred_idle_long_polls_cost_next_to_nothing_and_an_append_wakes_them(broker):
     """100 connections long-poll an empty partition (max_wait 60 s) for 10 s:
@@ -177,9 +170,9 @@ def test_a_hundred_idle_long_polls_cost_next_to_nothing_and_an_append_wakes_them
         s.sendall(wire.fetch_v4_request(i, "idle", {0: 1}, max_wait_ms=60_000))
         socks.append(s)
     time.sleep(1)  # every fetch has reached the broker and parked
-    before = cpu_ticks(broker.proc.pid)
+    before = cpu_seconds(broker.proc.pid)
     time.sleep(10)
-    used = (cpu_ticks(broker.proc.pid) - before) / CLK_TCK
+    used = cpu_seconds(broker.proc.pid) - before
     print(f"broker CPU over 10 s with 100 parked long-polls: {used:.2f} s ({used / 10:.1%} of one core)")
 
     p.produce("idle", value=b"wake up", partition=0)

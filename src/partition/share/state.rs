@@ -132,6 +132,11 @@ impl Slot {
             deadline_ms: 0,
         }
     }
+
+    /// Available and past any backoff or delay: a fetch may acquire it now.
+    fn ready(&self, now_ms: i64) -> bool {
+        self.state == RecordState::Available && self.deadline_ms <= now_ms
+    }
 }
 
 /// What one batch of the log looks like to acquisition.
@@ -252,10 +257,7 @@ impl SharePartition {
     /// of the window, else the end; None when the window is full and nothing in it is
     /// available now.
     pub fn next_read(&self, now_ms: i64, c: &ShareConfig) -> Option<i64> {
-        let first = self
-            .slots
-            .iter()
-            .position(|s| s.state == RecordState::Available && s.deadline_ms <= now_ms);
+        let first = self.slots.iter().position(|s| s.ready(now_ms));
         match first {
             Some(i) => Some(self.start + i as i64),
             None if self.slots.len() < c.max_locks => Some(self.end()),
@@ -266,11 +268,7 @@ impl SharePartition {
     /// How many records a fetch could acquire now: the available ones in the window and
     /// the room left under `share.partition.max.record.locks`.
     pub fn acquirable(&self, now_ms: i64, c: &ShareConfig) -> usize {
-        let available = self
-            .slots
-            .iter()
-            .filter(|s| s.state == RecordState::Available && s.deadline_ms <= now_ms)
-            .count();
+        let available = self.slots.iter().filter(|s| s.ready(now_ms)).count();
         available + c.max_locks.saturating_sub(self.slots.len())
     }
 

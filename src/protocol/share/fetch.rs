@@ -19,11 +19,12 @@ use crate::kafka::{ErrorCode, KafkaError};
 use crate::partition::messages as pm;
 use crate::partition::share::{ShareAcks, ShareAsk, ShareConfig, ShareOut, ShareRead};
 use crate::partition::Read;
+use crate::protocol::arrivals::Later;
 use crate::protocol::authorized::{Authz, READ};
 use crate::protocol::context::Context;
 use crate::protocol::metadata::NODE_ID;
 use crate::protocol::route::owner_in;
-use crate::runtime::{now_ms, Signal};
+use crate::runtime::now_ms;
 
 /// Longest a fetch that found nothing sleeps before it looks again (a release or an
 /// expiry elsewhere does not wake it).
@@ -52,7 +53,7 @@ pub async fn handle(
     az: &Authz<'_>,
     req: ShareFetchRequest,
     _version: i16,
-    later: &Signal,
+    later: &Later,
 ) -> ShareFetchResponse {
     let group = req
         .group_id
@@ -170,7 +171,7 @@ async fn fetch_until(
     ctx: &Context,
     ask: &Ask,
     parts: &[SessionPartition],
-    (wait, later): (Duration, &Signal),
+    (wait, later): (Duration, &Later),
     answers: &mut Answers,
 ) {
     let mut deadline = Instant::now() + wait;
@@ -187,7 +188,7 @@ async fn fetch_until(
         if full {
             deadline = deadline.min(now + RECHECK);
         }
-        if any || now >= deadline || ctx.shutdown.is_fired() || later.is_fired() {
+        if any || now >= deadline || ctx.shutdown.is_fired() || later.came() {
             for (k, r) in got {
                 let a = answers.entry(k).or_default();
                 match r {

@@ -1,5 +1,6 @@
-//! Cancel-safe waits on a monotonic offset ("high watermark > x", "durable > x") without
-//! polling: waiters register a waker keyed by their target and are woken in target order.
+//! Cancel-safe waits on a monotonic level ("high watermark > x", "durable > x", "a
+//! connection has read more than x requests") without polling: waiters register a waker
+//! keyed by their target and are woken in target order.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
