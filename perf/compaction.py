@@ -6,9 +6,9 @@
    cleaning is held off (min.cleanable.dirty.ratio 1 and a long cleaner backoff do not
    stop a first pass of a wholly dirty log, so it is filled as cleanup.policy=delete and
    switched to compact afterwards);
-3. produce latency of a steady load (RATE records/s of 1 KiB into another topic,
-   acks=all) for SECONDS without cleaning, then for SECONDS while the cleaner compacts
-   the filled topic;
+3. produce latency of a steady load (RATE records/s of 1 KiB into another topic on the
+   cleaner's shard, acks=all, one producer connection for both windows) for SECONDS
+   without cleaning, then for SECONDS while the cleaner compacts the filled topic;
 4. the cleaner's throughput: dirty bytes read per second of cleaning
    (sluice_cleaner_bytes_read_total / sluice_cleaner_time_us_total), against the disk's
    sequential read+write rate (the cleaner reads and writes each byte once at most);
@@ -37,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from confluent_kafka import Producer
+from kafka.record.util import calc_crc32c
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                    ConfigResource, NewTopic)
 
@@ -55,6 +56,7 @@ SECONDS = float(os.environ.get("SECONDS", "10"))
 # the log from the disk as it would a log written long ago.
 DROP_CACHES = os.environ.get("DROP_CACHES", "") == "1"
 VALUE = 1024
+SHARDS = 2
 
 
 def dd_rate(dirpath: Path, mb: int) -> tuple[float, float]:
@@ -98,9 +100,17 @@ def fill(bootstrap: str, topic: str) -> int:
     return n
 
 
-def latencies(bootstrap: str, topic: str) -> list[float]:
+def load_topic(shards: int) -> str:
+    """A topic name whose partition 0 lands on the shard of "dirty" (the broker places
+    partition 0 of a topic on shard crc32c(name) % shards): the load then shares its
+    shard with the cleaner, the case the target is about."""
+    want = calc_crc32c(b"dirty") % shards
+    return next(n for n in ("load", *(f"load-{i}" for i in range(1000)))
+                if calc_crc32c(n.encode()) % shards == want)
+
+
+def latencies(p: Producer, topic: str) -> list[float]:
     """Produce RATE records/s for SECONDS; the acks=all latency of each, in ms."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
     out: list[float] = []
     value = os.urandom(VALUE)
     start = time.monotonic()
@@ -149,23 +159,28 @@ def main() -> None:
     disk_w, disk_r = dd_rate(tmp, SIZE_MB)
     port, admin = free_ports(2)
     proc = start_sluice(BIN, tmp / "data", port, admin, "--flush", "never",
-                        "--cleaner-backoff-ms", "200")
+                        "--cleaner-backoff-ms", "200", shards=SHARDS)
     bootstrap = f"127.0.0.1:{port}"
+    load = load_topic(SHARDS)
     try:
         a = AdminClient({"bootstrap.servers": bootstrap})
         fs = a.create_topics([
             NewTopic("dirty", 1, 1, config={"segment.bytes": str(64 << 20), "retention.ms": "-1"}),
-            NewTopic("load", 1, 1)])
+            NewTopic(load, 1, 1)])
         for f in fs.values():
             f.result(30)
         records = fill(bootstrap, "dirty")
         time.sleep(1)
-        quiet = latencies(bootstrap, "load")
+        # One producer, so one connection, for both windows: the broker's shard for a new
+        # connection is the kernel's pick (SO_REUSEPORT), and a window whose connection
+        # sat on the other shard than the other window's measured that, not the cleaner.
+        load_producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+        quiet = latencies(load_producer, load)
         if DROP_CACHES:
             evict(tmp / "data")
         before = metrics(admin)
         alter(bootstrap, "dirty", {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})
-        cleaning = latencies(bootstrap, "load")
+        cleaning = latencies(load_producer, load)
         during = metrics(admin)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -197,7 +212,7 @@ def main() -> None:
             "p99_ratio": round(p99(cleaning) / p99(quiet), 2),
             "produce_max_ms_quiet": round(max(quiet), 2),
             "produce_max_ms_cleaning": round(max(cleaning), 2),
-            "produce_rate": RATE, "seconds": SECONDS,
+            "produce_rate": RATE, "seconds": SECONDS, "load_topic": load,
         }
         print(json.dumps(result, indent=2))
         out = ROOT / "perf" / "out"

@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{BufferedFile, OpenOptions};
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
 
 use super::batch::{self, LOG_OVERHEAD};
 use super::error::LogError;
@@ -137,11 +137,19 @@ impl SegmentReader {
 }
 
 /// A cleaned segment being written (`A.log.cleaned`), for the offsets `[base, end)`.
+///
+/// Written with O_DIRECT (glommio's `DmaFile`; it opens without where the filesystem
+/// refuses it, as tmpfs may). A buffered write is a copy into the page cache that
+/// io_uring hands to its worker thread (ext4 refuses non-blocking buffered writes), and
+/// that worker shares the shard's core: writing the cleaned log through it took the
+/// shard off its core for up to 4.8 ms at a time while it cleaned (perf/RESULTS.md). A
+/// direct write is a DMA from the buffer, with no copy and no worker, and leaves the page
+/// cache to the data consumers read.
 pub struct CleanedSegment {
     dir: PathBuf,
     base: i64,
     end: i64,
-    file: BufferedFile,
+    file: DmaFile,
     written: u64,
     pending: Vec<u8>,
     index: SegmentIndex,
@@ -178,7 +186,7 @@ impl CleanedSegment {
         self.last_offset = last;
         self.pending.extend_from_slice(b);
         if self.pending.len() >= IO_CHUNK {
-            self.write_pending().await?;
+            self.write_pending(false).await?;
         }
         Ok(())
     }
@@ -187,24 +195,57 @@ impl CleanedSegment {
         self.written + self.pending.len() as u64
     }
 
-    async fn write_pending(&mut self) -> Result<(), LogError> {
-        if self.pending.is_empty() {
+    /// Writes the aligned front of `pending` (all of it, padded with zeros to the
+    /// alignment, when `last`); the rest waits for more. Every write but the last thus
+    /// starts and ends on the alignment.
+    async fn write_pending(&mut self, last: bool) -> Result<(), LogError> {
+        let n = if last {
+            self.pending.len()
+        } else {
+            self.file.align_down(self.pending.len() as u64) as usize
+        };
+        if n == 0 {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.pending);
-        let n = buf.len();
+        let len = self.file.align_up(n as u64) as usize;
+        let mut buf = self.file.alloc_dma_buffer(len);
+        let bytes = buf.as_bytes_mut();
+        bytes[..n].copy_from_slice(&self.pending[..n]);
+        bytes[n..].fill(0);
         let path = cleaned_path(&self.dir, self.base);
         let w = self
             .file
             .write_at(buf, self.written)
             .await
             .map_err(|e| LogError::io("writing cleaned segment", &path, e))?;
-        if w != n {
+        if w != len {
             let e = std::io::Error::new(std::io::ErrorKind::WriteZero, "short write");
             return Err(LogError::io("writing cleaned segment", &path, e));
         }
+        self.pending.drain(..n);
         self.written += n as u64;
         Ok(())
+    }
+
+    /// Step 1 of the swap: the rest written, the padding cut off, the file synced; returns
+    /// it opened for the log's buffered reads.
+    async fn finish(&mut self) -> Result<BufferedFile, LogError> {
+        self.write_pending(true).await?;
+        let path = cleaned_path(&self.dir, self.base);
+        self.file
+            .truncate(self.written)
+            .await
+            .map_err(|e| LogError::io("cutting cleaned segment to size", &path, e))?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| LogError::io("syncing cleaned segment", &path, e))?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .buffered_open(&path)
+            .await
+            .map_err(|e| LogError::io("opening cleaned segment", &path, e))
     }
 
     /// Removes the unfinished file (the cleaning was given up).
@@ -342,7 +383,7 @@ impl PartitionLog {
             .write(true)
             .create(true)
             .truncate(true)
-            .buffered_open(&path)
+            .dma_open(&path)
             .await
             .map_err(|e| LogError::io("creating cleaned segment", &path, e))?;
         Ok(CleanedSegment {
@@ -370,13 +411,8 @@ impl PartitionLog {
         mut cleaned: CleanedSegment,
         on_switch: impl FnOnce(),
     ) -> Result<bool, LogError> {
-        cleaned.write_pending().await?;
         let path = cleaned_path(&self.dir, cleaned.base);
-        cleaned
-            .file
-            .fdatasync()
-            .await
-            .map_err(|e| LogError::io("syncing cleaned segment", &path, e))?;
+        let file = cleaned.finish().await?;
         let _gate = self
             .layout_gate
             .acquire_permit(1)
@@ -385,10 +421,12 @@ impl PartitionLog {
         let (base, end) = (cleaned.base, cleaned.end);
         let Some(replaced) = self.replaceable(base, end) else {
             tracing::info!(dir = %self.dir.display(), base, end, "segments changed while cleaning; cleaned segment dropped");
+            let _ = file.close().await;
             cleaned.discard().await;
             return Ok(false);
         };
         if self.removed.get() || self.closed.get() {
+            let _ = file.close().await;
             cleaned.discard().await;
             return Ok(false);
         }
@@ -397,7 +435,7 @@ impl PartitionLog {
             .map_err(|e| LogError::io("renaming cleaned segment", &path, e))?;
         sync_dir(&self.dir).await?;
         // Committed: the log switches now, in one step with no await.
-        let seg = Rc::new(self.cleaned_segment(cleaned));
+        let seg = Rc::new(self.cleaned_segment(cleaned, file));
         let old_bytes: u64 = replaced.iter().map(|s| s.reserved_end.get()).sum();
         {
             let mut segs = self.segments.borrow_mut();
@@ -412,6 +450,7 @@ impl PartitionLog {
             .set(self.size_bytes.get() - old_bytes + seg.reserved_end.get());
         let bases: Vec<i64> = replaced.iter().map(|s| s.base_offset).collect();
         remove_replaced(&self.dir, &bases)?;
+        self.retire(replaced);
         sync_dir(&self.dir).await?;
         std::fs::rename(&swap, seg.path())
             .map_err(|e| LogError::io("renaming swap file", &swap, e))?;
@@ -441,9 +480,11 @@ impl PartitionLog {
         None
     }
 
-    fn cleaned_segment(&self, c: CleanedSegment) -> Segment {
+    /// The log's segment for a finished cleaned file (`file` is its buffered opening; the
+    /// direct one closes as `c` goes).
+    fn cleaned_segment(&self, c: CleanedSegment, file: BufferedFile) -> Segment {
         let size = c.size_bytes();
-        let seg = Segment::from_file(&self.dir, c.base, c.file, now_ms());
+        let seg = Segment::from_file(&self.dir, c.base, file, now_ms());
         seg.reserved_end.set(size);
         seg.readable_end.set(size);
         seg.allocated.set(size);

@@ -15,6 +15,7 @@ mod flush_lanes;
 pub mod index;
 pub mod partition;
 mod recovery;
+mod retired;
 mod segment;
 mod tail;
 

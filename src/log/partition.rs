@@ -257,7 +257,7 @@ struct InFlight {
 
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
-    me: Weak<PartitionLog>,
+    pub(super) me: Weak<PartitionLog>,
     pub(super) config: RefCell<LogConfig>,
     /// Sorted by base offset; the last one is the active segment, all others are sealed.
     pub(super) segments: RefCell<Vec<Rc<Segment>>>,
@@ -301,6 +301,10 @@ pub struct PartitionLog {
     written_checkpoint: Cell<Option<(Checkpoint, bool)>>,
     flush_timer_generation: Cell<u64>,
     sync_count: Cell<u64>,
+    /// Segments that left the log, still to be freed (`retired`).
+    pub(super) retired: RefCell<Vec<Rc<Segment>>>,
+    /// Whether the task freeing `retired` runs.
+    pub(super) freeing: Cell<bool>,
 }
 
 impl PartitionLog {
@@ -339,6 +343,8 @@ impl PartitionLog {
             written_checkpoint: Cell::new(None),
             flush_timer_generation: Cell::new(0),
             sync_count: Cell::new(0),
+            retired: RefCell::new(Vec::new()),
+            freeing: Cell::new(false),
         });
         log.size_bytes.set(
             log.segments
@@ -1113,6 +1119,7 @@ impl PartitionLog {
             }
             tracing::info!(dir = %self.dir.display(), base_offset = s.base_offset, bytes = s.reserved_end.get(), "deleted segment");
         }
+        self.retire(doomed.iter().cloned());
         Ok((doomed.len(), bytes))
     }
 

@@ -159,6 +159,22 @@ impl Segment {
         Ok(self.shared_fd.get_or_init(|| Arc::new(fd)).clone())
     }
 
+    /// Whether something besides this segment holds its file: a fetch's range (on this
+    /// shard or, through the shared descriptor, another) or a cleaner's reader.
+    pub(super) fn file_in_use(&self) -> bool {
+        Rc::strong_count(&self.file) > 1
+            || self
+                .shared_fd
+                .get()
+                .is_some_and(|fd| Arc::strong_count(fd) > 1)
+    }
+
+    /// A descriptor of its own for the segment's file.
+    pub(super) fn dup_fd(&self) -> std::io::Result<OwnedFd> {
+        let shared = self.shared_fd().map_err(std::io::Error::other)?;
+        shared.try_clone()
+    }
+
     pub fn path(&self) -> PathBuf {
         log_path(&self.dir, self.base_offset)
     }

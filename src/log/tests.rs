@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
@@ -570,6 +570,48 @@ fn retention_by_time_and_bytes_deletes_whole_old_segments_but_never_the_active_o
         assert!(log.size_bytes() <= 10_000 + 8192, "{}", log.size_bytes());
         assert!(log.size_bytes() >= 10_000);
         assert_eq!(files_with(tmp.path(), "log").len(), log.segment_count());
+    });
+}
+
+#[test]
+fn a_deleted_segment_is_freed_to_zero_length_once_no_fetch_holds_it() {
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(tmp.path(), small_config())
+            .await
+            .unwrap();
+        for i in 0..100i64 {
+            log.append(&batch_of(1, 200, 1000 + i)).await.unwrap();
+        }
+        let first = files_with(tmp.path(), "log")[0].clone();
+        let watch = std::fs::File::open(&first).unwrap();
+        let size = watch.metadata().unwrap().len();
+        assert!(size > 0);
+        let held = log.read(0, 300).await.unwrap();
+        let mut c = log.config();
+        c.retention_ms = Some(50);
+        log.set_config(c);
+        assert_eq!(
+            log.enforce_retention(1080).await.unwrap().segments_deleted,
+            1
+        );
+        assert!(!first.exists());
+        // A fetch holds it: kept whole, and the fetch reads it.
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        assert_eq!(log.retired_segments(), 1);
+        assert_eq!(watch.metadata().unwrap().len(), size);
+        let mut out = vec![];
+        held.read_to_vec(&mut out).await.unwrap();
+        assert_eq!(split(&out)[0].0, 0);
+        drop(held);
+        // Released: shrunk to nothing, then let go.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.retired_segments() > 0 && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(log.retired_segments(), 0);
+        assert_eq!(watch.metadata().unwrap().len(), 0);
+        assert_eq!(log.read(30, 300).await.unwrap().ranges.len(), 1);
     });
 }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use tracing::info;
 
 pub use barrier::Barrier;
@@ -121,6 +121,10 @@ pub fn run<T: Send + 'static>(
             .name(&format!("shard-{id}"))
             .io_memory(spec.io_memory_bytes)
             .preempt_timer(Duration::from_millis(10))
+            // The blocking pool runs syscalls that sleep in the kernel (file opens,
+            // removals, the stepwise freeing of retired segments): left to the scheduler,
+            // so that it does not take the pinned shard's own core from it.
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
             .spawn(move || async move { shard_main(start, init, main).await })
             .map_err(|e| format!("cannot start shard {id}: {e}"))?;
         handles.push(handle);

@@ -380,11 +380,24 @@ pub struct PassStats {
     pub aborts_forgotten: usize,
 }
 
+/// How long a pass runs before it rests (`Pace`).
+const HAND_BACK_EVERY: Duration = Duration::from_micros(100);
+/// How long it rests then: the pass takes at most half of its shard's time.
+const REST: Duration = Duration::from_micros(100);
+
 /// Paces a pass to `io_bytes_per_sec` and hands the shard back often.
+///
+/// `yield_if_needed` alone hands it back only when glommio's 10 ms preempt timer fires,
+/// and only a sleep lets the shard's thread poll for I/O or leave the core: a pass rests
+/// `REST` after every `HAND_BACK_EVERY` of work. A request to its shard then waits for
+/// the pass ~0.1 ms at most, and the io_uring worker that writes the shard's appends,
+/// which shares its core, can run in the rests instead of preempting the shard
+/// (perf/RESULTS.md has the runs).
 struct Pace {
     started: Instant,
     bytes: u64,
     rate: u64,
+    handed_back: Instant,
 }
 
 impl Pace {
@@ -395,7 +408,12 @@ impl Pace {
             let ahead = due.saturating_sub(self.started.elapsed());
             if ahead > Duration::from_millis(1) {
                 glommio::timer::sleep(ahead).await;
+                self.handed_back = Instant::now();
             }
+        }
+        if self.handed_back.elapsed() >= HAND_BACK_EVERY {
+            glommio::timer::sleep(REST).await;
+            self.handed_back = Instant::now();
         }
         glommio::yield_if_needed().await;
     }
@@ -562,6 +580,7 @@ async fn clean_cleanable(
         started: Instant::now(),
         bytes: 0,
         rate: config.io_bytes_per_sec,
+        handed_back: Instant::now(),
     };
     let mut map = OffsetMap::new(config.map_bytes);
     let map_end = build_map(log, c, txn, &mut map, &mut pace).await?;
