@@ -29,7 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, DmaBuffer, DmaFile, OpenOptions};
 
 use super::batch::{self, LOG_OVERHEAD};
 use super::error::LogError;
@@ -151,7 +151,10 @@ pub struct CleanedSegment {
     end: i64,
     file: DmaFile,
     written: u64,
-    pending: Vec<u8>,
+    /// The next `IO_CHUNK` to write, its first `filled` bytes set (batches are copied
+    /// straight in, split across chunks where they straddle one).
+    pending: Option<DmaBuffer>,
+    filled: usize,
     index: SegmentIndex,
     max_timestamp: i64,
     last_offset: i64,
@@ -172,7 +175,7 @@ impl CleanedSegment {
             )));
         }
         self.max_timestamp = self.max_timestamp.max(info.max_timestamp);
-        let position = self.written + self.pending.len() as u64;
+        let position = self.size_bytes();
         if position + b.len() as u64 > u32::MAX as u64 {
             return Err(LogError::Offline("cleaned segment over 4 GiB".into()));
         }
@@ -184,34 +187,38 @@ impl CleanedSegment {
             self.interval,
         );
         self.last_offset = last;
-        self.pending.extend_from_slice(b);
-        if self.pending.len() >= IO_CHUNK {
-            self.write_pending(false).await?;
+        let mut rest = b;
+        while !rest.is_empty() {
+            let file = &self.file;
+            let buf = self
+                .pending
+                .get_or_insert_with(|| file.alloc_dma_buffer(IO_CHUNK));
+            let n = rest.len().min(IO_CHUNK - self.filled);
+            buf.as_bytes_mut()[self.filled..self.filled + n].copy_from_slice(&rest[..n]);
+            self.filled += n;
+            rest = &rest[n..];
+            if self.filled == IO_CHUNK {
+                self.write_pending().await?;
+            }
         }
         Ok(())
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.written + self.pending.len() as u64
+        self.written + self.filled as u64
     }
 
-    /// Writes the aligned front of `pending` (all of it, padded with zeros to the
-    /// alignment, when `last`); the rest waits for more. Every write but the last thus
-    /// starts and ends on the alignment.
-    async fn write_pending(&mut self, last: bool) -> Result<(), LogError> {
-        let n = if last {
-            self.pending.len()
-        } else {
-            self.file.align_down(self.pending.len() as u64) as usize
-        };
-        if n == 0 {
+    /// Writes the filled part of `pending`, padded with zeros to the file's alignment.
+    /// Only the last write can be short of `IO_CHUNK` (an aligned size), so every write
+    /// starts on the alignment.
+    async fn write_pending(&mut self) -> Result<(), LogError> {
+        let Some(mut buf) = self.pending.take() else {
             return Ok(());
-        }
+        };
+        let n = self.filled;
         let len = self.file.align_up(n as u64) as usize;
-        let mut buf = self.file.alloc_dma_buffer(len);
-        let bytes = buf.as_bytes_mut();
-        bytes[..n].copy_from_slice(&self.pending[..n]);
-        bytes[n..].fill(0);
+        buf.as_bytes_mut()[n..len].fill(0);
+        buf.trim_to_size(len);
         let path = cleaned_path(&self.dir, self.base);
         let w = self
             .file
@@ -222,15 +229,15 @@ impl CleanedSegment {
             let e = std::io::Error::new(std::io::ErrorKind::WriteZero, "short write");
             return Err(LogError::io("writing cleaned segment", &path, e));
         }
-        self.pending.drain(..n);
         self.written += n as u64;
+        self.filled = 0;
         Ok(())
     }
 
     /// Step 1 of the swap: the rest written, the padding cut off, the file synced; returns
     /// it opened for the log's buffered reads.
     async fn finish(&mut self) -> Result<BufferedFile, LogError> {
-        self.write_pending(true).await?;
+        self.write_pending().await?;
         let path = cleaned_path(&self.dir, self.base);
         self.file
             .truncate(self.written)
@@ -392,7 +399,8 @@ impl PartitionLog {
             end,
             file,
             written: 0,
-            pending: Vec::new(),
+            pending: None,
+            filled: 0,
             index: SegmentIndex::default(),
             max_timestamp: -1,
             last_offset: base - 1,

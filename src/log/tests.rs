@@ -522,16 +522,21 @@ proptest! {
     }
 }
 
+/// A log in `dir` of 100 one-record batches of 200 bytes whose max timestamps are
+/// 1000..=1099, in `small_config`'s 8 KiB segments (30 batches each).
+async fn hundred_batches(dir: &Path) -> Rc<PartitionLog> {
+    let log = PartitionLog::open(dir, small_config()).await.unwrap();
+    for i in 0..100i64 {
+        log.append(&batch_of(1, 200, 1000 + i)).await.unwrap();
+    }
+    log
+}
+
 #[test]
 fn retention_by_time_and_bytes_deletes_whole_old_segments_but_never_the_active_one() {
     run(|| async {
         let tmp = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(tmp.path(), small_config())
-            .await
-            .unwrap();
-        for i in 0..100i64 {
-            log.append(&batch_of(1, 200, 1000 + i)).await.unwrap();
-        }
+        let log = hundred_batches(tmp.path()).await;
         let segs = log.segment_count();
         assert!(segs >= 3);
         // Held by a fetch while retention deletes its segment: still readable.
@@ -577,12 +582,7 @@ fn retention_by_time_and_bytes_deletes_whole_old_segments_but_never_the_active_o
 fn a_deleted_segment_is_freed_to_zero_length_once_no_fetch_holds_it() {
     run(|| async {
         let tmp = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(tmp.path(), small_config())
-            .await
-            .unwrap();
-        for i in 0..100i64 {
-            log.append(&batch_of(1, 200, 1000 + i)).await.unwrap();
-        }
+        let log = hundred_batches(tmp.path()).await;
         let first = files_with(tmp.path(), "log")[0].clone();
         let watch = std::fs::File::open(&first).unwrap();
         let size = watch.metadata().unwrap().len();
