@@ -264,8 +264,13 @@ class Ctp:
         while self.producer is None and not self.w.stop.is_set():
             # debug=eos: librdkafka's transaction steps go to ctp.N.log.stderr, the evidence
             # when a call overruns its timeout (librdkafka issues 5456, 5511).
+            # metadata.recovery.strategy=none: with one broker, a SIGKILL leaves every known
+            # broker down, so librdkafka re-bootstraps and decommissions broker 1 while it is
+            # still cached as G1's coordinator; the next send_offsets_to_transaction then
+            # waits forever (librdkafka 5511 with 5456, seen after nearly every first kill).
             p = Producer(quiet({"bootstrap.servers": self.w.bootstrap, "transactional.id": TXN_ID,
                                 "linger.ms": 5, "transaction.timeout.ms": 15_000,
+                                "metadata.recovery.strategy": "none",
                                 "debug": "eos", "log_level": 7}))
             try:
                 self.step("init-transactions")
