@@ -6,9 +6,10 @@
    cleaning is held off (min.cleanable.dirty.ratio 1 and a long cleaner backoff do not
    stop a first pass of a wholly dirty log, so it is filled as cleanup.policy=delete and
    switched to compact afterwards);
-3. produce latency of a steady load (RATE records/s of 1 KiB into another topic on the
-   cleaner's shard, acks=all, one producer connection for both windows) for SECONDS
-   without cleaning, then for SECONDS while the cleaner compacts the filled topic;
+3. produce latency (librdkafka's msg.latency()) of a steady load (RATE records/s of
+   1 KiB into another topic on the cleaner's shard, acks=all, one producer connection
+   for all windows): SECONDS not counted (warm-up), SECONDS without cleaning, then
+   SECONDS while the cleaner compacts the filled topic (synced to disk before);
 4. the cleaner's throughput: dirty bytes read per second of cleaning
    (sluice_cleaner_bytes_read_total / sluice_cleaner_time_us_total), against the disk's
    sequential read+write rate (the cleaner reads and writes each byte once at most);
