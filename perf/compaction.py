@@ -57,6 +57,7 @@ SECONDS = float(os.environ.get("SECONDS", "10"))
 # the log from the disk as it would a log written long ago.
 DROP_CACHES = os.environ.get("DROP_CACHES", "") == "1"
 VALUE = 1024
+POLL_EVERY_S = 0.0001
 SHARDS = 2
 
 
@@ -113,9 +114,10 @@ def load_topic(shards: int) -> str:
 def latencies(p: Producer, topic: str) -> list[float]:
     """Produce RATE records/s for SECONDS; the acks=all latency of each, in ms.
 
-    Between sends the producer is polled until the next send is due, so a delivery
-    report is taken as soon as it arrives (msg.latency() is librdkafka's time from
-    produce() to the moment the report is read). Python's garbage collector is off
+    Between sends the producer is polled every POLL_EVERY_S until the next send is due,
+    so a delivery report waits at most that long to be read (msg.latency() is
+    librdkafka's time from produce() to the moment the report is read). poll() with a
+    timeout under 1 ms does not wait at all: it would spin a core. Python's garbage collector is off
     meanwhile: a full collection held the core of the cleaner's shard for 47 ms in a
     traced run, a pause of the load generator and not of the broker."""
     out: list[float] = []
@@ -128,7 +130,8 @@ def latencies(p: Producer, topic: str) -> list[float]:
         while time.monotonic() - start < SECONDS:
             due = start + i / RATE
             while (now := time.monotonic()) < due:
-                p.poll(due - now)
+                p.poll(0)
+                time.sleep(min(due - now, POLL_EVERY_S))
             p.produce(topic, key=b"k%d" % (i % 1000), value=value,
                       on_delivery=lambda err, msg: out.append(msg.latency() * 1e3))
             p.poll(0)
