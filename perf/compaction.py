@@ -13,7 +13,9 @@
 4. the cleaner's throughput: dirty bytes read per second of cleaning
    (sluice_cleaner_bytes_read_total / sluice_cleaner_time_us_total), against the disk's
    sequential read+write rate (the cleaner reads and writes each byte once at most);
-5. the produce maximum of both windows (a stall shows there first).
+5. the produce maximum of both windows (a stall shows there first), and the mean
+   Produce latency of each window seen by the client and by the broker (its
+   sluice_request_latency_seconds sum and count between two scrapes).
 
     .venv/bin/python perf/compaction.py
     SIZE_MB=1024 KEYS=100000 .venv/bin/python perf/compaction.py
@@ -75,13 +77,29 @@ def dd_rate(dirpath: Path, mb: int) -> tuple[float, float]:
 
 
 def metrics(admin: int) -> dict[str, float]:
+    """The cleaner's counters (summed over shards), and the broker's Produce latency
+    count and sum (sluice_produce_count, sluice_produce_sum_s)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = re.match(r"^(sluice_cleaner_[a-z_]+)\{[^}]*\}\s+(\S+)$", line)
         if m:
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+        m = re.match(r'^sluice_request_latency_seconds_(count|sum)\{api="Produce"\}\s+(\S+)$', line)
+        if m:
+            out["sluice_produce_" + {"count": "count", "sum": "sum_s"}[m.group(1)]] = float(m.group(2))
     return out
+
+
+def broker_mean_ms(a: dict[str, float], b: dict[str, float]) -> float:
+    """The broker's own mean Produce latency between two scrapes, in ms."""
+    n = b.get("sluice_produce_count", 0) - a.get("sluice_produce_count", 0)
+    t = b.get("sluice_produce_sum_s", 0) - a.get("sluice_produce_sum_s", 0)
+    return round(t / n * 1e3, 3) if n > 0 else float("nan")
+
+
+def mean(xs: list[float]) -> float:
+    return round(sum(xs) / len(xs), 3) if xs else float("nan")
 
 
 def fill(bootstrap: str, topic: str) -> int:
@@ -195,6 +213,7 @@ def main() -> None:
         # A first window not counted: the producer's first seconds held a 20-40 ms stall
         # in every run (after a fill), which belongs to neither window.
         latencies(load_producer, load)
+        at_quiet = metrics(admin)
         quiet = latencies(load_producer, load)
         if DROP_CACHES:
             evict(tmp / "data")
@@ -230,6 +249,11 @@ def main() -> None:
             "produce_p99_ms_quiet": round(p99(quiet), 2),
             "produce_p99_ms_cleaning": round(p99(cleaning), 2),
             "p99_ratio": round(p99(cleaning) / p99(quiet), 2),
+            # The mean, client and broker, in each window: how much of what the client
+            # sees more while cleaning is in the broker's handling of the request.
+            "produce_mean_ms_quiet": mean(quiet), "produce_mean_ms_cleaning": mean(cleaning),
+            "broker_produce_mean_ms_quiet": broker_mean_ms(at_quiet, before),
+            "broker_produce_mean_ms_cleaning": broker_mean_ms(before, during),
             "produce_max_ms_quiet": round(max(quiet), 2),
             "produce_max_ms_cleaning": round(max(cleaning), 2),
             "produce_rate": RATE, "seconds": SECONDS, "load_topic": load,
