@@ -992,6 +992,19 @@ mod tests {
         Journal::open(dir, 0, MAGIC, rec, 1 << 30).await.unwrap()
     }
 
+    /// Runs `body` with a fresh one-shard journal in a new directory, returned for the
+    /// recovery that follows.
+    fn with_journal<F, Fut>(body: F) -> tempfile::TempDir
+    where
+        F: FnOnce(Journal<Kv>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        run(move || async move { body(open_one(&d).await).await });
+        dir
+    }
+
     fn value(state: &Kv, key: &str) -> Option<u64> {
         state.0.get(key).map(|(_, v)| *v)
     }
@@ -1058,11 +1071,7 @@ mod tests {
     fn batches_over_the_plain_write_size_and_under_it_land_in_order() {
         // The first batch is over DIRECT_WRITE_MAX (io_uring's write), the second and
         // third under it (a plain pwrite at the position the first left).
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        let d = data.clone();
-        run(move || async move {
-            let j = open_one(&d).await;
+        let dir = with_journal(|j| async move {
             let big: Vec<Change> = (0..20_000)
                 .map(|i| put(j.next_seq(), &format!("key-{i:08}"), i))
                 .collect();
@@ -1074,7 +1083,7 @@ mod tests {
             let s = j.next_seq();
             j.append(vec![put(s, "small", 1)]).await.unwrap();
         });
-        let rec = recover_kv(&data, 1).pop().unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
         assert_eq!(rec.state.0.len(), 20_001);
         assert_eq!(value(&rec.state, "key-00000007"), Some(70));
         assert_eq!(value(&rec.state, "key-00019999"), Some(19_999));
@@ -1130,10 +1139,7 @@ mod tests {
         // Two batches in flight; the second's sync comes back first. It covers the first
         // batch's write too, so both are answered, applied first to second; the first's
         // own sync coming back later changes nothing.
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        run(move || async move {
-            let j = open_one(&d).await;
+        with_journal(|j| async move {
             let mut first = written(&j, 1, vec![put(1, "a", 1)]);
             let mut second = written(&j, 2, vec![put(2, "a", 2)]);
             assert_eq!(first.try_recv(), Ok(None));
@@ -1152,10 +1158,7 @@ mod tests {
         // The first batch's sync fails while the second's runs: the first fails at once;
         // the second fails too when its sync comes back, even if that sync succeeded (its
         // records come after a write whose fate is unknown); the state shows neither.
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        run(move || async move {
-            let j = open_one(&d).await;
+        with_journal(|j| async move {
             let mut first = written(&j, 1, vec![put(1, "a", 1)]);
             let mut second = written(&j, 2, vec![put(2, "b", 2)]);
             j.finish(1, false);
@@ -1175,10 +1178,7 @@ mod tests {
         // The pipeline itself: the first append's fdatasync is held in flight (its task
         // is not polled further); a second append still writes its batch and starts its
         // own sync, and answers on its own; the first then answers too.
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        run(move || async move {
-            let j = open_one(&d).await;
+        let dir = with_journal(|j| async move {
             let s1 = j.next_seq();
             let mut first = std::pin::pin!(j.append(vec![put(s1, "a", 1)]));
             // Poll the first append until its write is done and its sync has begun.
@@ -1207,10 +1207,7 @@ mod tests {
 
     #[test]
     fn the_state_changes_only_once_the_records_are_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        run(move || async move {
-            let j = open_one(&data).await;
+        with_journal(|j| async move {
             let s = j.next_seq();
             let mut append = std::pin::pin!(j.append(vec![put(s, "a", 1)]));
             // First poll: the write is in flight, the state does not show it yet.
@@ -1366,11 +1363,7 @@ mod tests {
         // The disk fills up under an append: it fails naming the file, the state keeps
         // only what was durable before, later appends are refused, and a restart
         // recovers the durable records.
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        let d = data.clone();
-        run(move || async move {
-            let j = open_one(&d).await;
+        let dir = with_journal(|j| async move {
             let s = j.next_seq();
             j.append(vec![put(s, "a", 1)]).await.unwrap();
             fill_the_disk(&j);
@@ -1387,7 +1380,7 @@ mod tests {
             assert!(matches!(e, JournalError::Failed { .. }), "{e}");
             assert!(!j.state().0.contains_key("c"));
         });
-        let rec = recover_kv(&data, 1).pop().unwrap();
+        let rec = recover_kv(dir.path(), 1).pop().unwrap();
         assert_eq!(rec.state, model(&[put(1, "a", 1)], 1, 0));
     }
 
@@ -1409,10 +1402,7 @@ mod tests {
 
     #[test]
     fn records_out_of_the_order_of_their_seqs_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        run(move || async move {
-            let j = open_one(&data).await;
+        with_journal(|j| async move {
             let (s1, s2) = (j.next_seq(), j.next_seq());
             j.append(vec![put(s2, "a", 2)]).await.unwrap();
             let e = j.append(vec![put(s1, "a", 1)]).await.unwrap_err();

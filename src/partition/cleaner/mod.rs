@@ -224,9 +224,7 @@ impl<'a> Pass<'a> {
             if self.retain(r, base, horizon) {
                 keep.push(*r);
             }
-            if i % RECORDS_PER_BREATH == RECORDS_PER_BREATH - 1 {
-                pace.breathe().await;
-            }
+            pace.after_record(i).await;
         }
         if transactional {
             *self.open.entry(pid).or_default() |= !keep.is_empty();
@@ -421,8 +419,15 @@ impl Pace {
         glommio::yield_if_needed().await;
     }
 
-    /// Rests `REST` if the pass has worked `HAND_BACK_EVERY` since it last did: called
-    /// inside a batch too, since one batch of a thousand records takes longer than that.
+    /// After the `i`th record of a batch: every `RECORDS_PER_BREATH` records, `breathe`,
+    /// since one batch of a thousand records takes longer than `HAND_BACK_EVERY`.
+    async fn after_record(&mut self, i: usize) {
+        if i % RECORDS_PER_BREATH == RECORDS_PER_BREATH - 1 {
+            self.breathe().await;
+        }
+    }
+
+    /// Rests `REST` if the pass has worked `HAND_BACK_EVERY` since it last did.
     async fn breathe(&mut self) {
         if self.handed_back.elapsed() >= HAND_BACK_EVERY {
             glommio::timer::sleep(REST).await;
@@ -431,7 +436,7 @@ impl Pace {
     }
 }
 
-/// Records mapped between two looks at the clock (`Pace::breathe`).
+/// Records handled between two looks at the clock (`Pace::after_record`).
 const RECORDS_PER_BREATH: usize = 64;
 
 fn gone(base: i64) -> KafkaError {
@@ -473,9 +478,7 @@ async fn build_map(
                 if let Some(key) = r.key {
                     map.put(key, base + r.offset_delta as i64);
                 }
-                if i % RECORDS_PER_BREATH == RECORDS_PER_BREATH - 1 {
-                    pace.breathe().await;
-                }
+                pace.after_record(i).await;
             }
             pace.step(b.len() as u64).await;
         }
