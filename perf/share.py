@@ -5,8 +5,9 @@
     RECORDS=20000 LAYOUTS=4x1,16x8 .venv/bin/python perf/share.py
     RABBITMQ=0 .venv/bin/python perf/share.py             # without the RabbitMQ peer
     OUTSTANDING=1000000 .venv/bin/python perf/share.py    # only: broker RSS, 1 M outstanding
+    SHARDS=1 PREFIX="nice -n -10" ...                      # broker shards; command before it
 
-One broker (2 shards, FLUSH policy) on 127.0.0.1. For each layout CxP (C consumers, P
+One broker (SHARDS shards, default 2; FLUSH policy) on 127.0.0.1. For each layout CxP (C consumers, P
 partitions) a fresh topic gets RECORDS 1 KiB records, then:
 
 1. classic: C confluent-kafka `Consumer`s in one consumer group (subscribe) read them
@@ -65,6 +66,7 @@ LAYOUTS = [tuple(int(x) for x in l.split("x"))
 RABBITMQ = os.environ.get("RABBITMQ", "1") == "1"
 OUTSTANDING = int(os.environ.get("OUTSTANDING", "0"))
 MEMORY_BUDGET = os.environ.get("MEMORY_BUDGET", "536870912")  # bytes; the broker default
+SHARDS = int(os.environ.get("SHARDS", "2"))
 VALUE = b"x" * 1024
 TIMEOUT_S = 300
 
@@ -357,7 +359,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sluice-share-perf-"))
     port, admin = free_port(), free_port()
     args = ["--flush", FLUSH] + (["--memory-budget", MEMORY_BUDGET] if OUTSTANDING else [])
-    broker = start_sluice(BIN, tmp / "data", port, admin, *args)
+    broker = start_sluice(BIN, tmp / "data", port, admin, *args, shards=SHARDS,
+                          prefix=tuple(os.environ.get("PREFIX", "").split()))
     bootstrap = f"127.0.0.1:{port}"
     rabbit = None
     try:
