@@ -57,15 +57,21 @@ def producer_config(bootstrap: str, **overrides) -> dict:
 
 
 def produce_all(configs: list[dict], parts: list[list[Message]], topic: str,
-                timeout: float = 120) -> dict[int, tuple[int, int]]:
+                timeout: float = 120, metadata_first: bool = False) -> dict[int, tuple[int, int]]:
     """Produce parts[i] with a producer made from configs[i], interleaved so
     that all producers are busy at once. Returns {message index: (partition,
     offset)} from the delivery reports; fails the test if any delivery failed,
-    did not finish in time, or a producer hit a fatal error."""
+    did not finish in time, or a producer hit a fatal error. With `metadata_first`
+    each producer learns the topic's partitions before its first message: messages
+    produced before that wait in librdkafka's unassigned queue and may join the
+    partition as a batch of their own."""
     delivered: dict[int, tuple[int, int]] = {}
     errors: list[str] = []
     client_errors: list[KafkaError] = []
     producers = [Producer({**config, "error_cb": client_errors.append}) for config in configs]
+    if metadata_first:
+        for producer in producers:
+            producer.list_topics(topic, timeout=15)
 
     def report(index):
         def on_delivery(err, msg):

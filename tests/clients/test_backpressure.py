@@ -74,13 +74,15 @@ def test_a_batch_larger_than_the_whole_produce_budget_still_goes_through(broker_
         broker.bootstrap, linger_ms=10_000, batch_size=8_000_000, message_max_bytes=8_000_000,
         batch_num_messages=100_000, compression_type="none")
     for round_ in range(3):
-        delivered = rdkafka_io.produce_all([config], [sent], topic, timeout=120)
+        delivered = rdkafka_io.produce_all([config], [sent], topic, timeout=120,
+                                           metadata_first=True)
         assert len(delivered) == len(sent), f"round {round_}"
     _lo, hw = rdkafka_io.high_watermarks(broker.bootstrap, topic, 1)[0]
     assert hw == 3 * len(sent)
     # Few requests carried those 6 MB: on average each was over the 512 KiB of credit
-    # a shard has. (The linger outlasts the loop and flush sends at once, so each round
-    # is one request; a stalled machine may still split one, which this allows.)
+    # a shard has. (The linger outlasts the loop and flush sends at once, and the producer
+    # knows the partition before its first message, so each round is one request; a
+    # stalled machine may still split one, which this allows.)
     produce_requests = sum(v for labels, v in
                            broker.metric("sluice_request_latency_seconds_count").items()
                            if dict(labels).get("api") == "Produce")
