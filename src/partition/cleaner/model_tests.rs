@@ -512,3 +512,51 @@ fn the_cleaner_keeps_exactly_what_kafkas_rules_keep() {
         eprintln!("cleaner model: {seeds} seeds, {all:?}");
     });
 }
+
+/// Appends one record of `key` and `value` as its own batch, and to the model.
+async fn put_one(part: &Partition, m: &mut Model, key: &[u8], value: Vec<u8>) {
+    let rec = Record {
+        key: Some(key),
+        value: Some(&value),
+        ..Default::default()
+    };
+    let bytes = BatchBuilder::new(1_000).build(&[rec]);
+    let offset = produce(part, &bytes).await;
+    m.items.push(Item {
+        offset,
+        key: key.to_vec(),
+        value: Some(value),
+        txn: None,
+        marker: false,
+        horizon: None,
+        kept: true,
+    });
+}
+
+#[test]
+fn batches_larger_than_one_read_are_cleaned_whole() {
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("changelog-0");
+        let part = Partition::open(&dir, config()).await.unwrap();
+        let mut m = Model::default();
+        // Values of several of the reader's 128 KiB reads, patterned so that a piece
+        // read twice or out of place would show.
+        let big = |n: usize, seed: u8| (0..n).map(|i| (i % 251) as u8 ^ seed).collect::<Vec<u8>>();
+        put_one(&part, &mut m, b"a", big(400 << 10, 1)).await;
+        put_one(&part, &mut m, b"b", b"small".to_vec()).await;
+        put_one(&part, &mut m, b"a", big(300 << 10, 2)).await;
+        put_one(&part, &mut m, b"c", big(700 << 10, 3)).await;
+        put_one(&part, &mut m, b"b", b"small again".to_vec()).await;
+        put_one(&part, &mut m, b"d", b"rolls the last big one out".to_vec()).await;
+        let end = part.log.sealed_segments().last().unwrap().next_offset;
+        let cfg = CleanerConfig {
+            map_bytes: MAP_ENTRY_BYTES * 16,
+            io_bytes_per_sec: 0,
+        };
+        part.clean(cfg, 20_000).await.unwrap();
+        m.clean(20_000, end);
+        assert!(m.items.iter().any(|i| !i.kept), "the pass removed nothing");
+        check(&part.log, &m, "after cleaning").await;
+    });
+}
