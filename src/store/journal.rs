@@ -1048,6 +1048,18 @@ mod tests {
         dir
     }
 
+    /// Opens shard 0's journal in `dir` from `rec`, checks that it goes on at `end`, and
+    /// appends one record `key` = `value` there.
+    fn reopen_and_put(dir: &Path, rec: Recovered<Kv>, end: u64, key: &'static str, value: u64) {
+        let d = dir.to_path_buf();
+        run(move || async move {
+            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
+            assert_eq!(j.size_bytes(), end);
+            let s = j.next_seq();
+            j.append(vec![put(s, key, value)]).await.unwrap();
+        });
+    }
+
     fn value(state: &Kv, key: &str) -> Option<u64> {
         state.0.get(key).map(|(_, v)| *v)
     }
@@ -1309,13 +1321,7 @@ mod tests {
         // right after the last frame, where the next recovery finds it.
         let rec = recover_kv(dir.path(), 1).pop().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
-        let d = dir.path().to_path_buf();
-        run(move || async move {
-            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
-            assert_eq!(j.size_bytes(), frames as u64);
-            let s = j.next_seq();
-            j.append(vec![put(s, "b", 9)]).await.unwrap();
-        });
+        reopen_and_put(dir.path(), rec, frames as u64, "b", 9);
         assert_eq!(
             file_records(&path),
             vec![
@@ -1344,12 +1350,7 @@ mod tests {
         let rec = recover_kv(dir.path(), 1).pop().unwrap();
         assert_eq!(rec.next_seq, 2);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), good as u64);
-        let d = dir.path().to_path_buf();
-        run(move || async move {
-            let j = Journal::open(&d, 0, MAGIC, rec, 1 << 30).await.unwrap();
-            let s = j.next_seq();
-            j.append(vec![put(s, "b", 8)]).await.unwrap();
-        });
+        reopen_and_put(dir.path(), rec, good as u64, "b", 8);
         let rec = recover_kv(dir.path(), 1).pop().unwrap();
         assert_eq!(value(&rec.state, "c"), None);
         assert_eq!(file_records(&path), vec![put(1, "a", 5), put(2, "b", 8)]);

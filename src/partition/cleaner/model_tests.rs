@@ -103,6 +103,19 @@ impl Model {
         }
     }
 
+    /// A record the log was given at `offset`, kept until a pass says otherwise.
+    fn put(&mut self, offset: i64, key: Vec<u8>, value: Option<Vec<u8>>, txn: Option<usize>) {
+        self.items.push(Item {
+            offset,
+            key,
+            value,
+            txn,
+            marker: false,
+            horizon: None,
+            kept: true,
+        });
+    }
+
     fn kept(&self) -> Vec<Served> {
         self.items
             .iter()
@@ -195,15 +208,7 @@ async fn put(part: &Partition, m: &mut Model, rng: &mut Rng, txn: Option<(usize,
     }
     let base = produce(part, &bytes).await;
     for (i, (key, value)) in items.into_iter().enumerate() {
-        m.items.push(Item {
-            offset: base + i as i64,
-            key,
-            value,
-            txn: txn_index,
-            marker: false,
-            horizon: None,
-            kept: true,
-        });
+        m.put(base + i as i64, key, value, txn_index);
     }
 }
 
@@ -522,15 +527,7 @@ async fn put_one(part: &Partition, m: &mut Model, key: &[u8], value: Vec<u8>) {
     };
     let bytes = BatchBuilder::new(1_000).build(&[rec]);
     let offset = produce(part, &bytes).await;
-    m.items.push(Item {
-        offset,
-        key: key.to_vec(),
-        value: Some(value),
-        txn: None,
-        marker: false,
-        horizon: None,
-        kept: true,
-    });
+    m.put(offset, key.to_vec(), Some(value), None);
 }
 
 #[test]
