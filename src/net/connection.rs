@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
@@ -24,6 +24,7 @@ use kafka_protocol::messages::ApiKey;
 use tracing::{debug, info, warn};
 
 use super::credit::{ConnCredit, CreditGuard};
+use super::recv::ReadNow;
 use super::send::SendStats;
 use super::Net;
 use crate::metrics::log_limit::LogLimit;
@@ -154,7 +155,7 @@ fn dup_stream(stream: &TcpStream) -> Option<TcpStream> {
 }
 
 /// Read requests and write their responses until the connection ends.
-async fn serve<S: AsyncRead + Unpin, W: Sink + 'static>(
+async fn serve<S: ReadNow, W: Sink + 'static>(
     net: Rc<Net>,
     stream: S,
     writer: W,
@@ -178,7 +179,7 @@ async fn serve<S: AsyncRead + Unpin, W: Sink + 'static>(
 /// Cut frames off the socket and start their handlers, until EOF, shutdown, idle
 /// timeout or a protocol error. Dropping `tx` lets the writer finish the queued
 /// responses.
-async fn read_loop<S: AsyncRead + Unpin>(
+async fn read_loop<S: ReadNow>(
     net: &Rc<Net>,
     stream: S,
     tx: LocalSender<Pending>,
@@ -264,7 +265,7 @@ enum Stop {
     Failed(std::io::Error),
 }
 
-impl<S: AsyncRead + Unpin> Reader<'_, S> {
+impl<S: ReadNow> Reader<'_, S> {
     /// Length of the frame at the front of the buffer, once its length is there.
     fn front_frame_len(&self) -> Result<Option<usize>, String> {
         if self.buf.len() < 4 {
@@ -510,21 +511,21 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             Some(len) => 4 + len,
             None => 4,
         };
-        self.buf.resize(want.max(had + READ_CHUNK), 0);
         // A frame of more than a chunk reads into its own bytes (and holds credit for
         // them): one read as before. A smaller one reads a whole chunk if bytes are
         // there; if not, its rest may trickle in, so it waits holding only the frame.
         let ready = if want >= had + READ_CHUNK {
             None
         } else {
-            futures_lite::future::poll_once(self.stream.read(&mut self.buf[had..])).await
+            self.stream.read_now(&mut self.buf, READ_CHUNK).await
         };
         let r = match ready {
             Some(r) => r.map_err(Stop::Failed),
             None => {
-                self.shrink_to_frame(had, want);
+                self.room_for_frame(had, want);
                 let mut read = ReadCtx::of(self);
-                read.wait(&mut self.stream, &mut self.buf[had..]).await
+                read.wait(self.stream.read_some(&mut self.buf, want - had))
+                    .await
             }
         };
         let n = match r {
@@ -561,36 +562,30 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         Ok(true)
     }
 
-    /// Keep only the `had` bytes read of the front frame, in a buffer of its `want`
-    /// bytes, when the read buffer is larger than that.
-    fn shrink_to_frame(&mut self, had: usize, want: usize) {
-        if self.buf.len() <= want {
-            return;
+    /// Keeps the `had` bytes read of the front frame in a buffer of the frame's `want`
+    /// bytes when the read buffer is larger than that.
+    fn room_for_frame(&mut self, had: usize, want: usize) {
+        if self.buf.capacity() > want {
+            let mut frame = BytesMut::with_capacity(want);
+            frame.extend_from_slice(&self.buf[..had]);
+            self.buf = frame;
         }
-        let mut frame = BytesMut::with_capacity(want);
-        frame.extend_from_slice(&self.buf[..had]);
-        frame.resize(want, 0);
-        self.buf = frame;
     }
 
     /// Read with an empty buffer. If bytes are there, read a full chunk; if not, the
     /// connection is idle: release the chunk (an idle connection holds no read
     /// buffer) and wait on a few bytes of stack instead.
     async fn fill_idle(&mut self) -> Result<bool, String> {
-        self.buf.resize(READ_CHUNK, 0);
-        let first = futures_lite::future::poll_once(self.stream.read(&mut self.buf[..])).await;
+        let first = self.stream.read_now(&mut self.buf, READ_CHUNK).await;
         let n = match first {
-            Some(Ok(n)) => {
-                self.buf.truncate(n);
-                n
-            }
+            Some(Ok(n)) => n,
             Some(Err(e)) => return Err(format!("read failed: {e}")),
             None => {
                 self.buf = BytesMut::new();
                 let mut small = [0u8; IDLE_READ_BYTES];
                 let n = loop {
                     let mut read = ReadCtx::of(self);
-                    match read.wait(&mut self.stream, &mut small).await {
+                    match read.wait(self.stream.read(&mut small)).await {
                         Ok(n) => break n,
                         Err(Stop::Shutdown) => return Ok(false),
                         Err(Stop::Failed(e)) => return Err(format!("read failed: {e}")),
@@ -628,7 +623,7 @@ struct ReadCtx<'a> {
 }
 
 impl<'a> ReadCtx<'a> {
-    fn of<S: AsyncRead + Unpin>(r: &Reader<'a, S>) -> ReadCtx<'a> {
+    fn of<S: ReadNow>(r: &Reader<'a, S>) -> ReadCtx<'a> {
         let net: &'a Rc<Net> = r.net;
         let idle_left = net
             .config
@@ -646,12 +641,11 @@ impl<'a> ReadCtx<'a> {
         }
     }
 
-    async fn wait<S: AsyncRead + Unpin>(
+    async fn wait(
         &mut self,
-        stream: &mut S,
-        dst: &mut [u8],
+        read: impl std::future::Future<Output = std::io::Result<usize>>,
     ) -> Result<usize, Stop> {
-        let read = async { stream.read(dst).await.map_err(Stop::Failed) };
+        let read = async { read.await.map_err(Stop::Failed) };
         let stop = async {
             self.shutdown.wait().await;
             Err(Stop::Shutdown)

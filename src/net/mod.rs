@@ -6,6 +6,7 @@ pub mod certs;
 mod connection;
 pub mod credit;
 pub mod quota;
+mod recv;
 mod send;
 pub mod tls;
 mod x500;
