@@ -549,7 +549,7 @@ impl<S: ReadNow> Reader<'_, S> {
                 return Err(format!("read failed: {e}"));
             }
         };
-        self.buf.truncate(had + n);
+        self.buf.truncate(had + n); // a read dropped at shutdown may have left zeros
         if n == 0 {
             if self.net.shutdown.is_fired() {
                 return Ok(false);

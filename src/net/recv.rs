@@ -31,7 +31,8 @@ pub(super) trait ReadNow: AsyncRead + Unpin {
     }
 
     /// Appends to `buf` at most `n` bytes, waiting until some are there (`Ok(0)` is the
-    /// end of the stream). Dropped while it waits, it leaves `buf` as it was.
+    /// end of the stream). Dropped while it waits, it may leave `n` zeroed bytes at the
+    /// end of `buf`: the caller cuts `buf` back to what it had.
     async fn read_some(&mut self, buf: &mut BytesMut, n: usize) -> io::Result<usize> {
         let had = buf.len();
         buf.resize(had + n, 0);
@@ -74,7 +75,7 @@ impl ReadNow for TcpStream {
     }
 
     /// Waits with a one-byte peek (an io_uring recv with MSG_PEEK), then reads what is
-    /// there into the spare room.
+    /// there into the spare room; dropped while it waits, it leaves `buf` as it was.
     async fn read_some(&mut self, buf: &mut BytesMut, n: usize) -> io::Result<usize> {
         loop {
             self.peek(&mut [0u8; 1]).await?;
