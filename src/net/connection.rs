@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
@@ -34,9 +34,6 @@ type Pending = JoinHandle<Result<Reply, ProtocolError>>;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
-/// Bytes an idle connection reads into while it waits: its read buffer is released
-/// so that many idle connections hold no buffers.
-const IDLE_READ_BYTES: usize = 64;
 /// The largest non-Produce frame read without taking credit: what a connection can
 /// hold outside the memory budget while its request trickles in.
 const UNCREDITED_FRAME_BYTES: usize = 8 * 1024;
@@ -574,7 +571,7 @@ impl<S: ReadNow> Reader<'_, S> {
 
     /// Read with an empty buffer. If bytes are there, read a full chunk; if not, the
     /// connection is idle: release the chunk (an idle connection holds no read
-    /// buffer) and wait on a few bytes of stack instead.
+    /// buffer) and wait for bytes without one (`ReadNow::read_idle`).
     async fn fill_idle(&mut self) -> Result<bool, String> {
         let first = self.stream.read_now(&mut self.buf, READ_CHUNK).await;
         let n = match first {
@@ -582,10 +579,12 @@ impl<S: ReadNow> Reader<'_, S> {
             Some(Err(e)) => return Err(format!("read failed: {e}")),
             None => {
                 self.buf = BytesMut::new();
-                let mut small = [0u8; IDLE_READ_BYTES];
-                let n = loop {
+                loop {
                     let mut read = ReadCtx::of(self);
-                    match read.wait(self.stream.read(&mut small)).await {
+                    match read
+                        .wait(self.stream.read_idle(&mut self.buf, READ_CHUNK))
+                        .await
+                    {
                         Ok(n) => break n,
                         Err(Stop::Shutdown) => return Ok(false),
                         Err(Stop::Failed(e)) => return Err(format!("read failed: {e}")),
@@ -602,9 +601,7 @@ impl<S: ReadNow> Reader<'_, S> {
                             return Ok(false);
                         }
                     }
-                };
-                self.buf.extend_from_slice(&small[..n]);
-                n
+                }
             }
         };
         if n == 0 {

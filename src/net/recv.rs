@@ -40,7 +40,20 @@ pub(super) trait ReadNow: AsyncRead + Unpin {
         buf.truncate(had + *r.as_ref().unwrap_or(&0));
         r
     }
+
+    /// For an idle connection: waits until bytes are there, holding no buffer, then
+    /// appends at most `n` of them to `buf` (`Ok(0)` is the end of the stream); dropped
+    /// while it waits, it leaves `buf` as it was. Here a read of a few bytes on the stack.
+    async fn read_idle(&mut self, buf: &mut BytesMut, _n: usize) -> io::Result<usize> {
+        let mut small = [0u8; IDLE_READ_BYTES];
+        let k = self.read(&mut small).await?;
+        buf.extend_from_slice(&small[..k]);
+        Ok(k)
+    }
 }
+
+/// Bytes the default `read_idle` waits on: a request's first bytes, on the stack.
+const IDLE_READ_BYTES: usize = 64;
 
 impl ReadNow for super::tls::TlsReader {}
 
@@ -83,5 +96,79 @@ impl ReadNow for TcpStream {
                 return r;
             }
         }
+    }
+
+    /// The one-byte peek, then a read of up to `n` bytes into `buf`, which grows only
+    /// once bytes are there: one recv for the request instead of a few bytes on the
+    /// stack and then the rest, and no failed non-blocking try of glommio's own.
+    async fn read_idle(&mut self, buf: &mut BytesMut, n: usize) -> io::Result<usize> {
+        self.read_some(buf, n).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use futures_lite::AsyncWriteExt;
+    use glommio::net::{TcpListener, TcpStream};
+
+    use super::ReadNow;
+
+    /// A connected loopback pair: (the side read, the side written).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = glommio::spawn_local(async move { TcpStream::connect(addr).await });
+        let server = listener.accept().await.expect("accept");
+        (server, client.await.expect("connect"))
+    }
+
+    #[test]
+    fn read_idle_waits_without_a_buffer_then_reads_the_request_at_once() {
+        crate::runtime::test_run(|| async {
+            let (mut read, mut write) = pair().await;
+            let mut buf = BytesMut::new();
+            assert!(
+                read.read_now(&mut buf, 64).await.is_none(),
+                "nothing sent yet"
+            );
+            let writer = glommio::spawn_local(async move {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                write.write_all(&[7u8; 3000]).await.expect("write");
+                write
+            });
+            let n = read.read_idle(&mut buf, 64 * 1024).await.expect("read");
+            assert_eq!(
+                n, 3000,
+                "the whole request in one read, not its first bytes"
+            );
+            assert_eq!(&buf[..], &[7u8; 3000][..]);
+            drop(writer.await);
+            buf.clear();
+            assert_eq!(
+                read.read_idle(&mut buf, 64).await.expect("eof"),
+                0,
+                "end of stream"
+            );
+        });
+    }
+
+    #[test]
+    fn read_idle_dropped_while_it_waits_leaves_the_buffer_empty() {
+        crate::runtime::test_run(|| async {
+            let (mut read, _write) = pair().await;
+            let mut buf = BytesMut::new();
+            let waited = glommio::timer::timeout(Duration::from_millis(20), async {
+                Ok(read.read_idle(&mut buf, 64 * 1024).await)
+            })
+            .await;
+            assert!(waited.is_err(), "no bytes: the wait times out");
+            assert!(
+                buf.is_empty() && buf.capacity() == 0,
+                "no buffer held while idle"
+            );
+        });
     }
 }
