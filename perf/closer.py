@@ -18,7 +18,10 @@ Sections (SECTIONS, comma-separated; default all four):
   each reading every partition from the end as the producer writes them
   (CONSUME_RATE, 10,000 msg/s), for 1 and 1,000 partitions (CONSUME_PARTITIONS), on
   CONSUME_SHARDS (1) shards; the producer-only CPU of the same run is subtracted.
-  Target: <= 0.5 CPU-s/GB.
+  Target: <= 0.5 CPU-s/GB. Beside each figure, the floor: the kernel's own CPU for the
+  same number of requests and responses, of the broker's mean wire sizes (TCP counters
+  of the consumers' connections, `ss -ti`), at the same pace (perf/fetch_floor.c, built
+  with `cc`: the request received, the response sent with sendfile).
 - latency: the broker alone on core 0 (`--shards 1`, taskset), `sluice bench` on core
   1, one producer and one consumer, linger 0, flush=never, at LATENCY_RATES (10,000 and
   50,000 msg/s): end-to-end, produce-ack and the broker's own Produce p50/p99/p99.9,
@@ -233,17 +236,98 @@ def tail_run(broker: Broker, topic: str, partitions: int, consumers: int) -> dic
         p.start()
     for _ in procs:
         ready.get(timeout=60)
-    cpu0 = broker.cpu()
+    cpu0, fetches0, t0 = broker.cpu(), fetch_count(broker), time.monotonic()
+    wire0 = wire_bytes(broker.port)
     r = bench(broker.bootstrap, "--topic", topic, "--partitions", str(partitions),
               "--producers", "1", "--consumers", "0", "--rate", str(CONSUME_RATE))
     time.sleep(1)  # the consumers read the last appends
-    cpu = broker.cpu() - cpu0
+    cpu, seconds = broker.cpu() - cpu0, time.monotonic() - t0
+    fetches = fetch_count(broker) - fetches0
+    wire = fetch_wire(wire0, wire_bytes(broker.port))
     stop.set()
     consumed = sum(out.get(timeout=60) for _ in procs)
     for p in procs:
         p.join(30)
     return {"consumers": consumers, "cpu_s": round(cpu, 2), "consumed_bytes": consumed,
-            "produced_bytes": r["produced_total"] * RECORD}
+            "produced_bytes": r["produced_total"] * RECORD, "fetches": int(fetches),
+            "seconds": round(seconds, 2), **wire}
+
+
+def wire_bytes(port: int) -> dict[str, tuple[int, int]]:
+    """Bytes (sent, received) by the broker on each of its client connections, by the
+    client's address, from the kernel's TCP counters (`ss -ti`)."""
+    out = subprocess.run(["ss", "-tinH", "state", "established", "( sport = :%d )" % port],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    conns = {}
+    for head, info in zip(out[::2], out[1::2]):
+        nums = dict(re.findall(r"(bytes_sent|bytes_received):(\d+)", info))
+        conns[head.split()[-1]] = (int(nums.get("bytes_sent", 0)),
+                                   int(nums.get("bytes_received", 0)))
+    return conns
+
+
+def fetch_wire(before: dict, after: dict) -> dict:
+    """What the broker sent and received in between on the connections that mostly sent
+    (the consumers': fetch responses out, fetch requests in; the producer's receive)."""
+    sent = received = 0
+    for peer, (s1, r1) in after.items():
+        s0, r0 = before.get(peer, (0, 0))
+        if s1 - s0 > r1 - r0:
+            sent, received = sent + s1 - s0, received + r1 - r0
+    return {"fetch_wire_sent": sent, "fetch_wire_received": received}
+
+
+def fetch_count(broker: Broker) -> float:
+    text = metrics_text(broker.admin)
+    return sample(text, 'sluice_request_latency_seconds_count{api="Fetch"}') or 0.0
+
+
+# --- consume floor: the kernel's own cost of the same responses ----------------------------
+
+def fetch_floor(root: Path, responses: int, request_bytes: int, response_bytes: int,
+                seconds: float, consumed: int) -> dict:
+    """CPU of perf/fetch_floor.c (a request of `request_bytes` in, `response_bytes` out
+    by sendfile from a cached file: the broker's mean wire sizes) answering `responses`
+    requests paced over `seconds` on one connection: a wake-up, a receive and a zero-copy
+    send per response, the least a broker's live-tail response can cost this kernel. Per
+    GB of `consumed` record bytes, as the broker's figure."""
+    exe, data = root / "fetch_floor", root / "floor.dat"
+    subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "perf" / "fetch_floor.c")],
+                   check=True)
+    data.write_bytes(os.urandom(1 << 20) * 64)  # 64 MiB, left in the page cache
+    port = free_port()
+    server = subprocess.Popen([str(exe), str(port), str(data)])
+    try:
+        sock = connect(port)
+        buf, request = memoryview(bytearray(max(response_bytes, 1))), max(request_bytes, 8)
+        cpu0, start, step = cpu_seconds(server.pid), time.monotonic(), seconds / responses
+        for i in range(responses):
+            if (delay := start + i * step - time.monotonic()) > 0:
+                time.sleep(delay)
+            sock.sendall(response_bytes.to_bytes(4, "big") + request.to_bytes(4, "big")
+                         + bytes(request - 8))
+            got = 0
+            while got < response_bytes:
+                got += sock.recv_into(buf[got:])
+        cpu = cpu_seconds(server.pid) - cpu0
+        sock.close()
+    finally:
+        server.kill()
+        server.wait(10)
+        data.unlink(missing_ok=True)
+    return {"responses": responses, "request_bytes": request_bytes,
+            "response_bytes": response_bytes, "cpu_s": round(cpu, 2),
+            "cpu_s_per_gb": per_gb(cpu, consumed),
+            "us_per_response": round(cpu / responses * 1e6, 1)}
+
+
+def connect(port: int) -> socket.socket:
+    for _ in range(100):
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+    raise RuntimeError(f"fetch_floor did not listen on {port}")
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -267,6 +351,11 @@ def consume_partitions(root: Path, partitions: int) -> list[dict]:
         run["consume_cpu_s"] = round(extra, 2)
         run["cpu_s_per_gb_consumed"] = per_gb(extra, run["consumed_bytes"])
         run["read_all"] = run["consumed_bytes"] >= 0.99 * run["consumers"] * run["produced_bytes"]
+        if (n := run["fetches"]) > 0:
+            run["us_per_response"] = round(extra / n * 1e6, 1)
+            run["floor"] = fetch_floor(root, n, run["fetch_wire_received"] // n,
+                                       run["fetch_wire_sent"] // n, run["seconds"],
+                                       run["consumed_bytes"])
     alone["cpu_s_per_gb_produced"] = per_gb(alone["cpu_s"], alone["produced_bytes"])
     return runs
 
@@ -404,6 +493,8 @@ def summary(r: dict) -> list[str]:
     for key, runs in (r.get("consume") or {}).items():
         if key.startswith("partitions_"):
             figs = ", ".join(f"{x['consumers']}c {x['cpu_s_per_gb_consumed']}"
+                             + (f" (floor {x['floor']['cpu_s_per_gb']}, {x['fetches']}"
+                                f" responses)" if "floor" in x else "")
                              + ("" if x["read_all"] else " (fell behind)") for x in runs[1:])
             lines.append(f"live-tail consume, {key[11:]} partitions: CPU-s/GB consumed {figs}"
                          " (target <= 0.5)")
