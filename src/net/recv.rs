@@ -100,7 +100,8 @@ impl ReadNow for TcpStream {
 
     /// The one-byte peek, then a read of up to `n` bytes into `buf`, which grows only
     /// once bytes are there: one recv for the request instead of a few bytes on the
-    /// stack and then the rest, and no failed non-blocking try of glommio's own.
+    /// stack and then the rest. (glommio's peek still tries a non-blocking
+    /// `MSG_PEEK` before it waits in io_uring.)
     async fn read_idle(&mut self, buf: &mut BytesMut, n: usize) -> io::Result<usize> {
         self.read_some(buf, n).await
     }
@@ -156,9 +157,9 @@ mod tests {
     }
 
     #[test]
-    fn read_idle_dropped_while_it_waits_leaves_the_buffer_empty() {
+    fn read_idle_dropped_while_it_waits_leaves_the_buffer_empty_and_loses_nothing() {
         crate::runtime::test_run(|| async {
-            let (mut read, _write) = pair().await;
+            let (mut read, mut write) = pair().await;
             let mut buf = BytesMut::new();
             let waited = glommio::timer::timeout(Duration::from_millis(20), async {
                 Ok(read.read_idle(&mut buf, 64 * 1024).await)
@@ -169,6 +170,13 @@ mod tests {
                 buf.is_empty() && buf.capacity() == 0,
                 "no buffer held while idle"
             );
+            write.write_all(&[9u8; 3000]).await.expect("write");
+            let n = read.read_idle(&mut buf, 64 * 1024).await.expect("read");
+            assert_eq!(
+                n, 3000,
+                "the bytes sent after the cancelled wait, all of them"
+            );
+            assert_eq!(&buf[..], &[9u8; 3000][..]);
         });
     }
 }

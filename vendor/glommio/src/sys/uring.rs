@@ -1223,9 +1223,10 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    // Sluice patch: whether that source is a preempt timer (armed by `wait` for the
-    // busy loop), not a sleep's user timer, so that `wait` may keep it.
-    latency_timer_is_preempt: Cell<bool>,
+    // Sluice patch: the duration that source was armed with as a preempt timer (by
+    // `wait` for the busy loop); None for a sleep's user timer. `wait` keeps it only
+    // when it is no longer than the preempt timer asked for.
+    latency_timer_preempt: Cell<Option<Duration>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1357,7 +1358,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_timer_is_preempt: Cell::new(false),
+            latency_timer_preempt: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1823,15 +1824,17 @@ impl Reactor {
         // on every call, i.e. on every turn of the executor's loop: four SQEs, two
         // io_uring_enter calls and two hrtimers a turn, several turns a request. Now a
         // timer that has not fired yet is kept while the executor stays busy (the
-        // caller asks for a preempt timer): it fires at most `preempt` after it was
-        // armed, so a busy executor is still preempted that often. Going to sleep
+        // caller asks for a preempt timer) if it was armed with no more than the
+        // `preempt` asked for now (a latency-sensitive queue may have shortened it):
+        // it fires at most `preempt` after it was armed, so a busy executor is still
+        // preempted that often. Going to sleep
         // (no preempt timer asked for), the latency timer is cancelled as before, or
         // it would wake us up when it expires.
         let preempt = preempt_timer();
         let kept_latency_timer = match self.latency_preemption_timeout_src.take() {
             Some(src)
-                if preempt.is_some()
-                    && self.latency_timer_is_preempt.get()
+                if matches!((preempt, self.latency_timer_preempt.get()),
+                        (Some(want), Some(armed)) if armed <= want)
                     && src.result().is_none() =>
             {
                 Some(src)
@@ -1841,7 +1844,9 @@ impl Reactor {
 
         // The throughput-based timeout fires once ring_depth events completed on the
         // main ring since it was armed (any of which would wake us up anyway): kept
-        // until it fires, then armed again.
+        // until it fires, then armed again. Upstream's counted from this call, so it
+        // fired only when ring_depth events completed within one turn; a busy
+        // executor now also yields once every ring_depth completions.
         let throughput = match self.throughput_preemption_timeout_src.take() {
             Some(src) if src.result().is_none() => src,
             _ => main_ring.prepare_throughput_preemption_timer(
@@ -1871,7 +1876,7 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_timer_is_preempt.set(false);
+                self.latency_timer_preempt.set(None);
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
@@ -1907,7 +1912,7 @@ impl Reactor {
             match kept_latency_timer {
                 Some(src) => self.latency_preemption_timeout_src.set(Some(src)),
                 None => {
-                    self.latency_timer_is_preempt.set(true);
+                    self.latency_timer_preempt.set(Some(preempt));
                     self.latency_preemption_timeout_src
                         .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                     flush_rings!(lat_ring, main_ring)?;
