@@ -38,6 +38,7 @@ perf/out/closer.json (or CLOSER_OUT) and prints the figures and the JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -291,14 +292,13 @@ def fetch_floor(root: Path, responses: int, request_bytes: int, response_bytes: 
     requests paced over `seconds` on one connection: a wake-up, a receive and a zero-copy
     send per response, the least a broker's live-tail response can cost this kernel. Per
     GB of `consumed` record bytes, as the broker's figure."""
-    exe, data = root / "fetch_floor", root / "floor.dat"
-    subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "perf" / "fetch_floor.c")],
-                   check=True)
-    data.write_bytes(os.urandom(1 << 20) * 64)  # 64 MiB, left in the page cache
-    port = free_port()
-    server = subprocess.Popen([str(exe), str(port), str(data)])
+    exe, data = floor_tools(root)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        # The server accepts on this listener: listening before it starts.
+        fd = listener.fileno()
+        server = subprocess.Popen([str(exe), str(data), str(fd)], pass_fds=[fd])
+        sock = socket.create_connection(listener.getsockname(), timeout=30)
     try:
-        sock = connect(port)
         buf, request = memoryview(bytearray(max(response_bytes, 1))), max(request_bytes, 8)
         cpu0, start, step = cpu_seconds(server.pid), time.monotonic(), seconds / responses
         for i in range(responses):
@@ -310,24 +310,25 @@ def fetch_floor(root: Path, responses: int, request_bytes: int, response_bytes: 
             while got < response_bytes:
                 got += sock.recv_into(buf[got:])
         cpu = cpu_seconds(server.pid) - cpu0
-        sock.close()
     finally:
+        sock.close()
         server.kill()
         server.wait(10)
-        data.unlink(missing_ok=True)
     return {"responses": responses, "request_bytes": request_bytes,
             "response_bytes": response_bytes, "cpu_s": round(cpu, 2),
             "cpu_s_per_gb": per_gb(cpu, consumed),
             "us_per_response": round(cpu / responses * 1e6, 1)}
 
 
-def connect(port: int) -> socket.socket:
-    for _ in range(100):
-        try:
-            return socket.create_connection(("127.0.0.1", port), timeout=30)
-        except ConnectionRefusedError:
-            time.sleep(0.05)
-    raise RuntimeError(f"fetch_floor did not listen on {port}")
+@functools.cache
+def floor_tools(root: Path) -> tuple[Path, Path]:
+    """perf/fetch_floor.c built, and the 64 MiB file it sends from written (and left in
+    the page cache), once a run."""
+    exe, data = root / "fetch_floor", root / "floor.dat"
+    subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "perf" / "fetch_floor.c")],
+                   check=True)
+    data.write_bytes(os.urandom(1 << 20) * 64)
+    return exe, data
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:

@@ -1,9 +1,9 @@
 /* The kernel's own cost of a live-tail fetch response (perf/closer.py, issue 18 item 2).
  *
- *     fetch_floor PORT FILE
+ *     fetch_floor FILE FD
  *
- * Accepts one connection on 127.0.0.1:PORT. A request starts with two 4-byte
- * big-endian lengths, N and M: M is the whole request's size (at least 8, padding after
+ * Accepts one connection on FD, a listening socket that closer.py passes. A request
+ * starts with two 4-byte big-endian lengths, N and M: M is the whole request's size (at least 8, padding after
  * the lengths), and the answer is N bytes `sendfile`d from FILE (in the page cache),
  * wrapping at its end. The process blocks in recv between requests, so each response
  * costs what one costs the broker at the least: a wake-up, the request's receive, a
@@ -44,27 +44,18 @@ static int send_range(int conn, int file, off_t size, off_t *pos, size_t len) {
     return 0;
 }
 
-static int listen_on(int port) {
-    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 1)) return -1;
-    return s;
-}
-
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s PORT FILE\n", argv[0]);
+        fprintf(stderr, "usage: %s FILE FD\n", argv[0]);
         return 2;
     }
-    int file = open(argv[2], O_RDONLY), s = listen_on(atoi(argv[1])), one = 1;
+    int file = open(argv[1], O_RDONLY), one = 1;
     struct stat st;
-    if (file < 0 || fstat(file, &st) || st.st_size == 0 || s < 0) {
+    if (file < 0 || fstat(file, &st) || st.st_size == 0) {
         perror("fetch_floor");
         return 1;
     }
-    int conn = accept(s, NULL, NULL);
+    int conn = accept(atoi(argv[2]), NULL, NULL);
     if (conn < 0) return 1;
     setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     static char req[CHUNK];

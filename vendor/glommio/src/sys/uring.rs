@@ -1827,9 +1827,8 @@ impl Reactor {
         // caller asks for a preempt timer) if it was armed with no more than the
         // `preempt` asked for now (a latency-sensitive queue may have shortened it):
         // it fires at most `preempt` after it was armed, so a busy executor is still
-        // preempted that often. Going to sleep
-        // (no preempt timer asked for), the latency timer is cancelled as before, or
-        // it would wake us up when it expires.
+        // preempted that often. Going to sleep (no preempt timer asked for), the
+        // latency timer is cancelled as before, or it would wake us up when it expires.
         let preempt = preempt_timer();
         let kept_latency_timer = match self.latency_preemption_timeout_src.take() {
             Some(src)
